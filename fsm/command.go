@@ -1,0 +1,168 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// CommandType is the first byte of every log entry. Values are append-only:
+// never renumber or reuse one, since old logs and snapshots name them.
+type CommandType uint8
+
+// The command types. IgnoreUnknown may be OR-ed into a new type so that older
+// binaries skip it instead of stopping (for commands that are safe to miss).
+const (
+	CmdSubmitTask     CommandType = 1
+	CmdCancelTask     CommandType = 2
+	CmdSetStatus      CommandType = 3
+	CmdRegisterMember CommandType = 4
+	CmdRemoveMember   CommandType = 5
+
+	// IgnoreUnknown marks a command that a replica which does not know its
+	// type may skip.
+	IgnoreUnknown CommandType = 0x80
+)
+
+// bodyVersion is the encoding version written after the type byte. Decoders
+// accept every version they know; a body change bumps it.
+const bodyVersion = 1
+
+// headerLen is the type byte plus the version byte.
+const headerLen = 2
+
+// ErrDecode wraps every malformed-command error.
+var ErrDecode = errors.New("fsm: malformed command")
+
+// Command is a change to the replicated state. The leader fills in every
+// time and id before encoding; Apply uses nothing else.
+type Command interface {
+	Type() CommandType
+}
+
+// SubmitTask creates a task as queued at node_selection. RequestID (from the
+// client's Idempotency-Key, or made up by the API) makes a retry return the
+// first result; Fingerprint tells a retry from a different request that
+// reuses the key.
+type SubmitTask struct {
+	RequestID   string    `json:"request_id"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	TaskID      string    `json:"task_id"`
+	Spec        TaskSpec  `json:"spec"`
+	At          time.Time `json:"at"`
+}
+
+// CancelTask cancels a task at whatever step it is. Cancelling a cancelled
+// task is a no-op.
+type CancelTask struct {
+	TaskID string    `json:"task_id"`
+	Actor  Actor     `json:"actor"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// SetStatus moves a task to another status along the transition table, for
+// example a user re-opening a failed task to ready.
+type SetStatus struct {
+	TaskID string    `json:"task_id"`
+	To     Status    `json:"to"`
+	Actor  Actor     `json:"actor"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// RegisterMember records (or updates) a raft server's addresses.
+type RegisterMember struct {
+	Member Member `json:"member"`
+}
+
+// RemoveMember drops a raft server from the member table.
+type RemoveMember struct {
+	ID string `json:"id"`
+}
+
+// Type implements Command.
+func (SubmitTask) Type() CommandType { return CmdSubmitTask }
+
+// Type implements Command.
+func (CancelTask) Type() CommandType { return CmdCancelTask }
+
+// Type implements Command.
+func (SetStatus) Type() CommandType { return CmdSetStatus }
+
+// Type implements Command.
+func (RegisterMember) Type() CommandType { return CmdRegisterMember }
+
+// Type implements Command.
+func (RemoveMember) Type() CommandType { return CmdRemoveMember }
+
+// Encode serialises a command as its type byte, the body version and the body.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode %T: %w", c, err)
+	}
+	buf := make([]byte, headerLen, headerLen+len(body))
+	buf[0] = byte(c.Type())
+	buf[1] = bodyVersion
+	return append(buf, body...), nil
+}
+
+// newCommand returns an empty command of type t, or nil if t is unknown.
+func newCommand(t CommandType) Command {
+	switch t {
+	case CmdSubmitTask:
+		return &SubmitTask{}
+	case CmdCancelTask:
+		return &CancelTask{}
+	case CmdSetStatus:
+		return &SetStatus{}
+	case CmdRegisterMember:
+		return &RegisterMember{}
+	case CmdRemoveMember:
+		return &RemoveMember{}
+	}
+	return nil
+}
+
+// ErrUnknownCommand is returned by Decode for a type this binary does not
+// know. If the type carries IgnoreUnknown the entry may be skipped.
+var ErrUnknownCommand = errors.New("fsm: unknown command type")
+
+// Decode parses an encoded command. It never panics, whatever the input.
+func Decode(buf []byte) (Command, error) {
+	if len(buf) < headerLen {
+		return nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrDecode, len(buf), headerLen)
+	}
+	t := CommandType(buf[0])
+	cmd := newCommand(t &^ IgnoreUnknown)
+	if cmd == nil {
+		return nil, fmt.Errorf("%w %d", ErrUnknownCommand, t)
+	}
+	if v := buf[1]; v != bodyVersion {
+		return nil, fmt.Errorf("%w: type %d has body version %d, this binary knows %d", ErrDecode, t, v, bodyVersion)
+	}
+	if err := json.Unmarshal(buf[headerLen:], cmd); err != nil {
+		return nil, fmt.Errorf("%w: type %d: %v", ErrDecode, t, err)
+	}
+	return deref(cmd), nil
+}
+
+// deref turns the pointer newCommand made back into the value type that
+// Encode and Apply's switch use.
+func deref(c Command) Command {
+	switch c := c.(type) {
+	case *SubmitTask:
+		return *c
+	case *CancelTask:
+		return *c
+	case *SetStatus:
+		return *c
+	case *RegisterMember:
+		return *c
+	case *RemoveMember:
+		return *c
+	}
+	return c
+}

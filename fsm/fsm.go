@@ -1,0 +1,242 @@
+package fsm
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/btree"
+	"github.com/hashicorp/raft"
+)
+
+// DefaultIdempotencyRetention is how long, in committed time, a request id
+// is remembered. Every replica must use the same value.
+const DefaultIdempotencyRetention = 24 * time.Hour
+
+// btreeDegree suits in-memory trees of pointers.
+const btreeDegree = 32
+
+// Result is what Apply returns for every command (raft hands it to the
+// proposer through ApplyFuture.Response).
+type Result struct {
+	Index uint64
+	// Task is the task the command created or changed, if any.
+	Task *Task
+	// Duplicate is set when a request id was seen before and the first
+	// result is returned instead of applying again.
+	Duplicate bool
+	// Err is a domain error (ErrNotFound, ErrInvalidTransition, …): the
+	// command committed but changed nothing.
+	Err error
+}
+
+// Change is one entry of the change feed: a task whose state changed.
+type Change struct {
+	Index uint64
+	Task  *Task
+}
+
+// state is everything a snapshot holds. Its trees are copy-on-write, so
+// cloning it is O(1).
+type state struct {
+	index      uint64
+	tasks      *btree.BTreeG[*Task]
+	nodes      *btree.BTreeG[*Node]
+	workspaces *btree.BTreeG[*Workspace]
+	members    *btree.BTreeG[Member]
+	idem       *btree.BTreeG[*idemEntry] // by key
+	idemByTime *btree.BTreeG[*idemEntry] // by (at, key), for pruning
+}
+
+func newState() *state {
+	return &state{
+		tasks:      btree.NewG(btreeDegree, func(a, b *Task) bool { return a.ID < b.ID }),
+		nodes:      btree.NewG(btreeDegree, func(a, b *Node) bool { return a.ID < b.ID }),
+		workspaces: btree.NewG(btreeDegree, func(a, b *Workspace) bool { return a.ID < b.ID }),
+		members:    btree.NewG(4, func(a, b Member) bool { return a.ID < b.ID }),
+		idem:       btree.NewG(btreeDegree, func(a, b *idemEntry) bool { return a.Key < b.Key }),
+		idemByTime: btree.NewG(btreeDegree, lessIdemByTime),
+	}
+}
+
+func lessIdemByTime(a, b *idemEntry) bool {
+	if !a.At.Equal(b.At) {
+		return a.At.Before(b.At)
+	}
+	return a.Key < b.Key
+}
+
+func (s *state) clone() *state {
+	return &state{
+		index:      s.index,
+		tasks:      s.tasks.Clone(),
+		nodes:      s.nodes.Clone(),
+		workspaces: s.workspaces.Clone(),
+		members:    s.members.Clone(),
+		idem:       s.idem.Clone(),
+		idemByTime: s.idemByTime.Clone(),
+	}
+}
+
+// FSM is the replicated state machine. It implements raft.FSM; tests drive
+// it directly with ApplyCommand.
+type FSM struct {
+	mu        sync.RWMutex
+	st        *state
+	retention time.Duration
+	observer  func(Change)
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// New returns an empty FSM.
+func New() *FSM {
+	return &FSM{st: newState(), retention: DefaultIdempotencyRetention}
+}
+
+// SetObserver installs the change feed: fn is called synchronously, inside
+// Apply, for every changed task. It must not block or call back into the FSM.
+func (f *FSM) SetObserver(fn func(Change)) {
+	f.mu.Lock()
+	f.observer = fn
+	f.mu.Unlock()
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	return f.ApplyCommand(l.Index, l.Data)
+}
+
+// ApplyCommand applies one encoded command at a log index. A command that
+// cannot be decoded panics: every replica would fail the same way, and going
+// on would silently diverge from the leader's intent. Only a type that
+// carries IgnoreUnknown is skipped.
+func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
+	cmd, err := Decode(data)
+	if err != nil {
+		if len(data) > 0 && CommandType(data[0])&IgnoreUnknown != 0 {
+			f.mu.Lock()
+			f.st.index = index
+			f.mu.Unlock()
+			return &Result{Index: index}
+		}
+		panic(fmt.Sprintf("fsm: cannot apply log entry %d: %v", index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st.index = index
+	res := &Result{Index: index}
+	switch c := cmd.(type) {
+	case SubmitTask:
+		f.applySubmitTask(c, res)
+	case CancelTask:
+		f.applySetStatus(c.TaskID, StatusCancelled, c.Actor, c.Reason, c.At, res)
+	case SetStatus:
+		f.applySetStatus(c.TaskID, c.To, c.Actor, c.Reason, c.At, res)
+	case RegisterMember:
+		f.applyRegisterMember(c, res)
+	case RemoveMember:
+		f.st.members.Delete(Member{ID: c.ID})
+	default:
+		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
+	}
+	if res.Task != nil && res.Err == nil && !res.Duplicate && f.observer != nil {
+		f.observer(Change{Index: index, Task: res.Task})
+	}
+	return res
+}
+
+func (f *FSM) applySubmitTask(c SubmitTask, res *Result) {
+	f.pruneIdempotency(c.At)
+	if c.RequestID != "" {
+		if e, ok := f.st.idem.Get(&idemEntry{Key: c.RequestID}); ok {
+			if c.Fingerprint != "" && e.Fingerprint != "" && c.Fingerprint != e.Fingerprint {
+				res.Err = fmt.Errorf("%w: %q", ErrIdempotencyMismatch, c.RequestID)
+				return
+			}
+			res.Task, _ = f.st.tasks.Get(&Task{ID: e.TaskID})
+			res.Duplicate = true
+			return
+		}
+	}
+	if strings.TrimSpace(c.TaskID) == "" {
+		res.Err = fmt.Errorf("%w: task id is empty", ErrInvalid)
+		return
+	}
+	if _, ok := f.st.tasks.Get(&Task{ID: c.TaskID}); ok {
+		res.Err = fmt.Errorf("%w: task %s", ErrExists, c.TaskID)
+		return
+	}
+	t := &Task{
+		ID:        c.TaskID,
+		TaskSpec:  c.Spec,
+		Status:    StatusQueued,
+		Step:      StepNodeSelection,
+		CreatedAt: c.At,
+		UpdatedAt: c.At,
+		History: []StatusEvent{{
+			To: StatusQueued, Actor: Actor{Type: ActorUser, ID: c.Spec.UserID}, Reason: "submitted", At: c.At,
+		}},
+	}
+	f.st.tasks.ReplaceOrInsert(t)
+	if c.RequestID != "" {
+		e := &idemEntry{Key: c.RequestID, Fingerprint: c.Fingerprint, TaskID: t.ID, At: c.At}
+		f.st.idem.ReplaceOrInsert(e)
+		f.st.idemByTime.ReplaceOrInsert(e)
+	}
+	res.Task = t
+}
+
+// pruneIdempotency forgets request ids older than the retention, measured in
+// the committed time of the command being applied.
+func (f *FSM) pruneIdempotency(now time.Time) {
+	cutoff := now.Add(-f.retention)
+	for {
+		e, ok := f.st.idemByTime.Min()
+		if !ok || !e.At.Before(cutoff) {
+			return
+		}
+		f.st.idemByTime.DeleteMin()
+		f.st.idem.Delete(e)
+	}
+}
+
+func (f *FSM) applySetStatus(id string, to Status, actor Actor, reason string, at time.Time, res *Result) {
+	cur, ok := f.st.tasks.Get(&Task{ID: id})
+	if !ok {
+		res.Err = fmt.Errorf("%w: task %s", ErrNotFound, id)
+		return
+	}
+	if !CanTransition(cur.Status, to) {
+		res.Err = fmt.Errorf("%w: %s → %s", ErrInvalidTransition, cur.Status, to)
+		res.Task = cur
+		return
+	}
+	if cur.Status == to {
+		res.Task = cur
+		res.Duplicate = true
+		return
+	}
+	t := cur.clone()
+	t.setStatus(to, actor, reason, at)
+	if to == StatusQueued {
+		// A re-run starts the pipeline again from the first step.
+		t.Step = StepNodeSelection
+		t.CompletedAt = nil
+		t.ErrorMessage = ""
+	}
+	f.st.tasks.ReplaceOrInsert(t)
+	res.Task = t
+}
+
+func (f *FSM) applyRegisterMember(c RegisterMember, res *Result) {
+	if c.Member.ID == "" {
+		res.Err = fmt.Errorf("%w: member id is empty", ErrInvalid)
+		return
+	}
+	f.st.members.ReplaceOrInsert(c.Member)
+}

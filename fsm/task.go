@@ -1,0 +1,111 @@
+package fsm
+
+import (
+	"slices"
+	"time"
+)
+
+// ActorType says who caused a status change.
+type ActorType string
+
+// Actor types of status events (REFERENCE.md).
+const (
+	ActorUser              ActorType = "user"
+	ActorSystem            ActorType = "system"
+	ActorWorkspaceCallback ActorType = "workspace_callback"
+)
+
+// Actor is who caused a change.
+type Actor struct {
+	Type ActorType `json:"type"`
+	ID   string    `json:"id,omitempty"`
+}
+
+// StatusEvent records one status change of a task.
+type StatusEvent struct {
+	From   Status    `json:"from"`
+	To     Status    `json:"to"`
+	Actor  Actor     `json:"actor"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// StepAttempt records one attempt of one execution step.
+type StepAttempt struct {
+	Step     Step       `json:"step"`
+	Attempt  int        `json:"attempt"`
+	Leader   string     `json:"leader,omitempty"` // node that ran it
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Outcome  string     `json:"outcome,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+// Output is what a finished agent run produced.
+type Output struct {
+	Branch  string `json:"branch,omitempty"`
+	PRURL   string `json:"pr_url,omitempty"`
+	Summary string `json:"summary,omitempty"`
+}
+
+// TaskSpec is what a user submits.
+type TaskSpec struct {
+	ProjectID       string `json:"project_id"`
+	UserID          string `json:"user_id"`
+	Prompt          string `json:"prompt"`
+	Repository      string `json:"repository"`
+	Branch          string `json:"branch,omitempty"`
+	VMSize          string `json:"vm_size,omitempty"`
+	VMLocation      string `json:"vm_location,omitempty"`
+	PreferredNodeID string `json:"preferred_node_id,omitempty"`
+}
+
+// Task is one task and its run. Stored tasks are immutable: Apply replaces a
+// task with a modified clone, so readers may hold a *Task without locks but
+// must never modify it.
+type Task struct {
+	ID string `json:"id"`
+	TaskSpec
+	Status         Status     `json:"status"`
+	Step           Step       `json:"execution_step"`
+	NodeID         string     `json:"node_id,omitempty"`
+	WorkspaceID    string     `json:"workspace_id,omitempty"`
+	AgentSessionID string     `json:"agent_session_id,omitempty"`
+	ErrorMessage   string     `json:"error_message,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	StartedAt      *time.Time `json:"started_at,omitempty"`
+	CompletedAt    *time.Time `json:"completed_at,omitempty"`
+	Output         Output     `json:"output"`
+	// Attempts counts step attempts over the task's whole life.
+	Attempts int           `json:"attempts"`
+	History  []StatusEvent `json:"history"`
+	Steps    []StepAttempt `json:"steps"`
+}
+
+// clone returns a copy that Apply may modify. Slices are copied with spare
+// capacity cut off so that appending to the clone never writes into an
+// array a snapshot still reads.
+func (t *Task) clone() *Task {
+	c := *t
+	c.History = slices.Clip(t.History)
+	c.Steps = slices.Clip(t.Steps)
+	return &c
+}
+
+// setStatus moves the task to a new status and records the event. The caller
+// has checked CanTransition; a same-status change records nothing.
+func (t *Task) setStatus(to Status, actor Actor, reason string, at time.Time) {
+	if t.Status == to {
+		return
+	}
+	t.History = append(t.History, StatusEvent{From: t.Status, To: to, Actor: actor, Reason: reason, At: at})
+	t.Status = to
+	t.UpdatedAt = at
+	if to.Terminal() {
+		t.CompletedAt = timePtr(at)
+		t.Step = StepNone
+	}
+}
+
+func timePtr(t time.Time) *time.Time { return &t }
