@@ -1,0 +1,46 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tdf-project/tdf/cluster"
+)
+
+func (s *Server) clusterStatus(c *gin.Context) {
+	c.JSON(http.StatusOK, s.cfg.Node.Status())
+}
+
+func (s *Server) joinCluster(c *gin.Context) {
+	var req cluster.JoinRequest
+	if !s.decode(c, &req) {
+		return
+	}
+	if err := req.Validate(); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	if err := checkID("id", req.ID, true); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	if err := s.cfg.Node.Join(c.Request.Context(), req); err != nil {
+		abortErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"joined": req.ID})
+}
+
+func (s *Server) removeMember(c *gin.Context) {
+	id := c.Param("id")
+	if !validID(id) {
+		abortError(c, http.StatusBadRequest, CodeInvalidID, "invalid member id")
+		return
+	}
+	if err := s.cfg.Node.Remove(c.Request.Context(), id); err != nil {
+		abortErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"removed": id})
+}

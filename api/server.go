@@ -1,0 +1,167 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tdf-project/tdf/cluster"
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// Cluster is what the API needs of the local cluster node.
+type Cluster interface {
+	ID() string
+	IsLeader() bool
+	Leader() (id, raftAddr string)
+	LeaderAPI() (id, url string, ok bool)
+	ApplyIdempotent(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
+	ConsistentRead(ctx context.Context) error
+	Status() cluster.Status
+	Join(ctx context.Context, j cluster.JoinRequest) error
+	Remove(ctx context.Context, id string) error
+	FSM() *fsm.FSM
+}
+
+var _ Cluster = (*cluster.Node)(nil)
+
+// Config configures the API server.
+type Config struct {
+	Node   Cluster
+	Logger hclog.Logger
+	// Now stamps commands; tests inject a fixed clock.
+	Now func() time.Time
+	// HoldTimeout is how long a write waits for a leader before 503.
+	HoldTimeout time.Duration
+	// MaxBodyBytes bounds every request body.
+	MaxBodyBytes int64
+	// RequestTimeout bounds the handling of one request.
+	RequestTimeout time.Duration
+	// Client forwards requests to the leader.
+	Client *http.Client
+}
+
+// DefaultConfig returns the documented defaults for everything but Node.
+func DefaultConfig() Config {
+	return Config{
+		Now:            time.Now,
+		HoldTimeout:    5 * time.Second,
+		MaxBodyBytes:   1 << 20,
+		RequestTimeout: 30 * time.Second,
+		Client:         &http.Client{Timeout: 30 * time.Second},
+	}
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	cfg    Config
+	log    hclog.Logger
+	engine *gin.Engine
+}
+
+// New builds the API server and its routes.
+func New(cfg Config) (*Server, error) {
+	d := DefaultConfig()
+	if cfg.Node == nil {
+		return nil, fmt.Errorf("api: Node is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = d.Now
+	}
+	if cfg.HoldTimeout <= 0 {
+		cfg.HoldTimeout = d.HoldTimeout
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = d.RequestTimeout
+	}
+	if cfg.Client == nil {
+		cfg.Client = d.Client
+	}
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("api")}
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler returns the http.Handler serving the API.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+func (s *Server) routes() *gin.Engine {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(s.recoverJSON, s.common)
+	r.NoRoute(func(c *gin.Context) {
+		abortError(c, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		abortError(c, http.StatusMethodNotAllowed, CodeMethodNotAllow, fmt.Sprintf("%s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
+	})
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+
+	v1 := r.Group("/v1")
+	v1.POST("/tasks", s.ensureRequestID, s.onLeader, s.submitTask)
+	v1.GET("/tasks", s.readable, s.listTasks)
+	v1.GET("/tasks/:id", s.readable, s.getTask)
+	v1.POST("/tasks/:id/cancel", s.onLeader, s.cancelTask)
+	v1.GET("/cluster", s.clusterStatus)
+	v1.POST("/cluster/join", s.onLeader, s.joinCluster)
+	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
+	return r
+}
+
+// common stamps the node headers, bounds the body and the handling time.
+func (s *Server) common(c *gin.Context) {
+	c.Header("X-Tdf-Node", s.cfg.Node.ID())
+	if id, _ := s.cfg.Node.Leader(); id != "" {
+		c.Header("X-Tdf-Leader", id)
+	}
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+// recoverJSON turns a handler panic into a JSON 500 instead of a dropped
+// connection, and logs it.
+func (s *Server) recoverJSON(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("handler panic", "path", c.Request.URL.Path, "panic", v)
+			abortError(c, http.StatusInternalServerError, CodeInternal, "internal error")
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "node": s.cfg.Node.ID()})
+}
+
+// readyz is ready when the node knows a leader (and, on the leader, once
+// it has applied every earlier entry).
+func (s *Server) readyz(c *gin.Context) {
+	id, _ := s.cfg.Node.Leader()
+	if id == "" {
+		abortError(c, http.StatusServiceUnavailable, CodeNoLeader, "no leader known")
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "node": s.cfg.Node.ID(), "leader": id})
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now().UTC().Round(0) }

@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// Apply commits a command through raft and returns the FSM's result. Only
+// the leader can apply; see the package doc for the error outcomes.
+// Transient refusals (a leadership transfer in progress, a full queue) are
+// retried until ctx ends, since raft guarantees those entries were not
+// appended.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return n.ApplyBytes(ctx, data)
+}
+
+// ApplyBytes is Apply for an already encoded command.
+func (n *Node) ApplyBytes(ctx context.Context, data []byte) (*fsm.Result, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		if n.raft.State() != raft.Leader {
+			return nil, ErrNotLeader
+		}
+		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+		err := f.Error()
+		switch {
+		case err == nil:
+			res, ok := f.Response().(*fsm.Result)
+			if !ok {
+				return nil, fmt.Errorf("apply: unexpected FSM response %T", f.Response())
+			}
+			return res, nil
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, ErrNotLeader
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, ErrShutdown
+		case errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+			// Not appended: safe to retry as is.
+		default:
+			return nil, fmt.Errorf("apply: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// ApplyIdempotent is Apply for commands that are safe to apply twice (they
+// carry a request id, or are no-ops the second time). On an unknown outcome
+// it waits for the cluster to settle and, if this node leads again,
+// re-applies the same bytes; the FSM turns a second copy into a duplicate.
+// If another node leads, it returns ErrUnknownOutcome for the caller to
+// forward the same request there.
+func (n *Node) ApplyIdempotent(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		res, err := n.ApplyBytes(ctx, data)
+		if !errors.Is(err, ErrUnknownOutcome) {
+			return res, err
+		}
+		if _, werr := n.WaitLeader(ctx); werr != nil {
+			return nil, err
+		}
+		if !n.IsLeader() {
+			return nil, err
+		}
+	}
+}
+
+// ConsistentRead waits until this node's FSM reflects every entry committed
+// before the call, after confirming with a quorum that it still leads. Only
+// then may a read served from the local FSM be called linearizable.
+func (n *Node) ConsistentRead(ctx context.Context) error {
+	if !n.waitLeaderReady(ctx) {
+		if n.IsLeader() {
+			return ErrNoLeader
+		}
+		return ErrNotLeader
+	}
+	commit := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return err
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for n.fsm.AppliedIndex() < commit {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+// Package cluster wires the replicated state machine (package fsm) to
+// hashicorp/raft: the TCP transport, raft-boltdb log and stable stores and
+// file snapshots under the data directory; bootstrap, join and removal; the
+// leadership loop; and Apply with typed errors.
+//
+// Leadership follows the Nomad/Consul pattern: one goroutine watches
+// LeaderCh and, per term, runs a leader loop that first waits on Barrier()
+// (so every earlier entry is applied), then runs the registered leader hooks
+// with a context that is cancelled the moment leadership is lost. A new loop
+// never starts before the previous one has fully returned, so there are
+// never two runners on one node.
+//
+// Apply maps raft's errors onto three outcomes callers can act on:
+// ErrNotLeader (nothing happened: forward), ErrNoLeader (hold and retry) and
+// ErrUnknownOutcome (the entry may or may not commit: retry with the same
+// request id, which the FSM's idempotency table makes safe).
+//
+// Each node records its own raft and API addresses in the FSM's member
+// table (the leader directly, followers through the leader's join
+// endpoint), which is how any node finds the leader's API to forward to.
+package cluster

@@ -1,0 +1,262 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// Node is one member of the tdf cluster: a raft server with the FSM.
+type Node struct {
+	cfg       Config
+	log       hclog.Logger
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	transport raft.Transport
+	store     *raftboltdb.BoltStore
+
+	hooksMu sync.Mutex
+	hooks   []LeaderHook
+
+	// leaderReady is set while this node leads and its Barrier has
+	// completed: only then does its FSM reflect every committed entry.
+	leaderMu    sync.RWMutex
+	leaderReady bool
+	leaderTerm  uint64
+
+	shutdownOnce sync.Once
+	shutdownCh   chan struct{}
+	wg           sync.WaitGroup
+}
+
+// LeaderHook runs while this node is the ready leader. ctx is cancelled
+// when leadership is lost or the node shuts down; the hook must return
+// promptly then. A new term's hooks start only after every hook of the
+// previous term has returned.
+type LeaderHook func(ctx context.Context)
+
+// Open starts a raft node over the FSM. Hooks added with OnLeader before
+// Start run on every term this node leads.
+func Open(cfg Config, f *fsm.FSM) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{})}
+	if err := n.openRaft(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) openRaft() error {
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft log %s: %w", filepath.Join(n.cfg.DataDir, "raft.db"), err)
+	}
+	n.store = store
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, n.cfg.Logger.Named("snapshot"))
+	if err != nil {
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	n.transport = n.cfg.Transport
+	if n.transport == nil {
+		if n.transport, err = n.tcpTransport(); err != nil {
+			return err
+		}
+	}
+	rc := n.cfg.raftConfig()
+	hasState, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	if !hasState && n.inBootstrapSet() {
+		// Every node of the set bootstraps with the same configuration;
+		// raft makes that safe, and a later call fails harmlessly.
+		err := r.BootstrapCluster(raft.Configuration{Servers: n.cfg.Bootstrap}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped cluster", "servers", len(n.cfg.Bootstrap))
+	}
+	return nil
+}
+
+func (n *Node) tcpTransport() (raft.Transport, error) {
+	adv := n.cfg.RaftAdvertise
+	if adv == "" {
+		adv = n.cfg.RaftAddr
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
+	}
+	t, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 4, 10*time.Second, n.cfg.Logger.Named("transport"))
+	if err != nil {
+		return nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
+	}
+	return t, nil
+}
+
+func (n *Node) inBootstrapSet() bool {
+	for _, s := range n.cfg.Bootstrap {
+		if string(s.ID) == n.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// OnLeader registers a hook that runs on every term this node leads.
+// Register hooks before Start.
+func (n *Node) OnLeader(h LeaderHook) {
+	n.hooksMu.Lock()
+	n.hooks = append(n.hooks, h)
+	n.hooksMu.Unlock()
+}
+
+// Start runs the leadership loop and the self-registration loop.
+func (n *Node) Start() {
+	n.goFunc(n.monitorLeadership)
+	n.goFunc(n.registerSelf)
+}
+
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// ID is this node's raft id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// APIURL is this node's advertised API URL.
+func (n *Node) APIURL() string { return n.cfg.APIURL }
+
+// FSM is the node's local replica of the state.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Raft exposes the raft instance for tests and diagnostics.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this node currently believes it leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's id and raft address, if one is known.
+func (n *Node) Leader() (id, raftAddr string) {
+	addr, sid := n.raft.LeaderWithID()
+	return string(sid), string(addr)
+}
+
+// LeaderAPI returns the leader's id and API URL, if both are known.
+func (n *Node) LeaderAPI() (id, url string, ok bool) {
+	id, _ = n.Leader()
+	if id == "" {
+		return "", "", false
+	}
+	if id == n.cfg.NodeID {
+		return id, n.cfg.APIURL, true
+	}
+	m, found := n.fsm.Member(id)
+	if !found || m.APIAddr == "" {
+		return id, "", false
+	}
+	return id, m.APIAddr, true
+}
+
+// WaitLeader waits until some leader is known, or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) (string, error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ErrNoLeader
+		case <-n.shutdownCh:
+			return "", ErrShutdown
+		case <-t.C:
+		}
+	}
+}
+
+// TransferLeadership hands leadership to another voter if this node leads,
+// so that a planned stop costs the cluster no election timeout.
+func (n *Node) TransferLeadership() {
+	if n.raft == nil || !n.IsLeader() || n.voters() < 2 {
+		return
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Warn("leadership transfer failed", "error", err)
+		return
+	}
+	n.log.Info("leadership transferred")
+}
+
+// Close shuts the node down, handing leadership over first.
+func (n *Node) Close() error {
+	var err error
+	n.shutdownOnce.Do(func() {
+		n.TransferLeadership()
+		close(n.shutdownCh)
+		if n.raft != nil {
+			err = n.raft.Shutdown().Error()
+		}
+		n.wg.Wait()
+		n.closeStores()
+	})
+	return err
+}
+
+func (n *Node) closeStores() {
+	if c, ok := n.transport.(raft.WithClose); ok && n.cfg.Transport == nil {
+		_ = c.Close()
+	}
+	if n.store != nil {
+		_ = n.store.Close()
+	}
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tdf-project/tdf/api"
+	"github.com/tdf-project/tdf/cluster"
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// client talks to any node's API.
+type client struct {
+	addr string
+	http *http.Client
+}
+
+func clientFlags(fs *flag.FlagSet) *string {
+	return fs.String("addr", "http://127.0.0.1:8001", "API URL of any node")
+}
+
+func newClient(addr string) (*client, error) {
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--addr %q is not an http(s) URL such as http://127.0.0.1:8001", addr)
+	}
+	return &client{addr: strings.TrimRight(addr, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// do sends a request and decodes a 2xx JSON answer into out; any other
+// answer becomes an error carrying the server's message.
+func (c *client) do(ctx context.Context, method, path string, body any, hdr map[string]string, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.addr+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e api.ErrorBody
+		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+			return fmt.Errorf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runTask(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: tdf task submit|get|list|cancel [flags]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("task "+args[0], flag.ContinueOnError)
+	addr := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	switch args[0] {
+	case "submit":
+		var spec fsm.TaskSpec
+		fs.StringVar(&spec.ProjectID, "project", "", "project id (required)")
+		fs.StringVar(&spec.UserID, "user", "", "user id (required)")
+		fs.StringVar(&spec.Prompt, "prompt", "", "what the agent should do (required)")
+		fs.StringVar(&spec.Repository, "repo", "", "repository (required)")
+		fs.StringVar(&spec.Branch, "branch", "", "branch to start from")
+		fs.StringVar(&spec.VMSize, "size", "", "VM size: small, medium or large")
+		fs.StringVar(&spec.VMLocation, "location", "", "VM location, e.g. fsn1")
+		fs.StringVar(&spec.PreferredNodeID, "node", "", "preferred node id")
+		key := fs.String("idempotency-key", "", "makes a retry return the first result")
+		c, err := parseClient(fs, args[1:], addr)
+		if err != nil {
+			return err
+		}
+		var hdr map[string]string
+		if *key != "" {
+			hdr = map[string]string{"Idempotency-Key": *key}
+		}
+		var out api.TaskResponse
+		if err := c.do(ctx, http.MethodPost, "/v1/tasks", spec, hdr, &out); err != nil {
+			return err
+		}
+		return showTask(out.Task, *asJSON)
+	case "get", "cancel":
+		c, err := parseClient(fs, args[1:], addr)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("tdf task %s needs exactly one task id", args[0])
+		}
+		id := url.PathEscape(fs.Arg(0))
+		var out api.TaskResponse
+		if args[0] == "get" {
+			err = c.do(ctx, http.MethodGet, "/v1/tasks/"+id, nil, nil, &out)
+		} else {
+			err = c.do(ctx, http.MethodPost, "/v1/tasks/"+id+"/cancel", api.CancelRequest{}, nil, &out)
+		}
+		if err != nil {
+			return err
+		}
+		return showTask(out.Task, *asJSON)
+	case "list":
+		status := fs.String("status", "", "only tasks with this status")
+		user := fs.String("user", "", "only tasks of this user")
+		limit := fs.Int("limit", 50, "page size")
+		cursor := fs.String("cursor", "", "continue after this cursor")
+		c, err := parseClient(fs, args[1:], addr)
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		for k, v := range map[string]string{"status": *status, "user_id": *user, "cursor": *cursor, "limit": fmt.Sprint(*limit)} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		var out api.TaskListResponse
+		if err := c.do(ctx, http.MethodGet, "/v1/tasks?"+q.Encode(), nil, nil, &out); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out)
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tUSER\tCREATED")
+		for _, t := range out.Tasks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.Step, t.UserID, t.CreatedAt.Format(time.RFC3339))
+		}
+		if out.NextCursor != "" {
+			fmt.Fprintf(tw, "(more: --cursor %s)\n", out.NextCursor)
+		}
+		return tw.Flush()
+	}
+	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel)\n", args[0])
+	return errUsage
+}
+
+func parseClient(fs *flag.FlagSet, args []string, addr *string) (*client, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if a, ok := os.LookupEnv("TDF_ADDR"); ok && !flagSet(fs, "addr") {
+		*addr = a
+	}
+	return newClient(*addr)
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+func showTask(t *fsm.Task, asJSON bool) error {
+	if asJSON {
+		return printJSON(api.TaskResponse{Task: t})
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "id\t%s\nstatus\t%s\nstep\t%s\nuser\t%s\nproject\t%s\nrepository\t%s\ncreated\t%s\n",
+		t.ID, t.Status, t.Step, t.UserID, t.ProjectID, t.Repository, t.CreatedAt.Format(time.RFC3339))
+	if t.ErrorMessage != "" {
+		fmt.Fprintf(tw, "error\t%s\n", t.ErrorMessage)
+	}
+	fmt.Fprintln(tw, "\nHISTORY\tFROM\tTO\tACTOR\tREASON")
+	for _, e := range t.History {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.From, e.To, e.Actor.Type, e.Reason)
+	}
+	return tw.Flush()
+}
+
+func runCluster(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "status" {
+		fmt.Fprintln(os.Stderr, "usage: tdf cluster status [--addr URL] [--json]")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
+	addr := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	c, err := parseClient(fs, args[1:], addr)
+	if err != nil {
+		return err
+	}
+	var st cluster.Status
+	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(st)
+	}
+	fmt.Printf("node %s (%s), leader %s, term %d, commit %d, applied %d\n", st.NodeID, st.State, st.LeaderID, st.Term, st.CommitIndex, st.AppliedIndex)
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tRAFT\tAPI")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", m.ID, m.State, m.Voter, m.RaftAddr, m.APIAddr)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,68 @@
+// Command tdf is the one binary of the tdf cluster: the server, a local
+// development cluster, and the client commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `tdf runs long task pipelines durably on a Raft cluster.
+
+Usage:
+  tdf server [flags]          run one cluster node (tdf server --help)
+  tdf dev [flags]             run a local three-node cluster
+  tdf task submit|get|list|cancel ...
+  tdf cluster status
+  tdf version
+
+Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR.
+`
+
+// errUsage marks an error already explained to the user (exit code 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "tdf:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "server":
+		return runServer(ctx, args[1:])
+	case "dev":
+		return runDev(ctx, args[1:])
+	case "task":
+		return runTask(ctx, args[1:])
+	case "cluster":
+		return runCluster(ctx, args[1:])
+	case "version":
+		fmt.Println("tdf", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "tdf: unknown command %q\n\n%s", args[0], usage)
+	return errUsage
+}
+
+var version = "dev"
