@@ -44,3 +44,21 @@ func (s *Server) removeMember(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"removed": id})
 }
+
+// StateHash is the answer of GET /v1/cluster/state-hash.
+type StateHash struct {
+	NodeID       string `json:"node_id"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Hash         string `json:"hash"`
+}
+
+// stateHash reports the hash of this node's FSM state, so that tests and
+// the chaos checker can prove replicas converged.
+func (s *Server) stateHash(c *gin.Context) {
+	idx, sum, err := s.cfg.Node.FSM().Hash()
+	if err != nil {
+		abortErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, StateHash{NodeID: s.cfg.Node.ID(), AppliedIndex: idx, Hash: sum})
+}

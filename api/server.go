@@ -117,6 +117,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/tasks/:id", s.readable, s.getTask)
 	v1.POST("/tasks/:id/cancel", s.onLeader, s.cancelTask)
 	v1.GET("/cluster", s.clusterStatus)
+	v1.GET("/cluster/state-hash", s.stateHash)
 	v1.POST("/cluster/join", s.onLeader, s.joinCluster)
 	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
 	return r

@@ -303,8 +303,8 @@ func TestSameLogSameSnapshot(t *testing.T) {
 	if !bytes.Equal(sa, sb) {
 		t.Fatalf("two FSMs applying one log wrote different snapshots (%d vs %d bytes)", len(sa), len(sb))
 	}
-	ha, _ := a.f.Hash()
-	hb, _ := b.f.Hash()
+	_, ha, _ := a.f.Hash()
+	_, hb, _ := b.f.Hash()
 	if ha != hb {
 		t.Fatalf("hashes differ: %s vs %s", ha, hb)
 	}

@@ -82,14 +82,18 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 	return st.writeTo(w)
 }
 
-// Hash is the SHA-256 of the state's snapshot encoding: equal on two
-// replicas exactly when their states are equal.
-func (f *FSM) Hash() (string, error) {
+// Hash is the SHA-256 of the state's snapshot encoding, and the applied
+// index it was taken at: two replicas at one index have equal hashes
+// exactly when their states are equal.
+func (f *FSM) Hash() (index uint64, sum string, err error) {
+	f.mu.Lock()
+	st := f.st.clone()
+	f.mu.Unlock()
 	h := sha256.New()
-	if err := f.WriteSnapshot(h); err != nil {
-		return "", err
+	if err := st.writeTo(h); err != nil {
+		return 0, "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return st.index, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 type snapshotWriter struct {
