@@ -19,6 +19,12 @@ const (
 	CmdSetStatus      CommandType = 3
 	CmdRegisterMember CommandType = 4
 	CmdRemoveMember   CommandType = 5
+	CmdStepStarted    CommandType = 6
+	CmdStepResult     CommandType = 7
+	CmdDecideStep     CommandType = 8
+	CmdStepTimeout    CommandType = 9
+	CmdFailTask       CommandType = 10
+	CmdReschedule     CommandType = 11
 
 	// IgnoreUnknown marks a command that a replica which does not know its
 	// type may skip.
@@ -50,6 +56,7 @@ type SubmitTask struct {
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	TaskID      string    `json:"task_id"`
 	Spec        TaskSpec  `json:"spec"`
+	Policy      Policy    `json:"policy"`
 	At          time.Time `json:"at"`
 }
 
@@ -62,8 +69,8 @@ type CancelTask struct {
 	At     time.Time `json:"at"`
 }
 
-// SetStatus moves a task to another status along the transition table, for
-// example a user re-opening a failed task to ready.
+// SetStatus moves a task to a user-settable status (see UserSettable) along
+// the transition table, for example re-opening a failed task to ready.
 type SetStatus struct {
 	TaskID string    `json:"task_id"`
 	To     Status    `json:"to"`
@@ -122,6 +129,18 @@ func newCommand(t CommandType) Command {
 		return &RegisterMember{}
 	case CmdRemoveMember:
 		return &RemoveMember{}
+	case CmdStepStarted:
+		return &StepStarted{}
+	case CmdStepResult:
+		return &StepResult{}
+	case CmdDecideStep:
+		return &DecideStep{}
+	case CmdStepTimeout:
+		return &StepTimeout{}
+	case CmdFailTask:
+		return &FailTask{}
+	case CmdReschedule:
+		return &Reschedule{}
 	}
 	return nil
 }
@@ -162,6 +181,18 @@ func deref(c Command) Command {
 	case *RegisterMember:
 		return *c
 	case *RemoveMember:
+		return *c
+	case *StepStarted:
+		return *c
+	case *StepResult:
+		return *c
+	case *DecideStep:
+		return *c
+	case *StepTimeout:
+		return *c
+	case *FailTask:
+		return *c
+	case *Reschedule:
 		return *c
 	}
 	return c

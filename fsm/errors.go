@@ -18,3 +18,9 @@ var (
 	// ErrExists: a record with the command's id already exists.
 	ErrExists = errors.New("already exists")
 )
+
+// ErrFenced: a step claim or result no longer matches the task's current
+// step, attempt and term (a deposed leader, an older attempt, a cancelled
+// task). It was rejected and counted; nothing changed but the counter and
+// the error database.
+var ErrFenced = errors.New("fenced: stale step claim or result")

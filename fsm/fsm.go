@@ -47,6 +47,10 @@ type state struct {
 	members    *btree.BTreeG[Member]
 	idem       *btree.BTreeG[*idemEntry] // by key
 	idemByTime *btree.BTreeG[*idemEntry] // by (at, key), for pruning
+	errors     *btree.BTreeG[*ErrorRecord]
+	errSeq     uint64
+	// rejected counts step claims and results that fencing refused.
+	rejected uint64
 }
 
 func newState() *state {
@@ -57,6 +61,7 @@ func newState() *state {
 		members:    btree.NewG(4, func(a, b Member) bool { return a.ID < b.ID }),
 		idem:       btree.NewG(btreeDegree, func(a, b *idemEntry) bool { return a.Key < b.Key }),
 		idemByTime: btree.NewG(btreeDegree, lessIdemByTime),
+		errors:     btree.NewG(btreeDegree, func(a, b *ErrorRecord) bool { return a.Seq < b.Seq }),
 	}
 }
 
@@ -76,6 +81,9 @@ func (s *state) clone() *state {
 		members:    s.members.Clone(),
 		idem:       s.idem.Clone(),
 		idemByTime: s.idemByTime.Clone(),
+		errors:     s.errors.Clone(),
+		errSeq:     s.errSeq,
+		rejected:   s.rejected,
 	}
 }
 
@@ -85,7 +93,8 @@ type FSM struct {
 	mu        sync.RWMutex
 	st        *state
 	retention time.Duration
-	observer  func(Change)
+	observers map[int]func(Change)
+	nextObs   int
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -95,12 +104,28 @@ func New() *FSM {
 	return &FSM{st: newState(), retention: DefaultIdempotencyRetention}
 }
 
-// SetObserver installs the change feed: fn is called synchronously, inside
-// Apply, for every changed task. It must not block or call back into the FSM.
-func (f *FSM) SetObserver(fn func(Change)) {
+// Watch is the change feed. Under the apply lock, so that no change falls
+// between the two, it calls visit for every stored task and then installs
+// obs, which is called synchronously inside Apply for every changed task
+// from then on. Neither may block or call back into the FSM. The returned
+// function removes obs.
+func (f *FSM) Watch(visit func(*Task), obs func(Change)) (stop func()) {
 	f.mu.Lock()
-	f.observer = fn
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	if visit != nil {
+		f.st.tasks.Ascend(func(t *Task) bool { visit(t); return true })
+	}
+	if f.observers == nil {
+		f.observers = map[int]func(Change){}
+	}
+	id := f.nextObs
+	f.nextObs++
+	f.observers[id] = obs
+	return func() {
+		f.mu.Lock()
+		delete(f.observers, id)
+		f.mu.Unlock()
+	}
 }
 
 // Apply implements raft.FSM.
@@ -141,11 +166,25 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.applyRegisterMember(c, res)
 	case RemoveMember:
 		f.st.members.Delete(Member{ID: c.ID})
+	case StepStarted:
+		f.applyStepStarted(c, res)
+	case StepResult:
+		f.applyStepResult(c, res)
+	case DecideStep:
+		f.applyDecideStep(c, res)
+	case StepTimeout:
+		f.applyStepTimeout(c, res)
+	case FailTask:
+		f.applyFailTask(c, res)
+	case Reschedule:
+		f.applyReschedule(c, res)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
 	}
-	if res.Task != nil && res.Err == nil && !res.Duplicate && f.observer != nil {
-		f.observer(Change{Index: index, Task: res.Task})
+	if res.Task != nil && res.Err == nil && !res.Duplicate {
+		for _, obs := range f.observers {
+			obs(Change{Index: index, Task: res.Task})
+		}
 	}
 	return res
 }
@@ -175,13 +214,16 @@ func (f *FSM) applySubmitTask(c SubmitTask, res *Result) {
 		ID:        c.TaskID,
 		TaskSpec:  c.Spec,
 		Status:    StatusQueued,
-		Step:      StepNodeSelection,
 		CreatedAt: c.At,
-		UpdatedAt: c.At,
+		Policy:    c.Policy,
 		History: []StatusEvent{{
 			To: StatusQueued, Actor: Actor{Type: ActorUser, ID: c.Spec.UserID}, Reason: "submitted", At: c.At,
 		}},
 	}
+	if t.Policy == (Policy{}) {
+		t.Policy = DefaultPolicy()
+	}
+	t.enterStep(StepNodeSelection, c.At)
 	f.st.tasks.ReplaceOrInsert(t)
 	if c.RequestID != "" {
 		e := &idemEntry{Key: c.RequestID, Fingerprint: c.Fingerprint, TaskID: t.ID, At: c.At}
@@ -211,23 +253,39 @@ func (f *FSM) applySetStatus(id string, to Status, actor Actor, reason string, a
 		res.Err = fmt.Errorf("%w: task %s", ErrNotFound, id)
 		return
 	}
-	if !CanTransition(cur.Status, to) {
-		res.Err = fmt.Errorf("%w: %s → %s", ErrInvalidTransition, cur.Status, to)
-		res.Task = cur
-		return
-	}
 	if cur.Status == to {
 		res.Task = cur
 		res.Duplicate = true
 		return
 	}
+	if !UserSettable(to) {
+		res.Err = fmt.Errorf("%w: %s is entered only by the pipeline, not set directly", ErrInvalidTransition, to)
+		res.Task = cur
+		return
+	}
+	if !CanTransition(cur.Status, to) {
+		res.Err = fmt.Errorf("%w: %s → %s", ErrInvalidTransition, cur.Status, to)
+		res.Task = cur
+		return
+	}
 	t := cur.clone()
-	t.setStatus(to, actor, reason, at)
-	if to == StatusQueued {
-		// A re-run starts the pipeline again from the first step.
-		t.Step = StepNodeSelection
-		t.CompletedAt = nil
-		t.ErrorMessage = ""
+	switch {
+	case to.Terminal():
+		// Ending a run at any step: the in-flight claim (if any) is
+		// dropped, so its late result is fenced off; cleanup is scheduled.
+		t.end(to, actor, reason, "", at)
+	case to == StatusQueued:
+		// A re-run starts the pipeline again from the first step, after
+		// any cleanup still pending from the previous run.
+		t.setStatus(to, actor, reason, at)
+		t.CompletedAt, t.ErrorMessage = nil, ""
+		if t.Cleanup {
+			t.Step = StepNodeSelection
+		} else {
+			t.enterStep(StepNodeSelection, at)
+		}
+	default:
+		t.setStatus(to, actor, reason, at)
 	}
 	f.st.tasks.ReplaceOrInsert(t)
 	res.Task = t

@@ -95,6 +95,12 @@ func TestTransitionTable(t *testing.T) {
 				r := a.apply(SetStatus{TaskID: "t1", To: to, Actor: Actor{Type: ActorUser, ID: "u1"}, At: t0})
 				got, _ := a.f.Task("t1")
 				switch {
+				case !UserSettable(to) && from != to:
+					// Pipeline statuses: allowed by the table, entered only
+					// by pipeline commands (tested in applystep_test.go).
+					if !errors.Is(r.Err, ErrInvalidTransition) {
+						t.Fatalf("SetStatus to pipeline status %s: err = %v, want ErrInvalidTransition", to, r.Err)
+					}
 				case from == to:
 					if r.Err != nil || !r.Duplicate || len(got.History) != 0 {
 						t.Fatalf("same-status change: err=%v duplicate=%v history=%d, want no-op", r.Err, r.Duplicate, len(got.History))
@@ -418,7 +424,7 @@ func TestApplyPanicsOnUnknownCommandUnlessIgnorable(t *testing.T) {
 func TestObserverSeesEveryTaskChange(t *testing.T) {
 	a := newApplier(t)
 	var got []string
-	a.f.SetObserver(func(c Change) { got = append(got, fmt.Sprintf("%d:%s:%s", c.Index, c.Task.ID, c.Task.Status)) })
+	a.f.Watch(nil, func(c Change) { got = append(got, fmt.Sprintf("%d:%s:%s", c.Index, c.Task.ID, c.Task.Status)) })
 	submit(a, "t1")
 	a.apply(CancelTask{TaskID: "t1", At: t0})
 	a.apply(CancelTask{TaskID: "t1", At: t0}) // no-op: no change

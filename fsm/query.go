@@ -1,5 +1,7 @@
 package fsm
 
+import "time"
+
 // Read accessors. They take the read lock only long enough to find records;
 // the records themselves are immutable and may be used after it is released.
 
@@ -90,4 +92,51 @@ func (f *FSM) IdempotencyKeys() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.idem.Len()
+}
+
+// ForEachTask calls fn for every task in id order until fn returns false.
+// It holds the read lock throughout: fn must be quick.
+func (f *FSM) ForEachTask(fn func(*Task) bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.st.tasks.Ascend(fn)
+}
+
+// RejectedCount is how many stale step claims and results fencing refused.
+func (f *FSM) RejectedCount() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.rejected
+}
+
+// ErrorFilter selects error records. Zero fields match everything.
+type ErrorFilter struct {
+	TaskID string
+	NodeID string
+	Step   Step
+	Kind   ErrorKind
+	Since  time.Time
+	// After is a cursor: only records with a larger sequence number.
+	After uint64
+	Limit int
+}
+
+// Errors returns error records, oldest first, matching the filter, and the
+// cursor of the next page (0 when there is none).
+func (f *FSM) Errors(flt ErrorFilter) (page []*ErrorRecord, next uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.st.errors.AscendGreaterOrEqual(&ErrorRecord{Seq: flt.After + 1}, func(e *ErrorRecord) bool {
+		if (flt.TaskID != "" && e.TaskID != flt.TaskID) || (flt.NodeID != "" && e.NodeID != flt.NodeID) ||
+			(flt.Step != "" && e.Step != flt.Step) || (flt.Kind != "" && e.Kind != flt.Kind) || e.At.Before(flt.Since) {
+			return true
+		}
+		if flt.Limit > 0 && len(page) == flt.Limit {
+			next = page[len(page)-1].Seq
+			return false
+		}
+		page = append(page, e)
+		return true
+	})
+	return page, next
 }

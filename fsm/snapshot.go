@@ -33,6 +33,7 @@ const (
 	kindNode      recordKind = 4
 	kindWorkspace recordKind = 5
 	kindIdem      recordKind = 6
+	kindError     recordKind = 7
 	kindEnd       recordKind = 0xFF
 )
 
@@ -46,8 +47,10 @@ var ErrCorruptSnapshot = errors.New("fsm: corrupt snapshot")
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 type snapshotMeta struct {
-	Version int    `json:"version"`
-	Index   uint64 `json:"index"`
+	Version  int    `json:"version"`
+	Index    uint64 `json:"index"`
+	ErrSeq   uint64 `json:"err_seq"`
+	Rejected uint64 `json:"rejected"`
 }
 
 // snapshot is a point-in-time view: cloned trees share nodes with the live
@@ -131,12 +134,13 @@ func (sw *snapshotWriter) record(kind recordKind, v any) bool {
 func (s *state) writeTo(w io.Writer) error {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crcTable)}
 	sw.write([]byte(snapshotMagic))
-	sw.record(kindMeta, snapshotMeta{Version: 1, Index: s.index})
+	sw.record(kindMeta, snapshotMeta{Version: 1, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected})
 	s.members.Ascend(func(m Member) bool { return sw.record(kindMember, m) })
 	s.tasks.Ascend(func(t *Task) bool { return sw.record(kindTask, t) })
 	s.nodes.Ascend(func(n *Node) bool { return sw.record(kindNode, n) })
 	s.workspaces.Ascend(func(ws *Workspace) bool { return sw.record(kindWorkspace, ws) })
 	s.idem.Ascend(func(e *idemEntry) bool { return sw.record(kindIdem, e) })
+	s.errors.Ascend(func(e *ErrorRecord) bool { return sw.record(kindError, e) })
 	var trailer [13]byte
 	trailer[0] = byte(kindEnd)
 	binary.BigEndian.PutUint64(trailer[1:9], sw.count)
@@ -253,7 +257,7 @@ func (s *state) load(kind recordKind, body []byte) error {
 		if m.Version != 1 {
 			return fmt.Errorf("snapshot version %d is unknown", m.Version)
 		}
-		s.index = m.Index
+		s.index, s.errSeq, s.rejected = m.Index, m.ErrSeq, m.Rejected
 	case kindMember:
 		var m Member
 		if err := json.Unmarshal(body, &m); err != nil {
@@ -285,6 +289,12 @@ func (s *state) load(kind recordKind, body []byte) error {
 		}
 		s.idem.ReplaceOrInsert(e)
 		s.idemByTime.ReplaceOrInsert(e)
+	case kindError:
+		e := new(ErrorRecord)
+		if err := json.Unmarshal(body, e); err != nil {
+			return err
+		}
+		s.errors.ReplaceOrInsert(e)
 	default:
 		return fmt.Errorf("unknown record kind %d", kind)
 	}

@@ -70,3 +70,11 @@ func CanTransition(from, to Status) bool {
 	}
 	return false
 }
+
+// UserSettable reports whether a status may be set directly (SetStatus,
+// CancelTask): re-opening (ready), re-running (queued) and cancelling.
+// delegated, in_progress, completed and failed mean the pipeline reached a
+// point, so only pipeline commands enter them.
+func UserSettable(s Status) bool {
+	return s == StatusReady || s == StatusQueued || s == StatusCancelled
+}

@@ -81,6 +81,25 @@ type Task struct {
 	Attempts int           `json:"attempts"`
 	History  []StatusEvent `json:"history"`
 	Steps    []StepAttempt `json:"steps"`
+
+	// The run's bookkeeping, all set by Apply.
+
+	// Policy holds the timeouts the task was submitted with.
+	Policy Policy `json:"policy"`
+	// Attempt is the current step's latest claimed attempt (0: none yet).
+	Attempt int `json:"attempt"`
+	// Retries counts transient failures of the current step.
+	Retries int `json:"retries"`
+	// InFlight is set between a step's claim and its result; ClaimTerm is
+	// the raft term of the leader that claimed it.
+	InFlight  bool   `json:"in_flight,omitempty"`
+	ClaimTerm uint64 `json:"claim_term,omitempty"`
+	// Alarm is the task's one pending alarm.
+	Alarm *Alarm `json:"alarm,omitempty"`
+	// StepDeadline bounds the polling of the current effect step.
+	StepDeadline *time.Time `json:"step_deadline,omitempty"`
+	// Cleanup is set from the moment the task ends until its cleanup ran.
+	Cleanup bool `json:"cleanup_pending,omitempty"`
 }
 
 // clone returns a copy that Apply may modify. Slices are copied with spare

@@ -1,0 +1,43 @@
+package fsm
+
+import "time"
+
+// ErrorKind says where an error record comes from.
+type ErrorKind string
+
+// Error record kinds.
+const (
+	ErrKindStep    ErrorKind = "step_error"  // a transient step failure that will be retried
+	ErrKindFailed  ErrorKind = "task_failed" // a task failed permanently
+	ErrKindFenced  ErrorKind = "fenced"      // a stale claim or result was rejected
+	ErrKindSweeper ErrorKind = "sweeper"     // the stuck-task sweeper acted
+	ErrKindCleanup ErrorKind = "cleanup"     // cleanup gave up
+)
+
+// DefaultMaxErrorRecords bounds the error database by count.
+const DefaultMaxErrorRecords = 10000
+
+// ErrorRecord is one entry of the error database.
+type ErrorRecord struct {
+	Seq     uint64     `json:"seq"`
+	Kind    ErrorKind  `json:"kind"`
+	TaskID  string     `json:"task_id,omitempty"`
+	NodeID  string     `json:"node_id,omitempty"`
+	Step    Step       `json:"step,omitempty"`
+	Attempt int        `json:"attempt,omitempty"`
+	Class   ErrorClass `json:"class,omitempty"`
+	Message string     `json:"message"`
+	Leader  string     `json:"leader,omitempty"`
+	At      time.Time  `json:"at"`
+}
+
+// recordError appends to the error database, dropping the oldest record
+// past the count bound.
+func (f *FSM) recordError(e ErrorRecord) {
+	f.st.errSeq++
+	e.Seq = f.st.errSeq
+	f.st.errors.ReplaceOrInsert(&e)
+	for f.st.errors.Len() > DefaultMaxErrorRecords {
+		f.st.errors.DeleteMin()
+	}
+}
