@@ -43,6 +43,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Client forwards requests to the leader.
 	Client *http.Client
+	// Policy holds the timeouts stamped into every submitted task.
+	Policy fsm.Policy
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -53,6 +55,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:   1 << 20,
 		RequestTimeout: 30 * time.Second,
 		Client:         &http.Client{Timeout: 30 * time.Second},
+		Policy:         fsm.DefaultPolicy(),
 	}
 }
 
@@ -86,6 +89,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Client == nil {
 		cfg.Client = d.Client
+	}
+	if cfg.Policy == (fsm.Policy{}) {
+		cfg.Policy = d.Policy
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{cfg: cfg, log: cfg.Logger.Named("api")}

@@ -135,6 +135,7 @@ func (s *Server) submitTask(c *gin.Context) {
 		Fingerprint: fingerprint(req),
 		TaskID:      newTaskID(now),
 		Spec:        req,
+		Policy:      s.cfg.Policy,
 		At:          now,
 	}
 	res, ok := s.commit(c, cmd)

@@ -87,7 +87,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h(ctx)
+			h(ctx, term)
 		}()
 	}
 	<-ctx.Done()

@@ -40,11 +40,11 @@ type Node struct {
 	wg           sync.WaitGroup
 }
 
-// LeaderHook runs while this node is the ready leader. ctx is cancelled
-// when leadership is lost or the node shuts down; the hook must return
-// promptly then. A new term's hooks start only after every hook of the
-// previous term has returned.
-type LeaderHook func(ctx context.Context)
+// LeaderHook runs while this node is the ready leader of term. ctx is
+// cancelled when leadership is lost or the node shuts down; the hook must
+// return promptly then. A new term's hooks start only after every hook of
+// the previous term has returned.
+type LeaderHook func(ctx context.Context, term uint64)
 
 // Open starts a raft node over the FSM. Hooks added with OnLeader before
 // Start run on every term this node leads.

@@ -16,6 +16,7 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/steps"
 )
 
 // Config configures one node.
@@ -26,15 +27,20 @@ type Config struct {
 	HTTPAddr string
 	// AdvertiseHTTP is the API URL peers use; default http://<listen address>.
 	AdvertiseHTTP string
-	Logger        hclog.Logger
+	// Runner configures the leader's step runner; Handlers are its step
+	// handlers (the providers' side of the pipeline).
+	Runner   steps.Config
+	Handlers map[fsm.Step]steps.Handler
+	Logger   hclog.Logger
 }
 
 // Server is one running node.
 type Server struct {
-	FSM  *fsm.FSM
-	Node *cluster.Node
-	API  *api.Server
-	URL  string
+	FSM    *fsm.FSM
+	Node   *cluster.Node
+	API    *api.Server
+	Runner *steps.Runner
+	URL    string
 
 	log  hclog.Logger
 	http *http.Server
@@ -63,6 +69,10 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	rc := cfg.Runner
+	rc.Logger = cfg.Logger
+	s.Runner = steps.New(rc, s.FSM, s.Node, cfg.Handlers)
+	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
 	ac.Node, ac.Logger = s.Node, cfg.Logger
 	if s.API, err = api.New(ac); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/server"
+	"github.com/tdf-project/tdf/steps"
 )
 
 // serverFlags binds every flag of `tdf server` onto a server.Config.
@@ -37,11 +38,26 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&ac.HoldTimeout, "hold-timeout", ac.HoldTimeout, "how long a write waits for a leader before 503")
 	fs.Int64Var(&ac.MaxBodyBytes, "max-body-bytes", ac.MaxBodyBytes, "largest accepted request body")
 	fs.DurationVar(&ac.RequestTimeout, "request-timeout", ac.RequestTimeout, "longest time one API request may take")
+	rc, pol := &cfg.Runner, &ac.Policy
+	fs.IntVar(&rc.Workers, "workers", rc.Workers, "steps the leader runs at once")
+	fs.IntVar(&rc.MaxRetries, "step-max-retries", rc.MaxRetries, "transient failures a step may have before its task fails")
+	fs.DurationVar(&rc.RetryBase, "retry-base-delay", rc.RetryBase, "first retry delay; doubles each retry (±20% jitter)")
+	fs.DurationVar(&rc.RetryMax, "retry-max-delay", rc.RetryMax, "cap on the retry delay")
+	fs.DurationVar(&rc.SweepInterval, "sweep-interval", rc.SweepInterval, "how often the leader's sweeper looks for stuck tasks")
+	fs.DurationVar(&rc.StuckQueued, "stuck-queued-timeout", rc.StuckQueued, "a queued task whose alarm has stalled is failed after this long")
+	fs.DurationVar(&rc.StuckDelegated, "stuck-delegated-timeout", rc.StuckDelegated, "a delegated task whose alarm has stalled is failed after this long")
+	fs.DurationVar(&rc.StuckInProgress, "stuck-in-progress-timeout", rc.StuckInProgress, "an in-progress task whose alarm has stalled is failed after this long")
+	fs.DurationVar(&pol.ClaimTimeout, "claim-timeout", pol.ClaimTimeout, "one attempt of a step with external calls is presumed lost after this long")
+	fs.DurationVar(&pol.ProvisionTimeout, "provisioning-timeout", pol.ProvisionTimeout, "node_provisioning gives up after this long")
+	fs.DurationVar(&pol.AgentReadyTimeout, "agent-ready-timeout", pol.AgentReadyTimeout, "node_agent_ready gives up after this long")
+	fs.DurationVar(&pol.WorkspaceReadyTimeout, "workspace-ready-timeout", pol.WorkspaceReadyTimeout, "workspace_ready waits this long for the ready callback")
+	fs.DurationVar(&pol.MaxExecution, "max-execution-time", pol.MaxExecution, "the running step's limit")
+	fs.DurationVar(&pol.IdleTimeout, "session-idle-timeout", pol.IdleTimeout, "awaiting_followup completes the task after this long idle")
 	logOpts.bind(fs)
 }
 
 func defaultServerConfig() server.Config {
-	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig()}
+	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig()}
 }
 
 func runServer(ctx context.Context, args []string) error {

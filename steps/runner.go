@@ -1,0 +1,276 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/timers"
+)
+
+// Committer commits commands through raft; cluster.Node implements it.
+type Committer interface {
+	ID() string
+	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
+}
+
+// Stats counts what the runner did, for metrics and tests.
+type Stats struct {
+	// Claims and Results count committed StepStarted and StepResult.
+	Claims, Results atomic.Uint64
+	// Decisions count DecideStep, Timeouts StepTimeout commits.
+	Decisions, Timeouts atomic.Uint64
+	// Redispatched counts claims taken over from an earlier attempt.
+	Redispatched atomic.Uint64
+	// Fenced counts commands of ours the FSM rejected as stale.
+	Fenced atomic.Uint64
+	// SweeperActions counts tasks the sweeper rescheduled or failed.
+	SweeperActions atomic.Uint64
+}
+
+// Runner runs steps on the leader. One Runner serves every term a node
+// leads; Run is its per-term body.
+type Runner struct {
+	cfg      Config
+	log      hclog.Logger
+	fsm      *fsm.FSM
+	node     Committer
+	handlers map[fsm.Step]Handler
+	running  atomic.Bool
+	stats    Stats
+}
+
+// New returns a runner over the local FSM. handlers maps each effect step
+// (and fsm.StepCleanup) to its handler; a step without one fails
+// permanently, except cleanup, which then has nothing to do.
+func New(cfg Config, f *fsm.FSM, node Committer, handlers map[fsm.Step]Handler) *Runner {
+	cfg.fill()
+	return &Runner{cfg: cfg, log: cfg.Logger.Named("runner"), fsm: f, node: node, handlers: handlers}
+}
+
+// Stats returns the runner's counters.
+func (r *Runner) Stats() *Stats { return &r.stats }
+
+// Run is the leader hook: it runs steps until ctx is cancelled (leadership
+// lost), then stops the wheel and waits for every handler to return.
+func (r *Runner) Run(ctx context.Context, term uint64) {
+	if !r.running.CompareAndSwap(false, true) {
+		// cluster guarantees one leader loop at a time; this is the check.
+		r.log.Error("runner already running; refusing a second one", "term", term)
+		return
+	}
+	defer r.running.Store(false)
+	lt := &leaderTerm{r: r, term: term, ctx: ctx, queue: newWorkQueue()}
+	lt.run()
+}
+
+// leaderTerm is the runner's state for one term.
+type leaderTerm struct {
+	r     *Runner
+	term  uint64
+	ctx   context.Context
+	wheel *timers.Wheel
+	queue *workQueue
+	wg    sync.WaitGroup
+}
+
+func (lt *leaderTerm) run() {
+	r := lt.r
+	start := time.Now()
+	lt.wheel = timers.New(r.cfg.Clock, lt.fire)
+	lt.wheel.Grow(r.fsm.TaskCount())
+	var claimed []string
+	// Rebuild the wheel and subscribe to changes in one step, so that no
+	// change falls between the scan and the subscription.
+	stopWatch := r.fsm.Watch(func(t *fsm.Task) {
+		if t.Alarm != nil {
+			lt.wheel.Schedule(t.ID, t.Alarm.Due)
+		}
+		if t.InFlight {
+			claimed = append(claimed, t.ID)
+		}
+	}, func(c fsm.Change) {
+		if c.Task.Alarm != nil {
+			lt.wheel.Schedule(c.Task.ID, c.Task.Alarm.Due)
+		} else {
+			lt.wheel.Cancel(c.Task.ID)
+		}
+	})
+	r.log.Info("runner started", "term", lt.term, "alarms", lt.wheel.Len(), "claimed", len(claimed), "rebuild", time.Since(start))
+	for i := 0; i < r.cfg.Workers; i++ {
+		lt.wg.Add(1)
+		go lt.worker()
+	}
+	// A claim without a result was cut short by the previous leader: run
+	// it again now, as a new attempt, rather than at its claim timeout.
+	for _, id := range claimed {
+		lt.queue.push(workItem{taskID: id, force: true})
+	}
+	lt.wheel.Start()
+	lt.wg.Add(1)
+	go lt.sweeper()
+
+	<-lt.ctx.Done()
+	lt.wheel.Stop()
+	stopWatch()
+	lt.queue.close()
+	lt.wg.Wait()
+	r.log.Info("runner stopped", "term", lt.term)
+}
+
+// fire runs on the wheel's goroutine for each due alarm.
+func (lt *leaderTerm) fire(owner string, _ time.Time) {
+	if lt.ctx.Err() != nil {
+		return // leadership lost: the next leader fires it
+	}
+	lt.queue.push(workItem{taskID: owner})
+}
+
+func (lt *leaderTerm) worker() {
+	defer lt.wg.Done()
+	for {
+		it, ok := lt.queue.pop()
+		if !ok {
+			select {
+			case <-lt.ctx.Done():
+				return
+			case <-lt.queue.notify:
+				continue
+			}
+		}
+		lt.process(it)
+		lt.queue.done(it.taskID)
+		if lt.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (lt *leaderTerm) now() time.Time { return lt.r.cfg.Clock.Now().UTC().Round(0) }
+
+// process looks at a task afresh (the FSM is the truth, the fired alarm
+// only a hint) and does what its state calls for.
+func (lt *leaderTerm) process(it workItem) {
+	t, ok := lt.r.fsm.Task(it.taskID)
+	if !ok || lt.ctx.Err() != nil {
+		return
+	}
+	now := lt.now()
+	step := t.RunnableStep()
+	switch {
+	case step == fsm.StepNone || t.Alarm == nil:
+		return
+	case t.InFlight:
+		if it.force || !t.Alarm.Due.After(now) {
+			lt.r.stats.Redispatched.Add(1)
+			lt.runEffect(t)
+		}
+	case t.Alarm.Due.After(now):
+		return // replaced by a later alarm; the wheel fires that one
+	case t.Alarm.Kind == fsm.AlarmDeadline:
+		lt.commit(fsm.StepTimeout{TaskID: t.ID, Step: t.Step, Due: t.Alarm.Due, At: now}, &lt.r.stats.Timeouts)
+	case step != fsm.StepCleanup && fsm.KindOf(step) == fsm.KindDecided:
+		lt.commit(fsm.DecideStep{TaskID: t.ID, Step: step, Leader: lt.r.node.ID(), At: now}, &lt.r.stats.Decisions)
+	default:
+		lt.runEffect(t)
+	}
+}
+
+// runEffect claims the next attempt of the task's step, runs its handler
+// and commits the result.
+func (lt *leaderTerm) runEffect(t *fsm.Task) {
+	r := lt.r
+	step := t.RunnableStep()
+	claim := fsm.StepStarted{TaskID: t.ID, Step: step, Attempt: t.Attempt + 1, Term: lt.term, Leader: r.node.ID(), At: lt.now()}
+	res, ok := lt.commit(claim, &r.stats.Claims)
+	if !ok {
+		return
+	}
+	claimed := res.Task
+	start := time.Now()
+	out := lt.call(claimed, step)
+	if lt.ctx.Err() != nil {
+		return // leadership lost: the next leader re-dispatches this claim
+	}
+	cmd := lt.resultCommand(claimed, out)
+	if _, ok := lt.commit(cmd, &r.stats.Results); ok {
+		r.log.Info("step", "task", t.ID, "step", step, "attempt", claim.Attempt, "outcome", cmd.Outcome,
+			"duration", time.Since(start), "error", cmd.Error)
+	}
+}
+
+// call runs the step's handler under the claim's timeout, turning a panic
+// into a transient failure.
+func (lt *leaderTerm) call(t *fsm.Task, step fsm.Step) (out Result) {
+	h := lt.r.handlers[step]
+	if h == nil {
+		if step == fsm.StepCleanup {
+			return Done(fsm.StepData{})
+		}
+		return Failed(Permanentf("no handler for step %s", step))
+	}
+	ctx, cancel := context.WithTimeout(lt.ctx, t.Policy.ClaimTimeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			lt.r.log.Error("step handler panicked", "task", t.ID, "step", step, "panic", v)
+			out = Failed(Transient(fmt.Errorf("handler panic: %v", v)))
+		}
+	}()
+	return h.Run(ctx, t, IdempotencyKey(t.ID, step))
+}
+
+// resultCommand turns a handler's result into the fenced StepResult,
+// applying the retry policy: the leader picks the backoff and commits it.
+func (lt *leaderTerm) resultCommand(t *fsm.Task, out Result) fsm.StepResult {
+	now := lt.now()
+	c := fsm.StepResult{TaskID: t.ID, Step: t.RunnableStep(), Attempt: t.Attempt, Term: t.ClaimTerm,
+		Data: out.Data, Leader: lt.r.node.ID(), At: now}
+	switch {
+	case out.Err == nil && out.PollAfter > 0:
+		c.Outcome, c.RetryAt = fsm.OutcomePoll, now.Add(out.PollAfter)
+	case out.Err == nil:
+		c.Outcome = fsm.OutcomeSuccess
+	default:
+		c.Class, c.Error = Classify(out.Err), out.Err.Error()
+		switch {
+		case c.Class == fsm.ClassPermanent:
+			c.Outcome = fsm.OutcomeFail
+		case t.Retries < lt.r.cfg.MaxRetries:
+			c.Outcome, c.RetryAt = fsm.OutcomeRetry, now.Add(lt.r.cfg.backoff(t.Retries))
+		default:
+			c.Outcome = fsm.OutcomeFail
+			c.Error = fmt.Sprintf("gave up after %d retries: %s", t.Retries, c.Error)
+		}
+	}
+	return c
+}
+
+// commit applies a command and counts it. ok is false if it did not take
+// effect: fenced (the task moved on) or not committed (leadership lost —
+// the next leader takes over from the FSM's state).
+func (lt *leaderTerm) commit(cmd fsm.Command, counter *atomic.Uint64) (*fsm.Result, bool) {
+	res, err := lt.r.node.Apply(lt.ctx, cmd)
+	switch {
+	case err != nil:
+		if lt.ctx.Err() == nil {
+			lt.r.log.Warn("commit failed", "command", fmt.Sprintf("%T", cmd), "error", err)
+		}
+		return nil, false
+	case errors.Is(res.Err, fsm.ErrFenced):
+		lt.r.stats.Fenced.Add(1)
+		lt.r.log.Debug("command fenced", "command", fmt.Sprintf("%T", cmd), "error", res.Err)
+		return res, false
+	case res.Err != nil:
+		lt.r.log.Warn("command refused", "command", fmt.Sprintf("%T", cmd), "error", res.Err)
+		return res, false
+	}
+	counter.Add(1)
+	return res, true
+}
