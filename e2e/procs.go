@@ -1,0 +1,827 @@
+// Package e2e runs tdf as real processes: it builds the tdf binary once per
+// test process, starts a cluster of `tdf server` processes on free loopback
+// ports, and stops, kills and restarts them. Tests (and later the chaos
+// tooling) talk to the nodes only over the HTTP API, the contract of
+// DESIGN.md, never through the packages' Go types.
+//
+// Every wait polls with a deadline; nothing sleeps and then asserts. Each
+// node logs to its own file under the test's temporary directory, and when
+// the test fails the tail of every log is printed.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timeouts sized for a loaded two-core machine running tests under -race.
+const (
+	// DefaultElectionWait bounds waiting for a leader to be agreed on.
+	DefaultElectionWait = 60 * time.Second
+	// DefaultCatchUpWait bounds waiting for replicas to converge.
+	DefaultCatchUpWait = 60 * time.Second
+	// DefaultStopWait is how long a SIGTERMed node may take to exit before
+	// it is killed (and the test fails).
+	DefaultStopWait = 30 * time.Second
+	// pollInterval is the pause between two rounds of a wait.
+	pollInterval = 100 * time.Millisecond
+	// logTailLines is how much of each node's log a failing test prints.
+	logTailLines = 80
+)
+
+// ---------------------------------------------------------------------------
+// Building the binary
+
+var build struct {
+	mu   sync.Mutex
+	dir  string
+	path string
+	err  error
+}
+
+// Binary returns the path of a tdf binary built from this module's
+// ./cmd/tdf. The first call builds it; later calls in the same test process
+// reuse it. When the test binary runs under the race detector, so does the
+// tdf binary: a data race in a node is then reported by the node (its log
+// carries "WARNING: DATA RACE") and fails the test. TDF_E2E_RACE=0 or 1
+// overrides that choice.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	build.mu.Lock()
+	defer build.mu.Unlock()
+	if build.path == "" && build.err == nil {
+		build.path, build.err = buildBinary()
+	}
+	if build.err != nil {
+		tb.Fatalf("build tdf: %v", build.err)
+	}
+	return build.path
+}
+
+// RemoveBinary deletes the binary Binary built. Call it from TestMain after
+// m.Run; the binary is shared by every test of the process, so no single
+// test's cleanup may remove it.
+func RemoveBinary() {
+	build.mu.Lock()
+	defer build.mu.Unlock()
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+	build.dir, build.path, build.err = "", "", nil
+}
+
+func buildBinary() (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	dir, err := os.MkdirTemp("", "tdf-e2e-bin-")
+	if err != nil {
+		return "", err
+	}
+	build.dir = dir
+	out := filepath.Join(dir, "tdf")
+	args := []string{"build", "-o", out}
+	if buildWithRace() {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/tdf")
+	cmd := exec.Command(gobin, args...)
+	cmd.Dir = root
+	var msg bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &msg, &msg
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go %s (in %s): %v\n%s", strings.Join(args, " "), root, err, msg.Bytes())
+	}
+	fmt.Fprintf(os.Stderr, "e2e: built %s (race=%v) in %s\n", out, buildWithRace(), time.Since(start).Round(time.Millisecond))
+	return out, nil
+}
+
+func buildWithRace() bool {
+	switch os.Getenv("TDF_E2E_RACE") {
+	case "0", "false":
+		return false
+	case "1", "true":
+		return true
+	}
+	return raceEnabled
+}
+
+// ModuleRoot finds the directory holding this module's go.mod, starting
+// from this source file's directory (so it works whatever the current
+// directory of the caller) and falling back to the working directory.
+func ModuleRoot() (string, error) {
+	var starts []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		starts = append(starts, filepath.Dir(file))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	for _, dir := range starts {
+		for d := dir; ; d = filepath.Dir(d) {
+			if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
+				if bytes.Contains(data, []byte("module github.com/tdf-project/tdf\n")) {
+					return d, nil
+				}
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return "", fmt.Errorf("no go.mod of github.com/tdf-project/tdf above %v", starts)
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+
+// FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a
+// moment ago. All n are held open together while choosing, so they are
+// distinct.
+//
+// Unlike the usual listen-on-:0 trick, the ports are chosen below the
+// kernel's ephemeral range when there is room: a node's ports are bound
+// again on every restart, and a port from the ephemeral range may meanwhile
+// have become the local port of some outgoing connection (raft's and the
+// API's own clients dial constantly), which would fail the restart with
+// "address already in use". Without a readable range it falls back to :0.
+func FreePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	seen := map[int]bool{}
+	lo, hi := 10000, ephemeralLow()
+	for tries := 0; len(lns) < n && hi-lo > 1000 && tries < 50*n; tries++ {
+		p := lo + rand.IntN(hi-lo)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			lns = append(lns, ln)
+		}
+	}
+	for len(lns) < n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	ports := make([]int, n)
+	for i, ln := range lns {
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0.
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return lo
+}
+
+// ---------------------------------------------------------------------------
+// The cluster
+
+// Options configure StartCluster. The zero value is a three-node cluster
+// with the binary's default raft timing.
+//
+// Node logs go under the test's temporary directory, or, if the
+// environment variable TDF_E2E_LOG_DIR is set, under a directory there
+// named after the test, which is kept.
+type Options struct {
+	// Nodes is the cluster size (default 3).
+	Nodes int
+	// LogLevel is every node's --log-level (default "info").
+	LogLevel string
+	// ExtraArgs are appended to every node's `tdf server` command line.
+	ExtraArgs []string
+}
+
+// Cluster is a set of tdf server processes bootstrapped together.
+type Cluster struct {
+	tb     testing.TB
+	bin    string
+	dir    string
+	Nodes  []*Node
+	Client *http.Client
+}
+
+// Node is one tdf server process (or the slot of one that is stopped).
+type Node struct {
+	ID       string
+	RaftAddr string
+	HTTPAddr string
+	// URL is the node's API base URL, http://<HTTPAddr>.
+	URL     string
+	DataDir string
+	LogPath string
+	args    []string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the current process has exited
+	state   *os.ProcessState
+	waitErr error
+	// expectExit is set before the harness signals the process; an exit
+	// without it is a crash.
+	expectExit bool
+	crash      error // first unexpected exit
+	starts     int
+}
+
+// StartCluster builds the binary if needed, starts every node with
+// --bootstrap listing all of them, and registers cleanup that kills every
+// process still running (and prints log tails if the test failed). It does
+// not wait for a leader; call Leader.
+func StartCluster(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if opts.Nodes <= 0 {
+		opts.Nodes = 3
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
+	}
+	c := &Cluster{
+		tb:  tb,
+		bin: Binary(tb),
+		dir: tb.TempDir(),
+		// Longer than the server's 30s request timeout, so the server, not
+		// the client, decides when a request has taken too long.
+		Client: &http.Client{Timeout: 45 * time.Second},
+	}
+	ports, err := FreePorts(2 * opts.Nodes)
+	if err != nil {
+		tb.Fatalf("FreePorts(%d): %v", 2*opts.Nodes, err)
+	}
+	logDir := c.dir
+	if keep := os.Getenv("TDF_E2E_LOG_DIR"); keep != "" {
+		// Keep the logs after the test for a closer look.
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name())
+		logDir = filepath.Join(keep, name+"-"+time.Now().Format("20060102-150405.000"))
+		if err := os.MkdirAll(logDir, 0o755); err != nil {
+			tb.Fatalf("TDF_E2E_LOG_DIR: %v", err)
+		}
+	}
+	var peers []string
+	for i := range opts.Nodes {
+		id := fmt.Sprintf("n%d", i+1)
+		n := &Node{
+			ID:       id,
+			RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+			DataDir:  filepath.Join(c.dir, id),
+			LogPath:  filepath.Join(logDir, id+".log"),
+		}
+		n.URL = "http://" + n.HTTPAddr
+		peers = append(peers, id+"="+n.RaftAddr)
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		n.args = append([]string{"server",
+			"--node-id", n.ID,
+			"--data-dir", n.DataDir,
+			"--raft-addr", n.RaftAddr,
+			"--http-addr", n.HTTPAddr,
+			"--bootstrap", strings.Join(peers, ","),
+			"--log-level", opts.LogLevel,
+		}, opts.ExtraArgs...)
+	}
+	// Cleanups run last-registered first: kill the processes, then report.
+	tb.Cleanup(c.report)
+	tb.Cleanup(c.killAll)
+	for _, n := range c.Nodes {
+		c.Start(n)
+	}
+	return c
+}
+
+// Node returns the node with the given id.
+func (c *Cluster) Node(id string) *Node {
+	for _, n := range c.Nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// Live returns the nodes whose process is running.
+func (c *Cluster) Live() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n.Running() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Others returns every node but the given ones.
+func (c *Cluster) Others(except ...*Node) []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		skip := false
+		for _, e := range except {
+			skip = skip || n == e
+		}
+		if !skip {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Running reports whether the node's process is running.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the running process's id, or 0.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// Start starts the node's process with its flags and data directory; it is
+// also how a stopped or killed node is restarted. The node's log file is
+// appended to, with a marker line per start.
+func (c *Cluster) Start(n *Node) {
+	c.tb.Helper()
+	if n.Running() {
+		c.tb.Fatalf("Start(%s): already running (pid %d)", n.ID, n.Pid())
+	}
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.tb.Fatalf("Start(%s): open log: %v", n.ID, err)
+	}
+	defer logf.Close() // the child holds its own descriptor
+	n.mu.Lock()
+	n.starts++
+	fmt.Fprintf(logf, "=== e2e: start #%d at %s: %s %s\n", n.starts, time.Now().Format(time.RFC3339Nano), c.bin, strings.Join(n.args, " "))
+	cmd := exec.Command(c.bin, n.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Keep the environment, but drop TDF_* variables so that a developer's
+	// shell cannot change the flags under test.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TDF_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if raceEnabled || buildWithRace() {
+		// Make a race in the node visible without ending it; the log
+		// scan at cleanup fails the test.
+		cmd.Env = append(cmd.Env, "GORACE=halt_on_error=0")
+	}
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		n.mu.Unlock()
+		c.tb.Fatalf("Start(%s): %v", n.ID, err)
+	}
+	done := make(chan struct{})
+	n.cmd, n.done, n.state, n.waitErr, n.expectExit = cmd, done, nil, nil, false
+	n.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		n.mu.Lock()
+		n.state, n.waitErr = cmd.ProcessState, err
+		if !n.expectExit && n.crash == nil {
+			n.crash = fmt.Errorf("%s (pid %d) exited unexpectedly: %v", n.ID, cmd.Process.Pid, err)
+		}
+		n.mu.Unlock()
+		close(done)
+	}()
+	c.tb.Logf("started %s (pid %d): api %s raft %s", n.ID, cmd.Process.Pid, n.URL, n.RaftAddr)
+}
+
+// Stop sends SIGTERM and waits for the process to exit. A node that takes
+// longer than DefaultStopWait, or exits with a failure status, fails the
+// test (it is killed in the first case).
+func (c *Cluster) Stop(n *Node) {
+	c.tb.Helper()
+	start := time.Now()
+	state, ok := c.signalAndWait(n, syscall.SIGTERM, DefaultStopWait)
+	if !ok {
+		c.tb.Errorf("Stop(%s): no exit within %s of SIGTERM; killed", n.ID, DefaultStopWait)
+		c.signalAndWait(n, syscall.SIGKILL, DefaultStopWait)
+		return
+	}
+	if state != nil && !state.Success() {
+		c.tb.Errorf("Stop(%s): exit after SIGTERM = %v, want status 0 (see %s)", n.ID, state, n.LogPath)
+	}
+	c.tb.Logf("stopped %s in %s", n.ID, time.Since(start).Round(time.Millisecond))
+}
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (c *Cluster) Kill(n *Node) {
+	c.tb.Helper()
+	if _, ok := c.signalAndWait(n, syscall.SIGKILL, DefaultStopWait); !ok {
+		c.tb.Fatalf("Kill(%s): process did not exit within %s of SIGKILL", n.ID, DefaultStopWait)
+	}
+	c.tb.Logf("killed %s (SIGKILL)", n.ID)
+}
+
+// Restart starts the node again with the same flags and data directory,
+// stopping it first (SIGTERM) if it is still running.
+func (c *Cluster) Restart(n *Node) {
+	c.tb.Helper()
+	if n.Running() {
+		c.Stop(n)
+	}
+	c.Start(n)
+}
+
+// signalAndWait signals the node's process, if running, and waits up to
+// timeout for it to exit. ok is false on timeout.
+func (c *Cluster) signalAndWait(n *Node, sig syscall.Signal, timeout time.Duration) (state *os.ProcessState, ok bool) {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	if done == nil {
+		n.mu.Unlock()
+		return nil, true
+	}
+	select {
+	case <-done:
+		// Already gone (a crash, recorded by the waiter).
+		st := n.state
+		n.mu.Unlock()
+		return st, true
+	default:
+	}
+	n.expectExit = true
+	_ = cmd.Process.Signal(sig)
+	n.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		return nil, false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state, true
+}
+
+// Crashed returns the first unexpected process exit of any node, or nil.
+func (c *Cluster) Crashed() error {
+	var errs []error
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		if n.crash != nil {
+			errs = append(errs, n.crash)
+		}
+		n.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) killAll() {
+	var wg sync.WaitGroup
+	for _, n := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, ok := c.signalAndWait(n, syscall.SIGKILL, DefaultStopWait); !ok {
+				c.tb.Errorf("cleanup: %s (pid %d) survived SIGKILL", n.ID, n.Pid())
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// report runs at cleanup, after every process is gone: it fails the test
+// on a crash or on a data race a node reported, and prints log tails when
+// the test failed.
+func (c *Cluster) report() {
+	if err := c.Crashed(); err != nil {
+		c.tb.Errorf("node crash: %v", err)
+	}
+	for _, n := range c.Nodes {
+		if data, err := os.ReadFile(n.LogPath); err == nil && bytes.Contains(data, []byte("WARNING: DATA RACE")) {
+			c.tb.Errorf("%s reported a data race (see its log below)", n.ID)
+		}
+	}
+	if !c.tb.Failed() {
+		return
+	}
+	for _, n := range c.Nodes {
+		c.tb.Logf("---- last %d lines of %s (%s) ----\n%s", logTailLines, n.ID, n.LogPath, Tail(n.LogPath, logTailLines))
+	}
+}
+
+// Tail returns the last lines of a file.
+func Tail(path string, lines int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read: %v)", err)
+	}
+	data = bytes.TrimRight(data, "\n")
+	for i, cnt := len(data)-1, 0; i >= 0; i-- {
+		if data[i] == '\n' {
+			if cnt++; cnt == lines {
+				return string(data[i+1:])
+			}
+		}
+	}
+	return string(data)
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+
+// WaitFor polls cond until it returns nil or timeout passes; then it fails
+// the test with what and cond's last error. cond's error says what it saw,
+// so a timeout explains itself.
+func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() error) {
+	tb.Helper()
+	if err := Poll(timeout, cond); err != nil {
+		tb.Fatalf("%s: not reached within %s: %v", what, timeout, err)
+	}
+}
+
+// Poll is WaitFor without a test: it returns nil once cond does, or cond's
+// last error when timeout passes.
+func Poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// WaitFor is the package's WaitFor that also fails at once if a node
+// crashes meanwhile.
+func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() error) {
+	c.tb.Helper()
+	var crash error
+	err := Poll(timeout, func() error {
+		if crash = c.Crashed(); crash != nil {
+			return nil
+		}
+		return cond()
+	})
+	switch {
+	case crash != nil:
+		c.tb.Fatalf("%s: %v", what, crash)
+	case err != nil:
+		c.tb.Fatalf("%s: not reached within %s: %v", what, timeout, err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+// Response is a fully read HTTP answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends one request to a node's API and reads the whole answer. body, if
+// not nil, is sent as JSON. Only transport failures are errors; any status
+// is a Response.
+func (c *Cluster) Do(ctx context.Context, n *Node, method, path string, hdr http.Header, body any) (*Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, n.URL+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s%s: read body: %w", method, n.ID, path, err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}
+
+// GetJSON GETs path from a node and decodes a 200 answer into out; any
+// other status is an error carrying the body.
+func (c *Cluster) GetJSON(n *Node, path string, out any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.Client.Timeout)
+	defer cancel()
+	resp, err := c.Do(ctx, n, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.Status != http.StatusOK {
+		return fmt.Errorf("GET %s%s = %d: %s", n.ID, path, resp.Status, bytes.TrimSpace(resp.Body))
+	}
+	if err := json.Unmarshal(resp.Body, out); err != nil {
+		return fmt.Errorf("GET %s%s: decode: %v", n.ID, path, err)
+	}
+	return nil
+}
+
+// ClusterStatus is the part of GET /v1/cluster the harness uses.
+type ClusterStatus struct {
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	LeaderID     string `json:"leader_id"`
+	LeaderAPI    string `json:"leader_api"`
+	Term         uint64 `json:"term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Members      []struct {
+		ID       string `json:"id"`
+		RaftAddr string `json:"raft_addr"`
+		APIAddr  string `json:"api_addr"`
+		Voter    bool   `json:"voter"`
+		State    string `json:"state"`
+	} `json:"members"`
+}
+
+// Status is GET /v1/cluster on one node.
+func (c *Cluster) Status(n *Node) (ClusterStatus, error) {
+	var st ClusterStatus
+	err := c.GetJSON(n, "/v1/cluster", &st)
+	return st, err
+}
+
+// StateHash is the answer of GET /v1/cluster/state-hash.
+type StateHash struct {
+	NodeID       string `json:"node_id"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Hash         string `json:"hash"`
+}
+
+// StateHash is GET /v1/cluster/state-hash on one node.
+func (c *Cluster) StateHash(n *Node) (StateHash, error) {
+	var h StateHash
+	err := c.GetJSON(n, "/v1/cluster/state-hash", &h)
+	return h, err
+}
+
+// LeaderAmong returns the leader every given node agrees on (each reports
+// the same leader_id, and the leader, one of them, reports itself as
+// leader), or an error describing the disagreement.
+func (c *Cluster) LeaderAmong(nodes []*Node) (*Node, error) {
+	if len(nodes) == 0 {
+		return nil, errors.New("no live nodes")
+	}
+	var views []string
+	leaders := map[string]bool{}
+	var selfLeader string
+	for _, n := range nodes {
+		st, err := c.Status(n)
+		if err != nil {
+			return nil, err
+		}
+		views = append(views, fmt.Sprintf("%s→%q(%s, term %d)", n.ID, st.LeaderID, st.State, st.Term))
+		leaders[st.LeaderID] = true
+		if st.State == "leader" && st.LeaderID == n.ID {
+			selfLeader = n.ID
+		}
+	}
+	if len(leaders) != 1 || leaders[""] || selfLeader == "" {
+		return nil, fmt.Errorf("no agreed leader: %s", strings.Join(views, ", "))
+	}
+	return c.Node(selfLeader), nil
+}
+
+// Leader polls GET /v1/cluster on the live nodes until they agree on a
+// leader that is one of them, and returns it.
+func (c *Cluster) Leader() *Node {
+	c.tb.Helper()
+	var leader *Node
+	start := time.Now()
+	c.WaitFor(DefaultElectionWait, "leader election", func() error {
+		var err error
+		leader, err = c.LeaderAmong(c.Live())
+		return err
+	})
+	c.tb.Logf("leader is %s (agreed after %s)", leader.ID, time.Since(start).Round(time.Millisecond))
+	return leader
+}
+
+// Converged returns the common state hash of the given nodes if all of them
+// report the same applied index and hash in one round.
+func (c *Cluster) Converged(nodes []*Node) (StateHash, error) {
+	// Ask all nodes at once: the leader may commit at any moment (its
+	// alarms fire), so the shorter the round, the likelier one index.
+	hashes := make([]StateHash, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hashes[i], errs[i] = c.StateHash(n)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return StateHash{}, err
+	}
+	var first StateHash
+	var views []string
+	same := true
+	for i, n := range nodes {
+		h := hashes[i]
+		views = append(views, fmt.Sprintf("%s@%d:%.12s", n.ID, h.AppliedIndex, h.Hash))
+		if i == 0 {
+			first = h
+		} else if h.AppliedIndex != first.AppliedIndex || h.Hash != first.Hash {
+			same = false
+		}
+	}
+	if !same {
+		return StateHash{}, fmt.Errorf("state hashes differ: %s", strings.Join(views, " "))
+	}
+	return first, nil
+}
+
+// WaitConverged polls until the given nodes report the same applied index
+// and state hash in one round, with the index at least minIndex, and
+// returns that state.
+func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
+	c.tb.Helper()
+	var h StateHash
+	start := time.Now()
+	c.WaitFor(DefaultCatchUpWait, "state hashes converge", func() error {
+		var err error
+		if h, err = c.Converged(nodes); err != nil {
+			return err
+		}
+		if h.AppliedIndex < minIndex {
+			return fmt.Errorf("converged at index %d, below %d", h.AppliedIndex, minIndex)
+		}
+		return nil
+	})
+	c.tb.Logf("%d nodes converged at index %d, hash %.16s (after %s)", len(nodes), h.AppliedIndex, h.Hash, time.Since(start).Round(time.Millisecond))
+	return h
+}
