@@ -133,8 +133,22 @@ func (c *FakeClock) NewTimer(d time.Duration) Timer {
 }
 
 func (c *FakeClock) armLocked(ft *fakeTimer, d time.Duration) {
-	ft.deadline = c.now.Add(d)
-	if d <= 0 {
+	c.armAtLocked(ft, c.now.Add(d))
+}
+
+// NewTimerAt returns a timer that fires when the fake time reaches
+// deadline (at once if it already has).
+func (c *FakeClock) NewTimerAt(deadline time.Time) Timer {
+	ft := &fakeTimer{clock: c, c: make(chan time.Time, 1)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armAtLocked(ft, deadline)
+	return ft
+}
+
+func (c *FakeClock) armAtLocked(ft *fakeTimer, deadline time.Time) {
+	ft.deadline = deadline
+	if !deadline.After(c.now) {
 		c.fireLocked(ft)
 		return
 	}

@@ -2,13 +2,14 @@ package timers
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
 // arity is the heap's fan-out. Four children per node halve the depth of a
-// binary heap, and the four siblings compared at each level sit in one
-// 64-byte cache line, so a pop touches about half as many lines. Measured
-// in doc.go.
+// binary heap and the four siblings compared at each level share one 64-byte
+// cache line; at 1M alarms that made replacing an alarm about 20% faster
+// than with two, and nothing slower (doc.go).
 const arity = 4
 
 // releaseAbove is the slot capacity above which an index that becomes empty
@@ -26,9 +27,9 @@ type node struct {
 	slot int32 // the alarm's entry in index.slots
 }
 
-// slot is the stable home of one alarm: the map points here, and here points
-// at the alarm's current heap position, so a sift moves nodes and updates
-// slots without touching the map.
+// slot is the stable home of one alarm: the owner table points here, and
+// here points at the alarm's current heap position, so a sift moves nodes and
+// updates slots without touching the table.
 type slot struct {
 	owner string
 	pos   int32 // heap position while in use; next free slot while free
@@ -92,6 +93,18 @@ func (x *index) set(owner string, due time.Time) bool {
 	x.heap = append(x.heap, node{sec: sec, nsec: nsec, slot: s})
 	x.up(len(x.heap) - 1)
 	return x.slots[s].pos == 0
+}
+
+// reserve makes room for n more alarms, so that adding them copies no array
+// and rehashes no table.
+func (x *index) reserve(n int) {
+	if n <= 0 {
+		return
+	}
+	x.heap = slices.Grow(x.heap, n)
+	// Free slots are reused before the slice grows.
+	x.slots = slices.Grow(x.slots, max(0, n-(len(x.slots)-len(x.heap))))
+	x.owners.reserve(n)
 }
 
 // get returns owner's alarm.

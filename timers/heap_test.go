@@ -196,3 +196,26 @@ func TestIndexReleasesMemoryWhenEmpty(t *testing.T) {
 	x.set("again", due)
 	checkIndex(t, &x)
 }
+
+// TestIndexReserve checks that after reserve(n), n new alarms fit without
+// any array or table growing.
+func TestIndexReserve(t *testing.T) {
+	x := newIndex()
+	due := time.Unix(1e9, 0)
+	for i := range 100 {
+		x.set(fmt.Sprint("old", i), due)
+	}
+	for i := range 40 {
+		x.remove(fmt.Sprint("old", i)) // leaves 40 free slots
+	}
+	x.reserve(5000)
+	heapCap, slotsCap, cells := cap(x.heap), cap(x.slots), len(x.owners.cells)
+	for i := range 5000 {
+		x.set(fmt.Sprint("new", i), due.Add(time.Duration(i)))
+	}
+	if cap(x.heap) != heapCap || cap(x.slots) != slotsCap || len(x.owners.cells) != cells {
+		t.Errorf("after reserve(5000) and 5000 sets: cap(heap) %d→%d, cap(slots) %d→%d, cells %d→%d; want no growth",
+			heapCap, cap(x.heap), slotsCap, cap(x.slots), cells, len(x.owners.cells))
+	}
+	checkIndex(t, &x)
+}

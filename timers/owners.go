@@ -48,14 +48,29 @@ func newCell(h uint32, slot int32) cell { return cell{hash: h, ref: slot + 1} }
 func (t *ownerTable) insertAt(i int, h uint32, slot int32) {
 	t.cells[i] = newCell(h, slot)
 	t.count++
-	if t.count > len(t.cells)/4*3 {
-		t.grow()
+	if t.count > maxLoad(len(t.cells)) {
+		t.resize(2 * len(t.cells))
 	}
 }
 
-func (t *ownerTable) grow() {
+func maxLoad(cells int) int { return cells / 4 * 3 }
+
+// reserve sizes the table to take n more owners without growing.
+func (t *ownerTable) reserve(n int) {
+	size := len(t.cells)
+	for t.count+n > maxLoad(size) {
+		size *= 2
+	}
+	if size > len(t.cells) {
+		t.resize(size)
+	}
+}
+
+// resize moves every cell into a table of size cells, a power of two; the
+// stored hashes mean no owner is read or hashed again.
+func (t *ownerTable) resize(size int) {
 	old := t.cells
-	t.cells = make([]cell, 2*len(old))
+	t.cells = make([]cell, size)
 	for _, c := range old {
 		if c.empty() {
 			continue

@@ -74,6 +74,16 @@ func (w *Wheel) Schedule(owner string, due time.Time) {
 	}
 }
 
+// Grow makes room for n more alarms. A leader rebuilding the wheel from the
+// FSM knows how many alarms it is about to add; growing once up front spares
+// the copies and rehashes of growing step by step, each of which holds the
+// wheel's lock for a moment proportional to its size.
+func (w *Wheel) Grow(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.alarms.reserve(n)
+}
+
 // Cancel removes owner's alarm and reports whether it had one. An alarm
 // already handed to fire cannot be cancelled; fire must re-check the task's
 // state, as it must anyway because the wheel is only an index of the FSM.
@@ -180,11 +190,20 @@ func (w *Wheel) run(stop <-chan struct{}, done chan<- struct{}) {
 		var fired <-chan time.Time
 		switch {
 		case ok:
-			d := min(head.time().Sub(now), maxSleep)
-			if timer == nil {
-				timer = w.clock.NewTimer(d)
+			if at, isAt := w.clock.(absoluteClock); isAt {
+				// A fake clock may have jumped since now was read; arming
+				// at the absolute due time cannot overshoot it.
+				if timer != nil {
+					timer.Stop()
+				}
+				timer = at.NewTimerAt(minTime(head.time(), now.Add(maxSleep)))
 			} else {
-				timer.Reset(d)
+				d := min(head.time().Sub(now), maxSleep)
+				if timer == nil {
+					timer = w.clock.NewTimer(d)
+				} else {
+					timer.Reset(d)
+				}
 			}
 			fired = timer.C()
 		case timer != nil:
@@ -201,4 +220,19 @@ func (w *Wheel) run(stop <-chan struct{}, done chan<- struct{}) {
 		case <-fired:
 		}
 	}
+}
+
+// absoluteClock is a Clock that can arm a timer at an absolute time. The
+// wheel prefers it: with a relative timer, a clock that jumps between the
+// wheel's reading of Now and its arming of the timer (a fake clock moved by
+// a test) would push the alarm out by the jump.
+type absoluteClock interface {
+	NewTimerAt(deadline time.Time) Timer
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

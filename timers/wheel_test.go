@@ -528,3 +528,56 @@ func TestConcurrentScheduleWhileFiring(t *testing.T) {
 		t.Errorf("Len() = %d, want 0", n)
 	}
 }
+
+// jumpyClock moves its fake time forward just after the next Now read once
+// primed: the jump lands exactly between the wheel reading the time and
+// arming its timer, the window a test moving a fake clock can hit by chance.
+type jumpyClock struct {
+	*FakeClock
+	jump   time.Duration
+	primed atomic.Bool
+}
+
+func (c *jumpyClock) Now() time.Time {
+	t := c.FakeClock.Now()
+	if c.primed.CompareAndSwap(true, false) {
+		c.FakeClock.Advance(c.jump)
+	}
+	return t
+}
+
+// TestFakeClockJumpWhileArming: the alarm fires when the clock reaches its
+// due time even if the clock jumped while the wheel was arming its timer.
+func TestFakeClockJumpWhileArming(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	due := start.Add(30 * time.Minute)
+	clock := &jumpyClock{FakeClock: NewFakeClock(start), jump: 30*time.Minute - time.Second}
+	fired := make(chan struct{}, 1)
+	w := New(clock, func(string, time.Time) { fired <- struct{}{} })
+	w.Start()
+	defer w.Stop()
+	// Let the goroutine settle, waiting on a far alarm, before priming
+	// the jump for its next clock read (the one the earlier alarm causes).
+	w.Schedule("later", start.Add(time.Hour))
+	deadline := time.Now().Add(10 * time.Second)
+	for clock.FakeClock.Timers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the wheel never armed its timer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clock.primed.Store(true)
+	w.Schedule("a", due)
+	for clock.primed.Load() || clock.FakeClock.Timers() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the wheel never armed its timer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clock.FakeClock.Set(due)
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("alarm due %s did not fire with the clock at %s", due, clock.FakeClock.Now())
+	}
+}
