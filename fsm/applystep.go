@@ -97,15 +97,17 @@ func (t *Task) finishAttempt(c StepResult) {
 func (f *FSM) stepResult(t *Task, c StepResult) {
 	switch c.Outcome {
 	case OutcomeSuccess:
-		t.storeData(c.Step, c.Data)
+		f.storeData(t, c.Step, c.Data, c.At)
 		f.advance(t, c.Step, c.At)
 	case OutcomePoll:
+		f.storeData(t, c.Step, c.Data, c.At)
 		if t.StepDeadline != nil && !c.RetryAt.Before(*t.StepDeadline) {
 			f.failTask(t, ErrKindFailed, c.Step, c.Attempt, ClassPermanent, fmt.Sprintf("%s timed out", c.Step), c.Leader, c.At)
 			return
 		}
 		t.Alarm = &Alarm{Due: c.RetryAt, Kind: AlarmRun}
 	case OutcomeRetry:
+		f.storeData(t, c.Step, c.Data, c.At)
 		t.Retries++
 		f.recordError(ErrorRecord{Kind: ErrKindStep, TaskID: t.ID, NodeID: t.NodeID, Step: c.Step, Attempt: c.Attempt,
 			Class: ClassTransient, Message: c.Error, Leader: c.Leader, At: c.At})
@@ -119,17 +121,65 @@ func (f *FSM) stepResult(t *Task, c StepResult) {
 	}
 }
 
-// storeData keeps what a step learned.
-func (t *Task) storeData(s Step, d StepData) {
+// storeData keeps what a step learned: on the task, or on its node.
+func (f *FSM) storeData(t *Task, s Step, d StepData, at time.Time) {
 	switch s {
-	case StepNodeProvisioning, StepNodeSelection:
-		if d.NodeID != "" {
-			t.NodeID = d.NodeID
-		}
-	case StepWorkspaceCreate:
-		t.WorkspaceID = d.WorkspaceID
+	case StepNodeProvisioning:
+		f.updateNode(t.NodeID, at, func(n *Node) {
+			if d.ServerGone {
+				n.ServerID, n.ActionID, n.IPv4 = 0, 0, ""
+			}
+			if d.ServerID != 0 {
+				n.ServerID = d.ServerID
+			}
+			if d.ActionID != 0 {
+				n.ActionID = d.ActionID
+			}
+			if d.IPv4 != "" {
+				n.IPv4 = d.IPv4
+			}
+		})
 	case StepAgentSession:
 		t.AgentSessionID = d.SessionID
+	}
+}
+
+// updateNode replaces a node with a modified copy and feeds the change.
+func (f *FSM) updateNode(id string, at time.Time, mod func(*Node)) {
+	cur, ok := f.st.nodes.Get(&Node{ID: id})
+	if !ok {
+		return
+	}
+	n := cur.clone()
+	mod(n)
+	n.UpdatedAt = at
+	f.st.nodes.ReplaceOrInsert(n)
+	f.notifyNode(n)
+}
+
+// enter moves a task into a step, with what the state needs there: the
+// workspace record before it is created on the VM (so an early ready
+// callback finds it), and early callbacks consumed on arrival.
+func (f *FSM) enter(t *Task, s Step, at time.Time) {
+	t.enterStep(s, at)
+	switch s {
+	case StepWorkspaceCreate:
+		if t.WorkspaceID == "" {
+			ws := &Workspace{ID: derivedID("ws", t.ID, f.workspaceExists), NodeID: t.NodeID, TaskID: t.ID,
+				Status: WorkspaceCreating, CreatedAt: at, UpdatedAt: at}
+			f.st.workspaces.ReplaceOrInsert(ws)
+			t.WorkspaceID = ws.ID
+		}
+	case StepWorkspaceReady:
+		if ws, ok := f.st.workspaces.Get(&Workspace{ID: t.WorkspaceID}); ok &&
+			(ws.Status == WorkspaceRunning || ws.Status == WorkspaceRecovery) {
+			f.advance(t, StepWorkspaceReady, at)
+		}
+	case StepRunning:
+		if t.FollowupEarly {
+			t.FollowupEarly = false
+			f.enter(t, StepAwaitingFollowup, at)
+		}
 	}
 }
 
@@ -153,7 +203,7 @@ func (f *FSM) advance(t *Task, done Step, at time.Time) {
 		t.end(StatusCompleted, sys, "pipeline finished", "", at)
 		return
 	}
-	t.enterStep(next, at)
+	f.enter(t, next, at)
 }
 
 // failTask ends a task as failed, with an error record.
@@ -178,6 +228,7 @@ func (f *FSM) cleanupResult(t *Task, c StepResult) {
 			Class: c.Class, Message: c.Error, Leader: c.Leader, At: c.At})
 	}
 	t.Cleanup, t.Alarm, t.Attempt, t.Retries, t.ClaimTerm = false, nil, 0, 0, 0
+	f.finishCleanup(t, c.Data.WorkspaceStopped, c.At)
 	if t.Status == StatusQueued {
 		// Re-run requested while the old run was being cleaned up.
 		t.enterStep(StepNodeSelection, c.At)
@@ -195,11 +246,7 @@ func (f *FSM) applyDecideStep(c DecideStep, res *Result) {
 	}
 	t := cur.clone()
 	t.Attempts++
-	t.Steps = append(t.Steps, StepAttempt{Step: c.Step, Attempt: 1, Leader: c.Leader, Started: c.At,
-		Finished: timePtr(c.At), Outcome: string(OutcomeSuccess)})
-	// Node selection proper (warm pool, capacity ranking) belongs to the
-	// provisioning pipeline; with no reusable node the task provisions one.
-	f.advance(t, c.Step, c.At)
+	f.decideNodeSelection(t, c.Leader, c.At)
 	f.st.tasks.ReplaceOrInsert(t)
 	res.Task = t
 }
@@ -276,4 +323,18 @@ func (f *FSM) applyReschedule(c Reschedule, res *Result) {
 		Message: "task had no pending alarm: " + c.Reason, At: c.At})
 	f.st.tasks.ReplaceOrInsert(t)
 	res.Task = t
+}
+
+// finishCleanup records the end of a task's cleanup: its workspace is
+// stopped (when cleanup stopped it, or it never got past creating) and its
+// node released.
+func (f *FSM) finishCleanup(t *Task, stopped bool, at time.Time) {
+	if ws, ok := f.st.workspaces.Get(&Workspace{ID: t.WorkspaceID}); ok && ws.Live() && (stopped || ws.Status == WorkspaceCreating) {
+		ws = ws.cloneWS()
+		ws.Status, ws.UpdatedAt = WorkspaceStopped, at
+		f.st.workspaces.ReplaceOrInsert(ws)
+	}
+	if t.NodeID != "" {
+		f.releaseNode(t.NodeID, t.ID, at)
+	}
 }

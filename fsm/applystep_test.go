@@ -54,7 +54,7 @@ func TestPipelineAdvancesWithStatusesAndAlarms(t *testing.T) {
 		t.Fatalf("new task alarm = %+v, want run now", task.Alarm)
 	}
 	task = toWorkspaceReady(t, a, "t2")
-	if task.Step != StepWorkspaceReady || task.Status != StatusDelegated || task.NodeID != "node-1" || task.WorkspaceID != "ws-1" {
+	if task.Step != StepWorkspaceReady || task.Status != StatusDelegated || task.NodeID != "n-t2" || task.WorkspaceID != "ws-t2" {
 		t.Fatalf("task = %s/%s node=%q ws=%q", task.Status, task.Step, task.NodeID, task.WorkspaceID)
 	}
 	want := t0.Add(time.Second + DefaultPolicy().WorkspaceReadyTimeout)

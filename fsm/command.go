@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -14,17 +15,27 @@ type CommandType uint8
 // The command types. IgnoreUnknown may be OR-ed into a new type so that older
 // binaries skip it instead of stopping (for commands that are safe to miss).
 const (
-	CmdSubmitTask     CommandType = 1
-	CmdCancelTask     CommandType = 2
-	CmdSetStatus      CommandType = 3
-	CmdRegisterMember CommandType = 4
-	CmdRemoveMember   CommandType = 5
-	CmdStepStarted    CommandType = 6
-	CmdStepResult     CommandType = 7
-	CmdDecideStep     CommandType = 8
-	CmdStepTimeout    CommandType = 9
-	CmdFailTask       CommandType = 10
-	CmdReschedule     CommandType = 11
+	CmdSubmitTask         CommandType = 1
+	CmdCancelTask         CommandType = 2
+	CmdSetStatus          CommandType = 3
+	CmdRegisterMember     CommandType = 4
+	CmdRemoveMember       CommandType = 5
+	CmdStepStarted        CommandType = 6
+	CmdStepResult         CommandType = 7
+	CmdDecideStep         CommandType = 8
+	CmdStepTimeout        CommandType = 9
+	CmdFailTask           CommandType = 10
+	CmdReschedule         CommandType = 11
+	CmdSetSettings        CommandType = 12
+	CmdNodeAlarmFired     CommandType = 13
+	CmdNodeDestroyResult  CommandType = 14
+	CmdNodeReady          CommandType = 15
+	CmdNodeHeartbeat      CommandType = 16
+	CmdNodeErrors         CommandType = 17
+	CmdWorkspaceReady     CommandType = 18
+	CmdWorkspaceFailed    CommandType = 19
+	CmdTaskStatusCallback CommandType = 20
+	CmdIdleReset          CommandType = 21
 
 	// IgnoreUnknown marks a command that a replica which does not know its
 	// type may skip.
@@ -116,31 +127,36 @@ func Encode(c Command) ([]byte, error) {
 	return append(buf, body...), nil
 }
 
-// newCommand returns an empty command of type t, or nil if t is unknown.
+// commands maps each type to a constructor of its empty command.
+var commands = map[CommandType]func() Command{
+	CmdSubmitTask:         func() Command { return &SubmitTask{} },
+	CmdCancelTask:         func() Command { return &CancelTask{} },
+	CmdSetStatus:          func() Command { return &SetStatus{} },
+	CmdRegisterMember:     func() Command { return &RegisterMember{} },
+	CmdRemoveMember:       func() Command { return &RemoveMember{} },
+	CmdStepStarted:        func() Command { return &StepStarted{} },
+	CmdStepResult:         func() Command { return &StepResult{} },
+	CmdDecideStep:         func() Command { return &DecideStep{} },
+	CmdStepTimeout:        func() Command { return &StepTimeout{} },
+	CmdFailTask:           func() Command { return &FailTask{} },
+	CmdReschedule:         func() Command { return &Reschedule{} },
+	CmdSetSettings:        func() Command { return &SetSettings{} },
+	CmdNodeAlarmFired:     func() Command { return &NodeAlarmFired{} },
+	CmdNodeDestroyResult:  func() Command { return &NodeDestroyResult{} },
+	CmdNodeReady:          func() Command { return &NodeReady{} },
+	CmdNodeHeartbeat:      func() Command { return &NodeHeartbeat{} },
+	CmdNodeErrors:         func() Command { return &NodeErrors{} },
+	CmdWorkspaceReady:     func() Command { return &WorkspaceReady{} },
+	CmdWorkspaceFailed:    func() Command { return &WorkspaceFailed{} },
+	CmdTaskStatusCallback: func() Command { return &TaskStatusCallback{} },
+	CmdIdleReset:          func() Command { return &IdleReset{} },
+}
+
+// newCommand returns a pointer to an empty command of type t, or nil if t
+// is unknown.
 func newCommand(t CommandType) Command {
-	switch t {
-	case CmdSubmitTask:
-		return &SubmitTask{}
-	case CmdCancelTask:
-		return &CancelTask{}
-	case CmdSetStatus:
-		return &SetStatus{}
-	case CmdRegisterMember:
-		return &RegisterMember{}
-	case CmdRemoveMember:
-		return &RemoveMember{}
-	case CmdStepStarted:
-		return &StepStarted{}
-	case CmdStepResult:
-		return &StepResult{}
-	case CmdDecideStep:
-		return &DecideStep{}
-	case CmdStepTimeout:
-		return &StepTimeout{}
-	case CmdFailTask:
-		return &FailTask{}
-	case CmdReschedule:
-		return &Reschedule{}
+	if mk, ok := commands[t]; ok {
+		return mk()
 	}
 	return nil
 }
@@ -171,29 +187,5 @@ func Decode(buf []byte) (Command, error) {
 // deref turns the pointer newCommand made back into the value type that
 // Encode and Apply's switch use.
 func deref(c Command) Command {
-	switch c := c.(type) {
-	case *SubmitTask:
-		return *c
-	case *CancelTask:
-		return *c
-	case *SetStatus:
-		return *c
-	case *RegisterMember:
-		return *c
-	case *RemoveMember:
-		return *c
-	case *StepStarted:
-		return *c
-	case *StepResult:
-		return *c
-	case *DecideStep:
-		return *c
-	case *StepTimeout:
-		return *c
-	case *FailTask:
-		return *c
-	case *Reschedule:
-		return *c
-	}
-	return c
+	return reflect.ValueOf(c).Elem().Interface().(Command)
 }

@@ -12,6 +12,7 @@ const (
 	ErrKindFenced  ErrorKind = "fenced"      // a stale claim or result was rejected
 	ErrKindSweeper ErrorKind = "sweeper"     // the stuck-task sweeper acted
 	ErrKindCleanup ErrorKind = "cleanup"     // cleanup gave up
+	ErrKindNode    ErrorKind = "node_error"  // a node reported an error, or deleting its server failed
 )
 
 // DefaultMaxErrorRecords bounds the error database by count.
@@ -27,8 +28,10 @@ type ErrorRecord struct {
 	Attempt int        `json:"attempt,omitempty"`
 	Class   ErrorClass `json:"class,omitempty"`
 	Message string     `json:"message"`
-	Leader  string     `json:"leader,omitempty"`
-	At      time.Time  `json:"at"`
+	// IncidentID is the agent's id of a reported error (deduplication).
+	IncidentID string    `json:"incident_id,omitempty"`
+	Leader     string    `json:"leader,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // recordError appends to the error database, dropping the oldest record

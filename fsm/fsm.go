@@ -23,6 +23,8 @@ type Result struct {
 	Index uint64
 	// Task is the task the command created or changed, if any.
 	Task *Task
+	// Node is the node the command changed, if any.
+	Node *Node
 	// Duplicate is set when a request id was seen before and the first
 	// result is returned instead of applying again.
 	Duplicate bool
@@ -31,10 +33,12 @@ type Result struct {
 	Err error
 }
 
-// Change is one entry of the change feed: a task whose state changed.
+// Change is one entry of the change feed: a task or node whose state
+// changed (exactly one of the two is set).
 type Change struct {
 	Index uint64
 	Task  *Task
+	Node  *Node
 }
 
 // state is everything a snapshot holds. Its trees are copy-on-write, so
@@ -51,6 +55,7 @@ type state struct {
 	errSeq     uint64
 	// rejected counts step claims and results that fencing refused.
 	rejected uint64
+	settings Settings
 }
 
 func newState() *state {
@@ -62,6 +67,7 @@ func newState() *state {
 		idem:       btree.NewG(btreeDegree, func(a, b *idemEntry) bool { return a.Key < b.Key }),
 		idemByTime: btree.NewG(btreeDegree, lessIdemByTime),
 		errors:     btree.NewG(btreeDegree, func(a, b *ErrorRecord) bool { return a.Seq < b.Seq }),
+		settings:   DefaultSettings(),
 	}
 }
 
@@ -84,6 +90,7 @@ func (s *state) clone() *state {
 		errors:     s.errors.Clone(),
 		errSeq:     s.errSeq,
 		rejected:   s.rejected,
+		settings:   s.settings,
 	}
 }
 
@@ -95,6 +102,9 @@ type FSM struct {
 	retention time.Duration
 	observers map[int]func(Change)
 	nextObs   int
+	// changed collects the records one Apply changed besides the result's
+	// own, for the change feed.
+	changed []Change
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -105,15 +115,18 @@ func New() *FSM {
 }
 
 // Watch is the change feed. Under the apply lock, so that no change falls
-// between the two, it calls visit for every stored task and then installs
-// obs, which is called synchronously inside Apply for every changed task
-// from then on. Neither may block or call back into the FSM. The returned
-// function removes obs.
-func (f *FSM) Watch(visit func(*Task), obs func(Change)) (stop func()) {
+// between the two, it calls visitTask and visitNode for every stored task
+// and node and then installs obs, which is called synchronously inside
+// Apply for every changed task or node from then on. None may block or call
+// back into the FSM. The returned function removes obs.
+func (f *FSM) Watch(visitTask func(*Task), visitNode func(*Node), obs func(Change)) (stop func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if visit != nil {
-		f.st.tasks.Ascend(func(t *Task) bool { visit(t); return true })
+	if visitTask != nil {
+		f.st.tasks.Ascend(func(t *Task) bool { visitTask(t); return true })
+	}
+	if visitNode != nil {
+		f.st.nodes.Ascend(func(n *Node) bool { visitNode(n); return true })
 	}
 	if f.observers == nil {
 		f.observers = map[int]func(Change){}
@@ -154,6 +167,7 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st.index = index
+	f.changed = f.changed[:0]
 	res := &Result{Index: index}
 	switch c := cmd.(type) {
 	case SubmitTask:
@@ -178,14 +192,44 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.applyFailTask(c, res)
 	case Reschedule:
 		f.applyReschedule(c, res)
+	case SetSettings:
+		f.st.settings = c.Settings
+	case NodeAlarmFired:
+		f.applyNodeAlarmFired(c, res)
+	case NodeDestroyResult:
+		f.applyNodeDestroyResult(c, res)
+	case NodeReady:
+		f.applyNodeReady(c, res)
+	case NodeHeartbeat:
+		f.applyNodeHeartbeat(c, res)
+	case NodeErrors:
+		f.applyNodeErrors(c, res)
+	case WorkspaceReady:
+		f.applyWorkspaceReady(c, res)
+	case WorkspaceFailed:
+		f.applyWorkspaceFailed(c, res)
+	case TaskStatusCallback:
+		f.applyTaskStatusCallback(c, res)
+	case IdleReset:
+		f.applyIdleReset(c, res)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
 	}
-	if res.Task != nil && res.Err == nil && !res.Duplicate {
-		for _, obs := range f.observers {
-			obs(Change{Index: index, Task: res.Task})
+	if res.Err == nil && !res.Duplicate {
+		if res.Task != nil {
+			f.changed = append(f.changed, Change{Task: res.Task})
+		}
+		if res.Node != nil {
+			f.changed = append(f.changed, Change{Node: res.Node})
 		}
 	}
+	for _, ch := range f.changed {
+		ch.Index = index
+		for _, obs := range f.observers {
+			obs(ch)
+		}
+	}
+	f.changed = f.changed[:0]
 	return res
 }
 
@@ -298,3 +342,6 @@ func (f *FSM) applyRegisterMember(c RegisterMember, res *Result) {
 	}
 	f.st.members.ReplaceOrInsert(c.Member)
 }
+
+// notifyNode puts a node changed as a side effect on the change feed.
+func (f *FSM) notifyNode(n *Node) { f.changed = append(f.changed, Change{Node: n}) }

@@ -424,7 +424,12 @@ func TestApplyPanicsOnUnknownCommandUnlessIgnorable(t *testing.T) {
 func TestObserverSeesEveryTaskChange(t *testing.T) {
 	a := newApplier(t)
 	var got []string
-	a.f.Watch(nil, func(c Change) { got = append(got, fmt.Sprintf("%d:%s:%s", c.Index, c.Task.ID, c.Task.Status)) })
+	a.f.Watch(nil, nil, func(c Change) {
+		if c.Task == nil {
+			return
+		}
+		got = append(got, fmt.Sprintf("%d:%s:%s", c.Index, c.Task.ID, c.Task.Status))
+	})
 	submit(a, "t1")
 	a.apply(CancelTask{TaskID: "t1", At: t0})
 	a.apply(CancelTask{TaskID: "t1", At: t0}) // no-op: no change

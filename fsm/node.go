@@ -39,7 +39,52 @@ type Node struct {
 	WarmSince        *time.Time   `json:"warm_since,omitempty"`
 	CreatedAt        time.Time    `json:"created_at"`
 	UpdatedAt        time.Time    `json:"updated_at"`
+	// ActionID is the Hetzner create action being polled.
+	ActionID int64 `json:"action_id,omitempty"`
+	// TaskID is the task that provisioned the node.
+	TaskID string `json:"task_id,omitempty"`
+	// Alarm is the node's pending alarm: warm timeout, max lifetime, or
+	// the next attempt to delete its server while destroying.
+	Alarm *Alarm `json:"alarm,omitempty"`
+	// DestroyAttempts counts server deletions tried while destroying.
+	DestroyAttempts int        `json:"destroy_attempts,omitempty"`
+	LastError       string     `json:"last_error,omitempty"`
+	DeletedAt       *time.Time `json:"deleted_at,omitempty"`
 }
+
+// Health is a node's health judged from its heartbeats (REFERENCE.md).
+type Health string
+
+// Node health values.
+const (
+	HealthUnknown   Health = "unknown" // no heartbeat yet
+	HealthHealthy   Health = "healthy"
+	HealthStale     Health = "stale"
+	HealthUnhealthy Health = "unhealthy"
+)
+
+// HealthAt judges the node's health at a time, from its last heartbeat.
+func (n *Node) HealthAt(now time.Time, s Settings) Health {
+	if n.LastHeartbeat == nil {
+		return HealthUnknown
+	}
+	age := now.Sub(*n.LastHeartbeat)
+	switch {
+	case age <= s.HeartbeatStale:
+		return HealthHealthy
+	case age <= 2*s.HeartbeatStale:
+		return HealthStale
+	}
+	return HealthUnhealthy
+}
+
+func (n *Node) clone() *Node {
+	c := *n
+	return &c
+}
+
+// Live reports whether the node still exists or is being created.
+func (n *Node) Live() bool { return n.Status == NodeActive || n.Status == NodeWarm }
 
 // WorkspaceStatus is a workspace's state on its VM.
 type WorkspaceStatus string
@@ -53,6 +98,9 @@ const (
 	WorkspaceStopped  WorkspaceStatus = "stopped"
 	WorkspaceError    WorkspaceStatus = "error"
 )
+
+// Live reports whether the workspace occupies its node.
+func (w *Workspace) Live() bool { return w.Status != WorkspaceStopped && w.Status != WorkspaceError }
 
 // Workspace is a checkout of a repository on a node, owned by one task.
 type Workspace struct {

@@ -31,10 +31,17 @@ const (
 // StepData carries what a step learned; Apply stores the fields the step
 // owns.
 type StepData struct {
-	NodeID      string `json:"node_id,omitempty"`
-	ServerID    int64  `json:"server_id,omitempty"`
+	NodeID   string `json:"node_id,omitempty"`
+	ServerID int64  `json:"server_id,omitempty"`
+	ActionID int64  `json:"action_id,omitempty"`
+	IPv4     string `json:"ipv4,omitempty"`
+	// ServerGone says the node's server was deleted (its create failed)
+	// and must be created anew.
+	ServerGone  bool   `json:"server_gone,omitempty"`
 	WorkspaceID string `json:"workspace_id,omitempty"`
 	SessionID   string `json:"session_id,omitempty"`
+	// WorkspaceStopped says cleanup stopped the task's workspace.
+	WorkspaceStopped bool `json:"workspace_stopped,omitempty"`
 }
 
 // StepStarted is the claim a leader commits before any external effect of

@@ -100,6 +100,9 @@ type Task struct {
 	StepDeadline *time.Time `json:"step_deadline,omitempty"`
 	// Cleanup is set from the moment the task ends until its cleanup ran.
 	Cleanup bool `json:"cleanup_pending,omitempty"`
+	// FollowupEarly keeps an agent's "finished" callback that arrived
+	// before the task reached the running step.
+	FollowupEarly bool `json:"followup_early,omitempty"`
 }
 
 // clone returns a copy that Apply may modify. Slices are copied with spare

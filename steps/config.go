@@ -1,12 +1,14 @@
 package steps
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/timers"
 )
 
@@ -32,7 +34,10 @@ type Config struct {
 	Clock timers.Clock
 	// Jitter returns a number in [0, 1); tests make it deterministic.
 	Jitter func() float64
-	Logger hclog.Logger
+	// DestroyNode deletes a destroying node's server; nil means there is
+	// no cloud (the node is marked deleted at once).
+	DestroyNode func(ctx context.Context, n *fsm.Node) error
+	Logger      hclog.Logger
 }
 
 // DefaultConfig returns REFERENCE.md's defaults.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,8 @@ type Stats struct {
 	Fenced atomic.Uint64
 	// SweeperActions counts tasks the sweeper rescheduled or failed.
 	SweeperActions atomic.Uint64
+	// NodeAlarms counts node expiries and server deletion attempts.
+	NodeAlarms atomic.Uint64
 }
 
 // Runner runs steps on the leader. One Runner serves every term a node
@@ -95,11 +98,24 @@ func (lt *leaderTerm) run() {
 		if t.InFlight {
 			claimed = append(claimed, t.ID)
 		}
+	}, func(n *fsm.Node) {
+		if n.Alarm != nil {
+			lt.wheel.Schedule(nodeOwner+n.ID, n.Alarm.Due)
+		}
 	}, func(c fsm.Change) {
-		if c.Task.Alarm != nil {
-			lt.wheel.Schedule(c.Task.ID, c.Task.Alarm.Due)
+		owner, alarm := "", (*fsm.Alarm)(nil)
+		switch {
+		case c.Task != nil:
+			owner, alarm = c.Task.ID, c.Task.Alarm
+		case c.Node != nil:
+			owner, alarm = nodeOwner+c.Node.ID, c.Node.Alarm
+		default:
+			return
+		}
+		if alarm != nil {
+			lt.wheel.Schedule(owner, alarm.Due)
 		} else {
-			lt.wheel.Cancel(c.Task.ID)
+			lt.wheel.Cancel(owner)
 		}
 	})
 	r.log.Info("runner started", "term", lt.term, "alarms", lt.wheel.Len(), "claimed", len(claimed), "rebuild", time.Since(start))
@@ -154,9 +170,17 @@ func (lt *leaderTerm) worker() {
 
 func (lt *leaderTerm) now() time.Time { return lt.r.cfg.Clock.Now().UTC().Round(0) }
 
+// nodeOwner prefixes a node's id to name its alarm in the wheel (task ids
+// cannot contain a slash).
+const nodeOwner = "node/"
+
 // process looks at a task afresh (the FSM is the truth, the fired alarm
 // only a hint) and does what its state calls for.
 func (lt *leaderTerm) process(it workItem) {
+	if id, ok := strings.CutPrefix(it.taskID, nodeOwner); ok {
+		lt.processNode(id)
+		return
+	}
 	t, ok := lt.r.fsm.Task(it.taskID)
 	if !ok || lt.ctx.Err() != nil {
 		return
@@ -273,4 +297,36 @@ func (lt *leaderTerm) commit(cmd fsm.Command, counter *atomic.Uint64) (*fsm.Resu
 	}
 	counter.Add(1)
 	return res, true
+}
+
+// processNode fires a node's alarm: an expired warm or lifetime timer
+// starts destroying the node; while destroying, each alarm is one attempt
+// to delete its server (idempotent: not found is success).
+func (lt *leaderTerm) processNode(id string) {
+	n, ok := lt.r.fsm.Node(id)
+	if !ok || n.Alarm == nil {
+		return
+	}
+	now := lt.now()
+	if n.Alarm.Due.After(now) {
+		return
+	}
+	if n.Status != fsm.NodeDestroying {
+		lt.commit(fsm.NodeAlarmFired{NodeID: id, Due: n.Alarm.Due, At: now}, &lt.r.stats.NodeAlarms)
+		return
+	}
+	var err error
+	if lt.r.cfg.DestroyNode != nil {
+		ctx, cancel := context.WithTimeout(lt.ctx, time.Minute)
+		err = lt.r.cfg.DestroyNode(ctx, n)
+		cancel()
+	}
+	if lt.ctx.Err() != nil {
+		return
+	}
+	res := fsm.NodeDestroyResult{NodeID: id, Deleted: err == nil, At: lt.now()}
+	if err != nil {
+		res.Error, res.RetryAt = err.Error(), res.At.Add(lt.r.cfg.backoff(min(n.DestroyAttempts, 4)))
+	}
+	lt.commit(res, &lt.r.stats.NodeAlarms)
 }

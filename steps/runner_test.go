@@ -81,6 +81,11 @@ func (s *single) task(id string) *fsm.Task {
 func (s *single) advanceUntil(id, what string, cond func(*fsm.Task) bool) *fsm.Task {
 	s.t.Helper()
 	var t *fsm.Task
+	defer func() {
+		if s.t.Failed() {
+			s.t.Logf("task at failure: %+v alarm=%+v clock=%s", *t, t.Alarm, s.clock.Now())
+		}
+	}()
 	s.waitFor(what, func() bool {
 		t = s.task(id)
 		if cond(t) {
@@ -192,13 +197,13 @@ func TestPollingUntilDone(t *testing.T) {
 		if n < 3 {
 			return PollIn(10 * time.Second)
 		}
-		return Done(fsm.StepData{NodeID: "node-1"})
+		return Done(fsm.StepData{ServerID: 42, IPv4: "127.0.1.1"})
 	}}
-	s := newSingle(t, Config{}, map[fsm.Step]Handler{fsm.StepNodeProvisioning: rec, fsm.StepNodeAgentReady: &recorder{fn: func(int) Result { return PollIn(time.Hour) }}})
+	s := newSingle(t, Config{}, map[fsm.Step]Handler{fsm.StepNodeProvisioning: rec, fsm.StepNodeAgentReady: &recorder{fn: func(int) Result { return PollIn(5 * time.Minute) }}})
 	s.submit("t1")
 	task := s.advanceUntil("t1", "agent ready step", func(t *fsm.Task) bool { return t.Step == fsm.StepNodeAgentReady })
-	if task.NodeID != "node-1" || task.Retries != 0 {
-		t.Fatalf("after polling: node %q retries %d", task.NodeID, task.Retries)
+	if n, _ := s.fsm.Node(task.NodeID); n == nil || n.IPv4 != "127.0.1.1" || n.ServerID != 42 || task.Retries != 0 {
+		t.Fatalf("after polling: node %+v retries %d", n, task.Retries)
 	}
 	// Polling past the step's deadline fails the task.
 	final := s.advanceUntil("t1", "agent ready timeout", func(t *fsm.Task) bool { return t.Status == fsm.StatusFailed })
@@ -213,7 +218,7 @@ func TestCancelDuringStepFencesItsResult(t *testing.T) {
 	blocking := HandlerFunc(func(ctx context.Context, _ *fsm.Task, _ string) Result {
 		started <- struct{}{}
 		<-release
-		return Done(fsm.StepData{NodeID: "node-1"})
+		return Done(fsm.StepData{ServerID: 42})
 	})
 	s := newSingle(t, Config{}, map[fsm.Step]Handler{fsm.StepNodeProvisioning: blocking})
 	s.submit("t1")
@@ -224,8 +229,8 @@ func TestCancelDuringStepFencesItsResult(t *testing.T) {
 	}
 	close(release)
 	final := s.advanceUntil("t1", "cleanup", func(t *fsm.Task) bool { return !t.Cleanup })
-	if final.Status != fsm.StatusCancelled || final.NodeID != "" {
-		t.Fatalf("cancelled task = %s node %q: the late result was applied", final.Status, final.NodeID)
+	if n, _ := s.fsm.Node(final.NodeID); final.Status != fsm.StatusCancelled || n == nil || n.ServerID != 0 {
+		t.Fatalf("cancelled task = %s node %+v: the late result was applied", final.Status, n)
 	}
 	s.waitFor("fenced count", func() bool { return s.runner.Stats().Fenced.Load() == 1 && s.fsm.RejectedCount() == 1 })
 }
