@@ -37,6 +37,8 @@ const (
 	CodeInternal        = "internal"
 	CodeMethodNotAllow  = "method_not_allowed"
 	CodeForwardingFault = "forwarding_failed"
+	CodeUnauthorized    = "unauthorized"
+	CodeForbidden       = "forbidden"
 )
 
 func abortError(c *gin.Context, status int, code, msg string) {

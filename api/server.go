@@ -11,6 +11,7 @@ import (
 
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/tokens"
 )
 
 // Cluster is what the API needs of the local cluster node.
@@ -45,6 +46,8 @@ type Config struct {
 	Client *http.Client
 	// Policy holds the timeouts stamped into every submitted task.
 	Policy fsm.Policy
+	// Tokens verifies the agents' callback tokens and serves the JWKS.
+	Tokens *tokens.Issuer
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -126,6 +129,11 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/cluster/state-hash", s.stateHash)
 	v1.POST("/cluster/join", s.onLeader, s.joinCluster)
 	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
+	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
+	v1.GET("/nodes", s.listNodes)
+	v1.GET("/errors", s.listErrors)
+	r.GET("/.well-known/jwks.json", s.jwks)
+	s.callbackRoutes(r)
 	return r
 }
 

@@ -251,18 +251,25 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 	return true
 }
 
-// commit applies a command on this node, the leader. If leadership moves
-// away meanwhile (not leader, or an unknown outcome), the request is sent
-// to the new leader with the same request id; it answers the client. The
-// returned result carries no domain error: those are answered here.
+// commit applies a command on this node, the leader, and answers any
+// domain error itself; see commitResult.
 func (s *Server) commit(c *gin.Context, cmd fsm.Command) (*fsm.Result, bool) {
+	res, ok := s.commitResult(c, cmd)
+	if ok && res.Err != nil {
+		abortErr(c, res.Err)
+		return nil, false
+	}
+	return res, ok
+}
+
+// commitResult applies a command on this node, the leader. If leadership
+// moves away meanwhile (not leader, or an unknown outcome), the request is
+// sent to the new leader with the same request id; it answers the client
+// and ok is false. The result's domain error is left to the caller.
+func (s *Server) commitResult(c *gin.Context, cmd fsm.Command) (*fsm.Result, bool) {
 	for {
 		res, err := s.cfg.Node.ApplyIdempotent(c.Request.Context(), cmd)
 		if err == nil {
-			if res.Err != nil {
-				abortErr(c, res.Err)
-				return nil, false
-			}
 			return res, true
 		}
 		if !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {

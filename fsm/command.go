@@ -36,6 +36,7 @@ const (
 	CmdWorkspaceFailed    CommandType = 19
 	CmdTaskStatusCallback CommandType = 20
 	CmdIdleReset          CommandType = 21
+	CmdAddSigningKey      CommandType = 22
 
 	// IgnoreUnknown marks a command that a replica which does not know its
 	// type may skip.
@@ -150,6 +151,7 @@ var commands = map[CommandType]func() Command{
 	CmdWorkspaceFailed:    func() Command { return &WorkspaceFailed{} },
 	CmdTaskStatusCallback: func() Command { return &TaskStatusCallback{} },
 	CmdIdleReset:          func() Command { return &IdleReset{} },
+	CmdAddSigningKey:      func() Command { return &AddSigningKey{} },
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

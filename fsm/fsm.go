@@ -56,6 +56,8 @@ type state struct {
 	// rejected counts step claims and results that fencing refused.
 	rejected uint64
 	settings Settings
+	// keys is replaced, never modified in place, so clones may share it.
+	keys []SigningKey
 }
 
 func newState() *state {
@@ -91,6 +93,7 @@ func (s *state) clone() *state {
 		errSeq:     s.errSeq,
 		rejected:   s.rejected,
 		settings:   s.settings,
+		keys:       s.keys,
 	}
 }
 
@@ -194,6 +197,8 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.applyReschedule(c, res)
 	case SetSettings:
 		f.st.settings = c.Settings
+	case AddSigningKey:
+		f.applyAddSigningKey(c, res)
 	case NodeAlarmFired:
 		f.applyNodeAlarmFired(c, res)
 	case NodeDestroyResult:
@@ -345,3 +350,10 @@ func (f *FSM) applyRegisterMember(c RegisterMember, res *Result) {
 
 // notifyNode puts a node changed as a side effect on the change feed.
 func (f *FSM) notifyNode(n *Node) { f.changed = append(f.changed, Change{Node: n}) }
+
+// Settings returns the cluster-wide settings in force.
+func (f *FSM) Settings() Settings {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.settings
+}

@@ -140,3 +140,25 @@ func (f *FSM) Errors(flt ErrorFilter) (page []*ErrorRecord, next uint64) {
 	})
 	return page, next
 }
+
+// Nodes returns the nodes with a status (all if empty) and of a user (all
+// if empty), in id order.
+func (f *FSM) Nodes(status NodeStatus, userID string) []*Node {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []*Node
+	f.st.nodes.Ascend(func(n *Node) bool {
+		if (status == "" || n.Status == status) && (userID == "" || n.UserID == userID) {
+			out = append(out, n)
+		}
+		return true
+	})
+	return out
+}
+
+// Workspace returns the workspace with the given id.
+func (f *FSM) Workspace(id string) (*Workspace, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.workspaces.Get(&Workspace{ID: id})
+}

@@ -47,11 +47,12 @@ var ErrCorruptSnapshot = errors.New("fsm: corrupt snapshot")
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 type snapshotMeta struct {
-	Version  int      `json:"version"`
-	Index    uint64   `json:"index"`
-	ErrSeq   uint64   `json:"err_seq"`
-	Rejected uint64   `json:"rejected"`
-	Settings Settings `json:"settings"`
+	Version  int          `json:"version"`
+	Index    uint64       `json:"index"`
+	ErrSeq   uint64       `json:"err_seq"`
+	Rejected uint64       `json:"rejected"`
+	Settings Settings     `json:"settings"`
+	Keys     []SigningKey `json:"keys,omitempty"`
 }
 
 // snapshot is a point-in-time view: cloned trees share nodes with the live
@@ -135,7 +136,7 @@ func (sw *snapshotWriter) record(kind recordKind, v any) bool {
 func (s *state) writeTo(w io.Writer) error {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crcTable)}
 	sw.write([]byte(snapshotMagic))
-	sw.record(kindMeta, snapshotMeta{Version: 1, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings})
+	sw.record(kindMeta, snapshotMeta{Version: 1, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys})
 	s.members.Ascend(func(m Member) bool { return sw.record(kindMember, m) })
 	s.tasks.Ascend(func(t *Task) bool { return sw.record(kindTask, t) })
 	s.nodes.Ascend(func(n *Node) bool { return sw.record(kindNode, n) })
@@ -258,7 +259,7 @@ func (s *state) load(kind recordKind, body []byte) error {
 		if m.Version != 1 {
 			return fmt.Errorf("snapshot version %d is unknown", m.Version)
 		}
-		s.index, s.errSeq, s.rejected, s.settings = m.Index, m.ErrSeq, m.Rejected, m.Settings
+		s.index, s.errSeq, s.rejected, s.settings, s.keys = m.Index, m.ErrSeq, m.Rejected, m.Settings, m.Keys
 	case kindMember:
 		var m Member
 		if err := json.Unmarshal(body, &m); err != nil {

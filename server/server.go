@@ -17,6 +17,7 @@ import (
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/tokens"
 )
 
 // Config configures one node.
@@ -31,7 +32,12 @@ type Config struct {
 	// handlers (the providers' side of the pipeline).
 	Runner   steps.Config
 	Handlers map[fsm.Step]steps.Handler
-	Logger   hclog.Logger
+	// Settings are the node rules this node commits when it leads.
+	Settings fsm.Settings
+	// ControlPlaneURL is the URL agents call back to (the iss claim of
+	// every token); default: this node's API URL.
+	ControlPlaneURL string
+	Logger          hclog.Logger
 }
 
 // Server is one running node.
@@ -40,6 +46,7 @@ type Server struct {
 	Node   *cluster.Node
 	API    *api.Server
 	Runner *steps.Runner
+	Tokens *tokens.Issuer
 	URL    string
 
 	log  hclog.Logger
@@ -69,12 +76,21 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	if cfg.ControlPlaneURL == "" {
+		cfg.ControlPlaneURL = s.URL
+	}
+	if cfg.Settings == (fsm.Settings{}) {
+		cfg.Settings = fsm.DefaultSettings()
+	}
+	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
+	s.Tokens = &tokens.Issuer{URL: cfg.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
+	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
 	rc.Logger = cfg.Logger
 	s.Runner = steps.New(rc, s.FSM, s.Node, cfg.Handlers)
 	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
-	ac.Node, ac.Logger = s.Node, cfg.Logger
+	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens
 	if s.API, err = api.New(ac); err != nil {
 		ln.Close()
 		_ = s.Node.Close()

@@ -1,0 +1,299 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/tokens"
+)
+
+// Callbacks from the VM agents. They are served twice, with the same
+// handlers: under tdf's /v1 routes and under the real agent's own /api
+// paths (VMAGENT.md), so agents in the field work unchanged. The token is
+// checked on the node that receives the callback (every node holds the
+// replicated key set); the write is then committed on the leader.
+
+const ctxClaims = "tdf.claims"
+
+// requireCallbackToken checks the bearer token against the route's scope
+// and id: 401 without a valid token, 403 for a token about another node or
+// workspace, or of the wrong scope.
+func (s *Server) requireCallbackToken(scope tokens.Scope, param string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if s.cfg.Tokens == nil {
+			abortError(c, http.StatusServiceUnavailable, CodeUnavailable, "callback verification is not configured")
+			return
+		}
+		raw, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok || raw == "" {
+			abortError(c, http.StatusUnauthorized, CodeUnauthorized, "a Bearer callback token is required")
+			return
+		}
+		claims, err := s.cfg.Tokens.VerifyCallback(raw, scope, c.Param(param))
+		switch {
+		case errors.Is(err, tokens.ErrWrongAuth):
+			abortError(c, http.StatusForbidden, CodeForbidden, err.Error())
+			return
+		case err != nil:
+			abortError(c, http.StatusUnauthorized, CodeUnauthorized, err.Error())
+			return
+		}
+		c.Set(ctxClaims, claims)
+		c.Next()
+	}
+}
+
+// decodeLenient parses a callback body, ignoring unknown fields: agents of
+// newer versions may send more. An empty body is an empty object.
+func decodeLenient(c *gin.Context, v any) bool {
+	b, _ := c.Get(ctxBody)
+	body, _ := b.([]byte)
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidJSON, describeJSONError(err).Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) callbackRoutes(r *gin.Engine) {
+	node := s.requireCallbackToken(tokens.ScopeNode, "id")
+	ws := s.requireCallbackToken(tokens.ScopeWorkspace, "id")
+	for _, prefix := range []string{"/v1", "/api"} {
+		r.POST(prefix+"/nodes/:id/ready", s.validID("id"), node, s.onLeader, s.nodeReady)
+		r.POST(prefix+"/nodes/:id/heartbeat", s.validID("id"), node, s.onLeader, s.nodeHeartbeat)
+		r.POST(prefix+"/nodes/:id/errors", s.validID("id"), node, s.onLeader, s.nodeErrors)
+		r.POST(prefix+"/workspaces/:id/ready", s.validID("id"), ws, s.onLeader, s.workspaceReady)
+		r.POST(prefix+"/workspaces/:id/provisioning-failed", s.validID("id"), ws, s.onLeader, s.workspaceFailed)
+	}
+	r.POST("/api/workspaces/:id/messages", s.validID("id"), ws, s.workspaceMessages)
+	r.POST("/v1/tasks/:id/status", s.validID("id"), s.taskStatusAuth, s.onLeader, s.taskStatus)
+	r.POST("/api/projects/:pid/tasks/:id/status/callback", s.validID("id"), s.taskStatusAuth, s.onLeader, s.taskStatus)
+}
+
+func (s *Server) validID(param string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if !validID(c.Param(param)) {
+			abortError(c, http.StatusBadRequest, CodeInvalidID, "invalid "+param)
+			return
+		}
+		c.Next()
+	}
+}
+
+func (s *Server) nodeReady(c *gin.Context) {
+	now := s.now()
+	if _, ok := s.commit(c, fsm.NodeReady{NodeID: c.Param("id"), At: now}); ok {
+		c.JSON(http.StatusOK, gin.H{"status": "running", "readyAt": now})
+	}
+}
+
+// HeartbeatRequest is the agent's heartbeat body.
+type HeartbeatRequest struct {
+	NodeID           string `json:"nodeId"`
+	ActiveWorkspaces int    `json:"activeWorkspaces"`
+	AgentVersion     string `json:"agentVersion"`
+	Metrics          *struct {
+		CPULoadAvg1   float64 `json:"cpuLoadAvg1"`
+		MemoryPercent float64 `json:"memoryPercent"`
+		DiskPercent   float64 `json:"diskPercent"`
+	} `json:"metrics"`
+}
+
+func (s *Server) nodeHeartbeat(c *gin.Context) {
+	var req HeartbeatRequest
+	if !decodeLenient(c, &req) {
+		return
+	}
+	cmd := fsm.NodeHeartbeat{NodeID: c.Param("id"), ActiveWorkspaces: req.ActiveWorkspaces, At: s.now()}
+	if m := req.Metrics; m != nil {
+		cmd.Metrics = &fsm.NodeMetrics{CPULoad: m.CPULoadAvg1, MemoryPercent: m.MemoryPercent, DiskPercent: m.DiskPercent}
+	}
+	if _, ok := s.commit(c, cmd); !ok {
+		return
+	}
+	out := gin.H{"status": "ok"}
+	// Hand out a fresh node token once the current one is past three
+	// quarters of its life, so a long-lived node never loses its voice.
+	if claims, _ := c.Get(ctxClaims); claims != nil && s.cfg.Tokens != nil {
+		cl := claims.(*tokens.Claims)
+		if cl.ExpiresAt != nil && s.now().After(cl.ExpiresAt.Add(-tokens.CallbackTTL/4)) {
+			if tok, err := s.cfg.Tokens.CallbackToken(tokens.ScopeNode, c.Param("id")); err == nil {
+				out["refreshedToken"] = tok
+			}
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) nodeErrors(c *gin.Context) {
+	var req struct {
+		Errors []struct {
+			IncidentID  string `json:"incidentId"`
+			Level       string `json:"level"`
+			Message     string `json:"message"`
+			Source      string `json:"source"`
+			WorkspaceID string `json:"workspaceId"`
+		} `json:"errors"`
+	}
+	if !decodeLenient(c, &req) {
+		return
+	}
+	cmd := fsm.NodeErrors{NodeID: c.Param("id"), At: s.now()}
+	for _, e := range req.Errors {
+		cmd.Errors = append(cmd.Errors, fsm.NodeError{IncidentID: e.IncidentID, Level: e.Level, Message: e.Message, Source: e.Source, WorkspaceID: e.WorkspaceID})
+	}
+	if _, ok := s.commit(c, cmd); ok {
+		c.JSON(http.StatusOK, gin.H{"accepted": len(cmd.Errors)})
+	}
+}
+
+func (s *Server) workspaceReady(c *gin.Context) {
+	var req struct {
+		Status string `json:"status"`
+	}
+	if !decodeLenient(c, &req) {
+		return
+	}
+	st := fsm.WorkspaceRunning
+	switch req.Status {
+	case "", "running":
+	case "recovery":
+		st = fsm.WorkspaceRecovery
+	default:
+		abortError(c, http.StatusBadRequest, CodeInvalidField, `status: must be "running" or "recovery"`)
+		return
+	}
+	res, ok := s.commitResult(c, fsm.WorkspaceReady{WorkspaceID: c.Param("id"), Status: st, At: s.now()})
+	if !ok {
+		return
+	}
+	if errors.Is(res.Err, fsm.ErrIgnored) {
+		c.JSON(http.StatusOK, gin.H{"success": false, "reason": "workspace_not_running"})
+		return
+	}
+	if res.Err != nil {
+		abortErr(c, res.Err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true})
+}
+
+func (s *Server) workspaceFailed(c *gin.Context) {
+	var req struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if !decodeLenient(c, &req) {
+		return
+	}
+	if req.ErrorMessage == "" {
+		req.ErrorMessage = "workspace provisioning failed"
+	}
+	if _, ok := s.commit(c, fsm.WorkspaceFailed{WorkspaceID: c.Param("id"), Message: req.ErrorMessage, At: s.now()}); ok {
+		c.JSON(http.StatusOK, gin.H{"success": true})
+	}
+}
+
+// messagesAccepted counts chat messages agents delivered (chat persistence
+// is outside tdf's core: they are accepted and counted).
+var messagesAccepted atomic.Uint64
+
+func (s *Server) workspaceMessages(c *gin.Context) {
+	body, ok := readBody(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidJSON, describeJSONError(err).Error())
+		return
+	}
+	messagesAccepted.Add(uint64(len(req.Messages)))
+	c.JSON(http.StatusOK, gin.H{"persisted": len(req.Messages), "duplicates": 0})
+}
+
+// taskStatusAuth checks the workspace token of a task status callback: it
+// must be scoped to the workspace the task runs in.
+func (s *Server) taskStatusAuth(c *gin.Context) {
+	t, ok := s.cfg.Node.FSM().Task(c.Param("id"))
+	if !ok {
+		abortError(c, http.StatusNotFound, CodeNotFound, "task "+c.Param("id")+" not found")
+		return
+	}
+	if t.WorkspaceID == "" {
+		abortError(c, http.StatusConflict, CodeInvalidTrans, "task "+t.ID+" has no workspace yet")
+		return
+	}
+	c.Params = append(c.Params, gin.Param{Key: "workspace", Value: t.WorkspaceID})
+	s.requireCallbackToken(tokens.ScopeWorkspace, "workspace")(c)
+}
+
+// TaskStatusRequest is the body of the agent's task status callback.
+type TaskStatusRequest struct {
+	ToStatus      string `json:"toStatus"`
+	ExecutionStep string `json:"executionStep"`
+	Reason        string `json:"reason"`
+	ErrorMessage  string `json:"errorMessage"`
+	OutputSummary string `json:"outputSummary"`
+	OutputBranch  string `json:"outputBranch"`
+	OutputPRURL   string `json:"outputPrUrl"`
+	GitPushResult *struct {
+		Pushed     bool   `json:"pushed"`
+		CommitSha  string `json:"commitSha"`
+		BranchName string `json:"branchName"`
+		PRURL      string `json:"prUrl"`
+		Error      string `json:"error"`
+	} `json:"gitPushResult"`
+}
+
+func (s *Server) taskStatus(c *gin.Context) {
+	var req TaskStatusRequest
+	if !decodeLenient(c, &req) {
+		return
+	}
+	cmd := fsm.TaskStatusCallback{TaskID: c.Param("id"), WorkspaceID: c.Param("workspace"), Reason: req.Reason,
+		ErrorMessage: req.ErrorMessage, At: s.now(),
+		Output: fsm.Output{Branch: req.OutputBranch, PRURL: req.OutputPRURL, Summary: req.OutputSummary}}
+	if req.ToStatus != "" {
+		st, err := fsm.ParseStatus(req.ToStatus)
+		if err != nil {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, "toStatus: "+err.Error())
+			return
+		}
+		cmd.ToStatus = st
+	}
+	if req.ExecutionStep != "" {
+		st, err := fsm.ParseStep(req.ExecutionStep)
+		if err != nil {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, "executionStep: "+err.Error())
+			return
+		}
+		cmd.ExecutionStep = st
+	}
+	if g := req.GitPushResult; g != nil {
+		cmd.Output.Branch = firstNonEmpty(g.BranchName, cmd.Output.Branch)
+		cmd.Output.PRURL = firstNonEmpty(g.PRURL, cmd.Output.PRURL)
+	}
+	res, ok := s.commit(c, cmd)
+	if ok {
+		c.JSON(http.StatusOK, TaskResponse{Task: view(res.Task)})
+	}
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,116 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/tokens"
+)
+
+func (s *Server) idleReset(c *gin.Context) {
+	id, ok := s.taskID(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		UserID string `json:"user_id,omitempty"`
+	}
+	if body := c.MustGet(ctxBody).([]byte); len(body) > 0 && !s.decode(c, &req) {
+		return
+	}
+	res, ok := s.commit(c, fsm.IdleReset{TaskID: id, Actor: fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, At: s.now()})
+	if ok {
+		c.JSON(http.StatusOK, TaskResponse{Task: view(res.Task)})
+	}
+}
+
+// NodeView is a node with its health judged now.
+type NodeView struct {
+	*fsm.Node
+	Health fsm.Health `json:"health"`
+}
+
+func (s *Server) listNodes(c *gin.Context) {
+	status := fsm.NodeStatus(c.Query("status"))
+	switch status {
+	case "", fsm.NodeActive, fsm.NodeWarm, fsm.NodeDestroying, fsm.NodeDeleted:
+	default:
+		abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("status: %q is not one of active, warm, destroying, deleted", status))
+		return
+	}
+	if err := checkID("user_id", c.Query("user_id"), false); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	f := s.cfg.Node.FSM()
+	settings, now := f.Settings(), s.now()
+	out := []NodeView{}
+	for _, n := range f.Nodes(status, c.Query("user_id")) {
+		out = append(out, NodeView{Node: n, Health: n.HealthAt(now, settings)})
+	}
+	c.JSON(http.StatusOK, gin.H{"nodes": out})
+}
+
+func (s *Server) listErrors(c *gin.Context) {
+	flt := fsm.ErrorFilter{TaskID: c.Query("task_id"), NodeID: c.Query("node_id"), Kind: fsm.ErrorKind(c.Query("kind")), Limit: defaultListLimit}
+	for _, p := range []string{"task_id", "node_id"} {
+		if err := checkID(p, c.Query(p), false); err != nil {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+			return
+		}
+	}
+	if v := c.Query("step"); v != "" {
+		if _, err := fsm.ParseStep(v); err != nil && v != string(fsm.StepCleanup) {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, "step: "+err.Error())
+			return
+		}
+		flt.Step = fsm.Step(v)
+	}
+	if v := c.Query("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("since: %q is not an RFC 3339 time", v))
+			return
+		}
+		flt.Since = t
+	}
+	if v := c.Query("cursor"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("cursor: %q is not a cursor from a previous page", v))
+			return
+		}
+		flt.After = n
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("limit: %q must be an integer from 1 to %d", v, maxListLimit))
+			return
+		}
+		flt.Limit = n
+	}
+	page, next := s.cfg.Node.FSM().Errors(flt)
+	out := gin.H{"errors": page}
+	if page == nil {
+		out["errors"] = []*fsm.ErrorRecord{}
+	}
+	if next != 0 {
+		out["next_cursor"] = strconv.FormatUint(next, 10)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) jwks(c *gin.Context) {
+	if s.cfg.Tokens == nil {
+		c.JSON(http.StatusOK, tokens.JWKS{Keys: []tokens.JWK{}})
+		return
+	}
+	c.Header("Cache-Control", "max-age=300")
+	c.JSON(http.StatusOK, s.cfg.Tokens.JWKS())
+}
