@@ -1,0 +1,99 @@
+package tokens
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func issuer(t *testing.T, now *time.Time) (*Issuer, Key) {
+	t.Helper()
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Issuer{URL: "http://cp.example", Keys: func() []Key { return []Key{k} }, Now: func() time.Time { return *now }}, k
+}
+
+func TestVerifyCallback(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	is, _ := issuer(t, &now)
+	other, _ := issuer(t, &now)
+	nodeTok, _ := is.CallbackToken(ScopeNode, "n1")
+	wsTok, _ := is.CallbackToken(ScopeWorkspace, "ws1")
+	forged, _ := other.CallbackToken(ScopeWorkspace, "ws1")
+	mgmt, _ := is.ManagementToken("n1", "ws1", "u1")
+	// A token with the right key id but signed by another key.
+	k2, _ := GenerateKey()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, Claims{Type: TypeCallback, Scope: ScopeWorkspace, Workspace: "ws1",
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: is.URL, Subject: "ws1", Audience: jwt.ClaimStrings{AudCallback}, ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}})
+	tok.Header["kid"] = is.Keys()[0].ID
+	badSig, _ := tok.SignedString(k2.Private)
+
+	cases := []struct {
+		name  string
+		raw   string
+		scope Scope
+		id    string
+		want  error
+		later time.Duration
+	}{
+		{"valid workspace token", wsTok, ScopeWorkspace, "ws1", nil, 0},
+		{"valid node token", nodeTok, ScopeNode, "n1", nil, 0},
+		{"expired", wsTok, ScopeWorkspace, "ws1", ErrInvalid, CallbackTTL + time.Minute},
+		{"wrong audience (management token)", mgmt, ScopeWorkspace, "ws1", ErrInvalid, 0},
+		{"node token on a workspace route", nodeTok, ScopeWorkspace, "n1", ErrWrongAuth, 0},
+		{"other workspace", wsTok, ScopeWorkspace, "ws2", ErrWrongAuth, 0},
+		{"other node", nodeTok, ScopeNode, "n2", ErrWrongAuth, 0},
+		{"signed by an unknown key", forged, ScopeWorkspace, "ws1", ErrInvalid, 0},
+		{"forged signature", badSig, ScopeWorkspace, "ws1", ErrInvalid, 0},
+		{"garbage", "not.a.jwt", ScopeWorkspace, "ws1", ErrInvalid, 0},
+	}
+	for _, c := range cases {
+		saved := now
+		now = now.Add(c.later)
+		_, err := is.VerifyCallback(c.raw, c.scope, c.id)
+		now = saved
+		if (c.want == nil) != (err == nil) || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Errorf("%s: VerifyCallback = %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+func TestManagementTokenClaims(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	is, _ := issuer(t, &now)
+	raw, err := is.ManagementToken("n1", "ws1", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := is.VerifyManagement(raw, "n1", "ws1"); err != nil {
+		t.Fatalf("VerifyManagement = %v", err)
+	}
+	if err := is.VerifyManagement(raw, "n2", ""); !errors.Is(err, ErrWrongAuth) {
+		t.Fatalf("other node: %v, want ErrWrongAuth", err)
+	}
+	c := &Claims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Type != AudManagement || c.Subject != "u1" || c.Issuer != is.URL || c.ExpiresAt.Sub(now) != ManagementTTL || c.Audience[0] != AudManagement {
+		t.Fatalf("claims = %+v", c)
+	}
+	if len(is.JWKS().Keys) != 1 || is.JWKS().Keys[0].Alg != "RS256" {
+		t.Fatalf("JWKS = %+v", is.JWKS())
+	}
+}
+
+func TestKeyPEMRoundTrip(t *testing.T) {
+	k, _ := GenerateKey()
+	back, err := ParsePEM(k.EncodePEM())
+	if err != nil || back.ID != k.ID {
+		t.Fatalf("ParsePEM = %v, id %s vs %s", err, back.ID, k.ID)
+	}
+	if _, err := ParsePEM([]byte("nope")); err == nil {
+		t.Fatalf("ParsePEM accepted garbage")
+	}
+}
