@@ -1,0 +1,57 @@
+// Package sim is a simulated VM agent: it serves the real agent's HTTP
+// contract (VMAGENT.md, quirks included) and sends the real callbacks, with
+// delays and faults that can be set small and switched at run time. tdf
+// fakecloud runs one per "booted" server; tests and chaos runs drive it
+// through the same vmagent.Client production uses.
+//
+// # What it models
+//
+// Calls: GET /health (200 at once, no auth), GET /system-info,
+// GET /workspaces, POST /workspaces (202 while provisioning, 200 once
+// running, 409 workspace_conflict on another repository or branch, 409
+// workspace_not_creatable once stopped or failed), agent sessions (400
+// "session already exists: <id>" on a repeated sessionId without the
+// Idempotency-Key, 201 with the existing session for the same key), session
+// start (202; with a deliveryId 202 accepted, 200 duplicate, 409 conflict),
+// session stop, workspace stop (200, then 409 invalid_transition), restart,
+// rebuild, and DELETE (always 200). Management tokens are checked by a
+// Verifier (401 missing or invalid, 403 node or workspace mismatch); the
+// X-SAM-Node-Id and X-SAM-Workspace-Id headers are checked as the real agent
+// does.
+//
+// Callbacks, under each control-plane URL: node ready once, BootDelay after
+// Start, without retry; a heartbeat every HeartbeatInterval (the first one
+// interval after Start), without retry, storing a refreshedToken from its
+// answer; workspace ready and provisioning-failed WorkspaceReadyDelay after
+// creation, retried per RetryPolicy (workspace ready is then kept pending
+// and re-sent after every successful heartbeat until a 2xx or 4xx); and,
+// AgentWorkDuration after a session starts, the task status callback, once,
+// without retry.
+//
+// # Task context
+//
+// The status callback path needs a project id and a task id. Like the real
+// agent, the simulator takes them from the session start request (projectId,
+// taskId), with the project id falling back on the one given at session
+// creation. Unlike the real agent, which learns its task from cloud-init, it
+// also falls back on the projectId and taskId of POST /workspaces (fields the
+// real agent ignores). Without both ids no status callback is sent, as on a
+// real VM; the log records it as skipped. tdf sends both in the start
+// request and in POST /workspaces.
+//
+// # Several control-plane URLs
+//
+// Config.ControlPlaneURLs lists the cluster's nodes. The real agent knows one
+// URL, a load balancer in front of the cluster; the simulator stands in for
+// that balancer: each callback attempt tries the URLs in turn, starting with
+// the last one that answered, and moves to the next on a transport error
+// (refused connection, reset, per-attempt timeout). Any HTTP answer, 5xx
+// included, ends the attempt: a balancer passes a node's answer through.
+//
+// # Observing it
+//
+// Every callback attempt and its outcome is appended to an in-memory log
+// (Callbacks, or the OnCallback hook), and every effect (workspace created,
+// session started, …) to an event list (Events, or OnEvent), for tests,
+// checkers and the fakecloud ledger.
+package sim
