@@ -16,8 +16,10 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/pipeline"
 	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
+	"github.com/tdf-project/tdf/vmagent"
 )
 
 // Config configures one node.
@@ -32,6 +34,12 @@ type Config struct {
 	// handlers (the providers' side of the pipeline).
 	Runner   steps.Config
 	Handlers map[fsm.Step]steps.Handler
+	// Pipeline, if set, provides the real step handlers (cloud and VM
+	// agents); it overrides Handlers. Its FSM, Tokens and Agents are
+	// filled in by Start.
+	Pipeline *pipeline.Config
+	// AgentTimeout bounds each call to a VM agent.
+	AgentTimeout time.Duration
 	// Settings are the node rules this node commits when it leads.
 	Settings fsm.Settings
 	// ControlPlaneURL is the URL agents call back to (the iss claim of
@@ -87,7 +95,14 @@ func Start(cfg Config) (*Server, error) {
 	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
 	rc.Logger = cfg.Logger
-	s.Runner = steps.New(rc, s.FSM, s.Node, cfg.Handlers)
+	handlers := cfg.Handlers
+	if pc := cfg.Pipeline; pc != nil {
+		pc.FSM, pc.Tokens = s.FSM, s.Tokens
+		pc.Agents = vmagent.NewClient(vmagent.Options{Timeout: cfg.AgentTimeout, Tokens: s.Tokens})
+		handlers = pipeline.Handlers(*pc)
+		rc.DestroyNode = pipeline.DestroyNode(*pc)
+	}
+	s.Runner = steps.New(rc, s.FSM, s.Node, handlers)
 	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
 	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens

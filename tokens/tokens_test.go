@@ -1,7 +1,11 @@
 package tokens
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -95,5 +99,42 @@ func TestKeyPEMRoundTrip(t *testing.T) {
 	}
 	if _, err := ParsePEM([]byte("nope")); err == nil {
 		t.Fatalf("ParsePEM accepted garbage")
+	}
+}
+
+func TestJWKSVerifierChecksLikeTheAgent(t *testing.T) {
+	now := time.Now()
+	is, _ := issuer(t, &now)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(is.JWKS())
+	}))
+	defer srv.Close()
+	v, err := NewJWKSVerifier(context.Background(), srv.URL, is.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := is.ManagementToken("n1", "ws1", "u1")
+	nodeTok, _ := is.ManagementToken("n1", "", "u1")
+	other, _ := issuer(t, &now)
+	foreign, _ := other.ManagementToken("n1", "ws1", "u1")
+	cb, _ := is.CallbackToken(ScopeWorkspace, "ws1")
+	for _, c := range []struct {
+		name, raw, node, ws string
+		want                error
+	}{
+		{"valid workspace route", tok, "n1", "ws1", nil},
+		{"valid node route", nodeTok, "n1", "", nil},
+		{"other node", tok, "n2", "ws1", ErrWrongAuth},
+		{"other workspace", tok, "n1", "ws2", ErrWrongAuth},
+		{"node token on a workspace route", nodeTok, "n1", "ws1", ErrWrongAuth},
+		{"signed by another key", foreign, "n1", "ws1", ErrInvalid},
+		{"callback token", cb, "n1", "ws1", ErrInvalid},
+	} {
+		if err := v.Verify(c.raw, c.node, c.ws); (c.want == nil) != (err == nil) || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Errorf("%s: Verify = %v, want %v", c.name, err, c.want)
+		}
+	}
+	if _, err := NewJWKSVerifier(context.Background(), "http://127.0.0.1:1/jwks", is.URL, nil); err == nil {
+		t.Errorf("NewJWKSVerifier succeeded without a reachable JWKS")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tdf-project/tdf/cloud/fakecloud"
 )
 
 // runDev runs a local three-node cluster as three child processes of this
@@ -25,6 +27,9 @@ func runDev(ctx context.Context, args []string) error {
 	httpPort := fs.Int("http-port", 8001, "API port of the first node; the others use the next ports")
 	raftPort := fs.Int("raft-port", 7001, "raft port of the first node; the others use the next ports")
 	restart := fs.Bool("restart", true, "restart a node that dies (for example after kill -9)")
+	cloudAddr := fs.String("fakecloud-addr", "127.0.0.1:9000", "address of the simulated cloud (tdf fakecloud)")
+	idle := fs.Duration("session-idle-timeout", 30*time.Second, "follow-up idle timer (short in dev so tasks complete quickly)")
+	warm := fs.Duration("node-warm-timeout", time.Minute, "warm node lifetime (short in dev so nodes are destroyed while you watch)")
 	var logOpts logOptions
 	logOpts.bind(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -46,21 +51,39 @@ func runDev(ctx context.Context, args []string) error {
 		peers = append(peers, n.id+"="+n.raft)
 		nodes = append(nodes, n)
 	}
-	fmt.Println("tdf dev: a three-node cluster on", *host)
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, "http://"+n.http)
+	}
+	fmt.Println("tdf dev: a three-node cluster on", *host, "with the simulated cloud at http://"+*cloudAddr)
 	for _, n := range nodes {
 		fmt.Printf("  %s  API http://%s   raft %s   data %s\n", n.id, n.http, n.raft, n.data)
 	}
 	fmt.Println("Try: tdf task submit --addr http://" + nodes[1].http + " --project p1 --user u1 --repo github.com/acme/app --prompt 'fix the bug'")
 	fmt.Println("Ctrl-C stops the cluster.")
 	var wg sync.WaitGroup
+	logArgs := []string{"--log-level", logOpts.level, fmt.Sprintf("--log-json=%v", logOpts.json)}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		args := append([]string{"fakecloud", "--http-addr", *cloudAddr}, logArgs...)
+		superviseNode(ctx, exe, "cloud", args, nil, *restart)
+	}()
+	// The cloud token goes by environment: flags show in ps.
+	env := []string{"TDF_CLOUD_TOKEN=" + fakecloud.DefaultToken}
 	for _, n := range nodes {
 		args := []string{"server", "--node-id", n.id, "--data-dir", n.data, "--raft-addr", n.raft,
 			"--http-addr", n.http, "--bootstrap", strings.Join(peers, ","),
-			"--log-level", logOpts.level, fmt.Sprintf("--log-json=%v", logOpts.json)}
+			"--cloud-endpoint", "http://" + *cloudAddr + "/v1",
+			"--control-plane-url", urls[0], "--control-plane-urls", strings.Join(urls, ","),
+			"--session-idle-timeout", idle.String(), "--node-warm-timeout", warm.String(),
+			"--provisioning-poll-interval", "1s", "--agent-ready-poll-interval", "1s", "--node-ready-grace", "10s",
+			"--retry-base-delay", "1s"}
+		args = append(args, logArgs...)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			superviseNode(ctx, exe, n.id, args, *restart)
+			superviseNode(ctx, exe, n.id, args, env, *restart)
 		}()
 	}
 	wg.Wait()
@@ -71,9 +94,10 @@ func runDev(ctx context.Context, args []string) error {
 type devNode struct{ id, raft, http, data string }
 
 // superviseNode runs one node until ctx ends, restarting it if it dies.
-func superviseNode(ctx context.Context, exe, id string, args []string, restart bool) {
+func superviseNode(ctx context.Context, exe, id string, args, env []string, restart bool) {
 	for {
 		cmd := exec.Command(exe, args...)
+		cmd.Env = append(os.Environ(), env...)
 		cmd.Stdout = prefixWriter(id)
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {

@@ -15,7 +15,8 @@ const usage = `tdf runs long task pipelines durably on a Raft cluster.
 
 Usage:
   tdf server [flags]          run one cluster node (tdf server --help)
-  tdf dev [flags]             run a local three-node cluster
+  tdf dev [flags]             run a local three-node cluster with the simulated cloud
+  tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
   tdf task submit|get|list|cancel ...
   tdf cluster status
   tdf version
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string) error {
 		return runServer(ctx, args[1:])
 	case "dev":
 		return runDev(ctx, args[1:])
+	case "fakecloud":
+		return runFakecloud(ctx, args[1:])
 	case "task":
 		return runTask(ctx, args[1:])
 	case "cluster":

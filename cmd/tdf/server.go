@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/tdf-project/tdf/api"
+	"github.com/tdf-project/tdf/cloud/hetzner"
+	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/pipeline"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/server"
 	"github.com/tdf-project/tdf/steps"
@@ -53,19 +57,63 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&pol.WorkspaceReadyTimeout, "workspace-ready-timeout", pol.WorkspaceReadyTimeout, "workspace_ready waits this long for the ready callback")
 	fs.DurationVar(&pol.MaxExecution, "max-execution-time", pol.MaxExecution, "the running step's limit")
 	fs.DurationVar(&pol.IdleTimeout, "session-idle-timeout", pol.IdleTimeout, "awaiting_followup completes the task after this long idle")
+	pc, st := cfg.Pipeline, &cfg.Settings
+	fs.StringVar(&pc.Cluster, "cluster-name", pc.Cluster, "name of this cluster in server labels (keeps clusters sharing a cloud project apart)")
+	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", "", "URL agents call back to, and the tokens' issuer; the same on every node (default: this node's API URL)")
+	fs.Func("control-plane-urls", "all the URLs agents may call back to, comma-separated (a load balancer's job in production; the simulated agents fail over between them)", func(v string) error {
+		pc.ControlPlaneURLs = splitList(v)
+		return nil
+	})
+	fs.IntVar(&pc.AgentPort, "agent-port", pc.AgentPort, "port the VM agents listen on")
+	fs.StringVar(&pc.Image, "server-image", pc.Image, "image of new servers")
+	fs.DurationVar(&pc.ActionPoll, "provisioning-poll-interval", pc.ActionPoll, "how often a server's create action is polled")
+	fs.DurationVar(&pc.AgentPoll, "agent-ready-poll-interval", pc.AgentPoll, "how often a new node's agent /health is polled")
+	fs.DurationVar(&pc.NodeReadyGrace, "node-ready-grace", pc.NodeReadyGrace, "after this long with a healthy agent but no node-ready callback, the node counts as ready")
+	fs.DurationVar(&cfg.AgentTimeout, "agent-request-timeout", cfg.AgentTimeout, "timeout of each call to a VM agent")
+	fs.DurationVar(&st.NodeWarmTimeout, "node-warm-timeout", st.NodeWarmTimeout, "a warm node nobody claims is destroyed after this long")
+	fs.DurationVar(&st.MaxNodeLifetime, "max-node-lifetime", st.MaxNodeLifetime, "an auto-provisioned node is destroyed after this long regardless")
+	fs.IntVar(&st.MaxNodesPerUser, "max-nodes-per-user", st.MaxNodesPerUser, "node_provisioning fails with LIMIT_EXCEEDED at this many nodes")
+	fs.IntVar(&st.MaxWorkspacesPerNode, "max-workspaces-per-node", st.MaxWorkspacesPerNode, "a node with this many workspaces takes no more")
+	fs.Float64Var(&st.CPUThreshold, "cpu-threshold", st.CPUThreshold, "a node at or above this CPU percent takes no more workspaces")
+	fs.Float64Var(&st.MemoryThreshold, "memory-threshold", st.MemoryThreshold, "a node at or above this memory percent takes no more workspaces")
+	fs.DurationVar(&st.HeartbeatStale, "heartbeat-stale", st.HeartbeatStale, "a node is healthy while its last heartbeat is this fresh, stale up to twice it")
 	logOpts.bind(fs)
 }
 
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// cloudFlags are the Hetzner connection flags.
+type cloudFlags struct{ opts hetzner.Options }
+
+func (c *cloudFlags) bind(fs *flag.FlagSet) {
+	c.opts = hetzner.DefaultOptions()
+	fs.StringVar(&c.opts.Endpoint, "cloud-endpoint", "https://api.hetzner.cloud/v1", "Hetzner Cloud API base URL")
+	fs.StringVar(&c.opts.Token, "cloud-token", "", "Hetzner Cloud API token (prefer TDF_CLOUD_TOKEN: flags show in ps)")
+	fs.DurationVar(&c.opts.Timeout, "hetzner-timeout", c.opts.Timeout, "timeout of each Hetzner API request")
+}
+
 func defaultServerConfig() server.Config {
-	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig()}
+	pc := pipeline.DefaultConfig()
+	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig(),
+		Pipeline: &pc, Settings: fsm.DefaultSettings(), AgentTimeout: 30 * time.Second}
 }
 
 func runServer(ctx context.Context, args []string) error {
 	cfg := defaultServerConfig()
 	var logOpts logOptions
 	var bootstrap string
+	var cf cloudFlags
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	serverFlags(fs, &cfg, &logOpts, &bootstrap)
+	cf.bind(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,7 +124,19 @@ func runServer(ctx context.Context, args []string) error {
 	if cfg.Cluster.NodeID == "" || cfg.Cluster.DataDir == "" {
 		return fmt.Errorf("--node-id and --data-dir are required (see tdf server --help)")
 	}
+	cf.opts.Application = hetzner.Application{Name: "tdf", Version: version}
+	if cf.opts.Token != "" {
+		provider, err := hetzner.New(cf.opts)
+		if err != nil {
+			return fmt.Errorf("cloud: %w", err)
+		}
+		defer provider.Close()
+		cfg.Pipeline.Cloud = provider
+	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
+	if cfg.Pipeline.Cloud == nil {
+		cfg.Logger.Warn("no cloud token (--cloud-token or TDF_CLOUD_TOKEN): tasks that need a new node will fail")
+	}
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return err

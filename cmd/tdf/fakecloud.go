@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/tdf-project/tdf/cloud/fakecloud"
+	"github.com/tdf-project/tdf/fakeworld"
+	"github.com/tdf-project/tdf/vmagent/sim"
+)
+
+// runFakecloud serves the simulated world: a Hetzner-compatible API under
+// /v1, simulated VM agents booted from each server's cloud-init, and the
+// ledger of every effect at /fake/ledger.
+func runFakecloud(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("fakecloud", flag.ContinueOnError)
+	addr := fs.String("http-addr", "127.0.0.1:9000", "address the fake Hetzner API listens on")
+	co := fakecloud.DefaultOptions()
+	ac := sim.DefaultConfig()
+	fs.StringVar(&co.Token, "token", co.Token, "API token the fake accepts (give tdf server the same as --cloud-token)")
+	fs.DurationVar(&co.CreateDuration, "server-create-duration", co.CreateDuration, "time from POST /servers until the server runs")
+	fs.DurationVar(&co.DeleteDuration, "server-delete-duration", co.DeleteDuration, "time a server takes to delete")
+	rate := fs.Int("rate-limit", 0, "API requests per hour before 429 (0: no limit; Hetzner's is 3600)")
+	firstIP := fs.String("first-ip", "127.0.1.1", "address of the first server; each server's agent listens on its own address")
+	agentPort := fs.Int("agent-port", 8080, "port each simulated agent listens on")
+	verify := fs.Bool("verify-tokens", true, "agents verify management tokens against the control plane's JWKS, as the real agent does")
+	fs.DurationVar(&ac.BootDelay, "agent-boot-delay", ac.BootDelay, "time from server start to the agent's node-ready callback")
+	fs.DurationVar(&ac.WorkspaceReadyDelay, "workspace-ready-delay", ac.WorkspaceReadyDelay, "time from POST /workspaces to the ready callback")
+	fs.DurationVar(&ac.AgentWorkDuration, "agent-work-duration", ac.AgentWorkDuration, "time from session start to the agent's 'finished' callback")
+	fs.DurationVar(&ac.HeartbeatInterval, "heartbeat-interval", ac.HeartbeatInterval, "agent heartbeat interval")
+	fs.BoolVar(&ac.Faults.EarlyReady, "early-ready", false, "send the workspace ready callback before answering POST /workspaces")
+	fs.BoolVar(&ac.Faults.DuplicateCallbacks, "duplicate-callbacks", false, "send every callback twice")
+	fs.BoolVar(&ac.Faults.DropNodeReady, "drop-node-ready", false, "never deliver the node-ready callback")
+	fs.BoolVar(&ac.Faults.DropTaskStatus, "drop-task-status", false, "never deliver the task status callback")
+	fs.BoolVar(&ac.Faults.FailWorkspaces, "fail-workspaces", false, "fail every workspace (provisioning-failed callback)")
+	var logOpts logOptions
+	logOpts.bind(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	first, err := netip.ParseAddr(*firstIP)
+	if err != nil || !first.Is4() {
+		return fmt.Errorf("--first-ip %q is not an IPv4 address", *firstIP)
+	}
+	co.RateLimit = *rate
+	if co.RateLimit == 0 {
+		co.RateLimit = -1
+	}
+	co.Addresses = fakecloud.NewSequentialAllocator(first, netip.MustParsePrefix("127.0.0.0/8"))
+	log := logOpts.logger("fakecloud")
+	w := fakeworld.New(fakeworld.Options{Cloud: co, Agent: ac, AgentPort: *agentPort, VerifyTokens: *verify, Logger: log})
+	defer w.Close()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	hs := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	log.Info("fake Hetzner API up", "url", "http://"+ln.Addr().String()+"/v1", "ledger", "http://"+ln.Addr().String()+"/fake/ledger")
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	case err := <-done:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}

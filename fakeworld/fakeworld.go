@@ -1,0 +1,207 @@
+// Package fakeworld is the simulated world tdf runs against in dev, tests
+// and chaos: a Hetzner-compatible cloud (cloud/fakecloud) whose servers,
+// once running, boot a simulated VM agent (vmagent/sim) from their
+// cloud-init user data, exactly as a real VM would. Each agent listens on
+// its server's own 127.x.y.z address at the agent port. The agents verify
+// management tokens against the control plane's JWKS and call back into
+// the cluster. Every effect — servers, workspaces, sessions — lands in one
+// ledger, which the checkers read.
+package fakeworld
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/tdf-project/tdf/cloud/fakecloud"
+	"github.com/tdf-project/tdf/cloudinit"
+	"github.com/tdf-project/tdf/tokens"
+	"github.com/tdf-project/tdf/vmagent/sim"
+)
+
+// Options configure the world.
+type Options struct {
+	Cloud fakecloud.Options
+	// Agent is the template of every simulated agent (delays, faults);
+	// its node id, URLs, token and verifier come from the server.
+	Agent sim.Config
+	// AgentPort is where each agent listens on its server's address.
+	AgentPort int
+	// VerifyTokens makes agents check management tokens against the JWKS
+	// (the agent's real behaviour); off, they accept any token.
+	VerifyTokens bool
+	Logger       hclog.Logger
+}
+
+// World is the fake cloud and its agents.
+type World struct {
+	opts  Options
+	Cloud *fakecloud.Server
+	log   hclog.Logger
+
+	mu     sync.Mutex
+	agents map[int64]*vm
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+type vm struct {
+	agent *sim.Agent
+	srv   *http.Server
+}
+
+// New makes the world; its handler serves the cloud API under /v1 and the
+// fake's own /fake routes.
+func New(opts Options) *World {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.AgentPort == 0 {
+		opts.AgentPort = 8080
+	}
+	w := &World{opts: opts, log: opts.Logger.Named("fakeworld"), agents: map[int64]*vm{}}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	co := opts.Cloud
+	co.OnServerRunning = w.boot
+	co.OnServerDeleted = w.shutdown
+	w.Cloud = fakecloud.New(co)
+	return w
+}
+
+// Handler serves the cloud API and the ledger.
+func (w *World) Handler() http.Handler { return w.Cloud.Handler() }
+
+// Close stops every agent and the cloud.
+func (w *World) Close() {
+	w.cancel()
+	w.Cloud.Close()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, v := range w.agents {
+		v.stop()
+		delete(w.agents, id)
+	}
+}
+
+// Agents returns the running agents.
+func (w *World) Agents() []*sim.Agent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*sim.Agent, 0, len(w.agents))
+	for _, v := range w.agents {
+		out = append(out, v.agent)
+	}
+	return out
+}
+
+// SetAgentFaults changes the faults of every agent, running or future.
+func (w *World) SetAgentFaults(f sim.Faults) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.opts.Agent.Faults = f
+	for _, v := range w.agents {
+		v.agent.SetFaults(f)
+	}
+}
+
+func (v *vm) stop() {
+	v.agent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = v.srv.Shutdown(ctx)
+}
+
+// boot starts the agent of a server that has just come up, configured
+// from its cloud-init as the real agent would be.
+func (w *World) boot(s fakecloud.VM) {
+	if err := w.bootAgent(s); err != nil {
+		w.log.Warn("server has no agent", "server", s.Name, "error", err)
+		w.Cloud.Record(fakecloud.Event{Kind: "agent_boot_failed", ServerID: s.ID, Name: s.Name, Detail: err.Error()})
+	}
+}
+
+func (w *World) bootAgent(s fakecloud.VM) error {
+	boot, err := cloudinit.Parse(s.UserData)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	cfg := w.opts.Agent
+	w.mu.Unlock()
+	cfg.NodeID = boot.Env["NODE_ID"]
+	cfg.NodeCallbackToken = boot.CallbackToken
+	cfg.ControlPlaneURLs = splitURLs(boot.Env["CONTROL_PLANE_URLS"], boot.Env["CONTROL_PLANE_URL"])
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.OnEvent = func(e sim.Event) {
+		w.Cloud.Record(fakecloud.Event{Kind: string(e.Kind), ServerID: s.ID, NodeID: e.NodeID, WorkspaceID: e.WorkspaceID,
+			SessionID: e.SessionID, TaskID: e.TaskID, Detail: e.Detail, Time: e.Time})
+	}
+	if w.opts.VerifyTokens {
+		// The real agent fetches the JWKS at start and exits if it cannot.
+		ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+		v, err := tokens.NewJWKSVerifier(ctx, boot.Env["JWKS_ENDPOINT"], boot.Env["CONTROL_PLANE_URL"], nil)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("agent exits: %w", err)
+		}
+		cfg.Verifier = agentVerifier{v}
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.IPv4.String(), fmt.Sprint(w.opts.AgentPort)))
+	if err != nil {
+		return fmt.Errorf("agent listen: %w", err)
+	}
+	a := sim.New(cfg)
+	hs := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	a.Start(w.ctx)
+	w.mu.Lock()
+	w.agents[s.ID] = &vm{agent: a, srv: hs}
+	w.mu.Unlock()
+	w.log.Debug("agent booted", "server", s.Name, "node", cfg.NodeID, "addr", ln.Addr())
+	return nil
+}
+
+func (w *World) shutdown(s fakecloud.VM) {
+	w.mu.Lock()
+	v := w.agents[s.ID]
+	delete(w.agents, s.ID)
+	w.mu.Unlock()
+	if v != nil {
+		v.stop()
+	}
+}
+
+func splitURLs(list, one string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 && one != "" {
+		out = []string{one}
+	}
+	return out
+}
+
+// agentVerifier maps token errors onto the agent's 401/403 errors.
+type agentVerifier struct{ v *tokens.JWKSVerifier }
+
+func (a agentVerifier) Verify(token, nodeID, workspaceID string) error {
+	err := a.v.Verify(token, nodeID, workspaceID)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, tokens.ErrWrongAuth):
+		return fmt.Errorf("%w: %v", sim.ErrForbidden, err)
+	}
+	return fmt.Errorf("%w: %v", sim.ErrUnauthorized, err)
+}

@@ -1,0 +1,221 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tdf-project/tdf/cloud"
+	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/tokens"
+	"github.com/tdf-project/tdf/vmagent"
+)
+
+// provision creates the node's server (or finds the one an earlier attempt
+// created) and polls until it runs. The server id is committed with the
+// first poll, before any waiting.
+func (p *pipeline) provision(ctx context.Context, t *fsm.Task, _ string) steps.Result {
+	n, err := p.node(t)
+	if err != nil {
+		return steps.Failed(err)
+	}
+	switch {
+	case n.ServerID == 0:
+		return p.createServer(ctx, n, t)
+	case n.ActionID != 0:
+		return p.pollAction(ctx, n)
+	}
+	return p.pollServer(ctx, n)
+}
+
+func (p *pipeline) createServer(ctx context.Context, n *fsm.Node, t *fsm.Task) steps.Result {
+	if p.cfg.Cloud == nil {
+		return steps.Failed(steps.Permanentf("no cloud is configured (--cloud-token)"))
+	}
+	ud, err := p.userData(n, t)
+	if err != nil {
+		return steps.Failed(steps.Permanent(err))
+	}
+	typ, ok := ServerTypes[n.Size]
+	if !ok {
+		return steps.Failed(steps.Permanentf("unknown VM size %q", n.Size))
+	}
+	srv, act, err := p.cfg.Cloud.CreateServer(ctx, cloud.ServerSpec{Name: n.ServerName, ServerType: typ, Location: n.Location,
+		Image: p.cfg.Image, UserData: ud, Labels: p.labels(n)})
+	if err != nil {
+		return steps.Failed(cloudErr("create server "+n.ServerName, err))
+	}
+	data := fsm.StepData{ServerID: srv.ID, ActionID: act.ID, IPv4: srv.IPv4}
+	if act.ID == 0 && srv.Status == cloud.StatusRunning {
+		return steps.Done(data)
+	}
+	return steps.Result{Data: data, PollAfter: p.cfg.ActionPoll}
+}
+
+func (p *pipeline) pollAction(ctx context.Context, n *fsm.Node) steps.Result {
+	act, err := p.cfg.Cloud.GetAction(ctx, n.ActionID)
+	if err != nil {
+		return steps.Failed(cloudErr("get create action", err))
+	}
+	switch {
+	case act.Failed():
+		// A failed create can still leave a server: delete it, then start
+		// over with a fresh create on the next attempt.
+		if derr := p.cfg.Cloud.DeleteServer(ctx, n.ServerID); derr != nil {
+			return steps.Failed(cloudErr("delete server after failed create", derr))
+		}
+		return steps.Result{Data: fsm.StepData{ServerGone: true},
+			Err: steps.Transient(fmt.Errorf("create server %s failed: %s: %s", n.ServerName, act.ErrorCode, act.ErrorMessage))}
+	case !act.Done():
+		return steps.PollIn(p.cfg.ActionPoll)
+	}
+	return p.pollServer(ctx, n)
+}
+
+func (p *pipeline) pollServer(ctx context.Context, n *fsm.Node) steps.Result {
+	srv, err := p.cfg.Cloud.GetServer(ctx, n.ServerID)
+	if err != nil {
+		return steps.Failed(cloudErr("get server", err))
+	}
+	if srv == nil {
+		return steps.Result{Data: fsm.StepData{ServerGone: true}, Err: steps.Transient(fmt.Errorf("server %d of node %s vanished", n.ServerID, n.ID))}
+	}
+	if srv.Status != cloud.StatusRunning {
+		return steps.Result{Data: fsm.StepData{IPv4: srv.IPv4}, PollAfter: p.cfg.ActionPoll}
+	}
+	return steps.Done(fsm.StepData{IPv4: srv.IPv4})
+}
+
+// agentReady waits for the node's agent: its node-ready callback and a
+// healthy /health. The callback is sent once and never retried, so after
+// NodeReadyGrace of healthy polls the node is taken as ready without it.
+func (p *pipeline) agentReady(ctx context.Context, t *fsm.Task, _ string) steps.Result {
+	n, err := p.node(t)
+	if err != nil {
+		return steps.Failed(err)
+	}
+	if !n.Live() {
+		return steps.Failed(steps.Permanentf("node %s is %s", n.ID, n.Status))
+	}
+	base, err := p.agentURL(n)
+	if err != nil {
+		return steps.PollIn(p.cfg.AgentPoll)
+	}
+	if err := p.cfg.Agents.Health(ctx, base); err != nil {
+		return steps.PollIn(p.cfg.AgentPoll)
+	}
+	if n.Ready || time.Since(firstAttempt(t, fsm.StepNodeAgentReady)) >= p.cfg.NodeReadyGrace {
+		return steps.Done(fsm.StepData{})
+	}
+	return steps.PollIn(p.cfg.AgentPoll)
+}
+
+// firstAttempt is when the task first tried a step in its current run.
+func firstAttempt(t *fsm.Task, s fsm.Step) time.Time {
+	first := time.Now()
+	for i := len(t.Steps) - 1; i >= 0 && t.Steps[i].Step == s; i-- {
+		first = t.Steps[i].Started
+	}
+	return first
+}
+
+// createWorkspace asks the agent for the task's workspace, with a
+// workspace-scoped callback token. The agent answers a replay with 202
+// (still creating) or 200 (running): both are success.
+func (p *pipeline) createWorkspace(ctx context.Context, t *fsm.Task, _ string) steps.Result {
+	n, err := p.node(t)
+	if err != nil {
+		return steps.Failed(err)
+	}
+	base, err := p.agentURL(n)
+	if err != nil {
+		return steps.Failed(err)
+	}
+	tok, err := p.cfg.Tokens.CallbackToken(tokens.ScopeWorkspace, t.WorkspaceID)
+	if err != nil {
+		return steps.Failed(steps.Transient(err))
+	}
+	_, err = p.cfg.Agents.CreateWorkspace(ctx, base, n.ID, t.UserID, vmagent.CreateWorkspaceRequest{
+		WorkspaceID: t.WorkspaceID, Repository: t.Repository, Branch: t.Branch, CallbackToken: tok,
+		GitUserName: t.UserID, GitUserEmail: t.UserID + "@users.noreply.tdf", ProjectID: t.ProjectID, TaskID: t.ID,
+	})
+	if err != nil {
+		return steps.Failed(agentErr("create workspace", err))
+	}
+	return steps.Done(fsm.StepData{WorkspaceID: t.WorkspaceID})
+}
+
+// SessionID is the agent session id of a task: derived from the task, so a
+// re-dispatched attempt asks for the same session.
+func SessionID(t *fsm.Task) string { return "s" + strings.TrimPrefix(t.ID, "t") }
+
+// startSession creates the agent session (idempotent by session id and
+// Idempotency-Key) and starts the agent with the task's prompt (idempotent
+// by delivery id).
+func (p *pipeline) startSession(ctx context.Context, t *fsm.Task, key string) steps.Result {
+	n, err := p.node(t)
+	if err != nil {
+		return steps.Failed(err)
+	}
+	base, err := p.agentURL(n)
+	if err != nil {
+		return steps.Failed(err)
+	}
+	sid := SessionID(t)
+	if _, err := p.cfg.Agents.CreateAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID,
+		vmagent.CreateSessionRequest{SessionID: sid, Label: "task " + t.ID, ProjectID: t.ProjectID}, key); err != nil {
+		return steps.Failed(agentErr("create agent session", err))
+	}
+	if err := p.cfg.Agents.StartAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID, sid, vmagent.StartSessionRequest{
+		AgentType: p.cfg.AgentType, InitialPrompt: t.Prompt, ProjectID: t.ProjectID, TaskID: t.ID, DeliveryID: key,
+	}); err != nil {
+		return steps.Failed(agentErr("start agent session", err))
+	}
+	return steps.Done(fsm.StepData{SessionID: sid})
+}
+
+// cleanup stops the task's workspace (best effort: after its retries the
+// runner gives up and the workspace is taken as stopped); the FSM then
+// releases the node.
+func (p *pipeline) cleanup(ctx context.Context, t *fsm.Task, _ string) steps.Result {
+	ws, ok := p.cfg.FSM.Workspace(t.WorkspaceID)
+	if !ok || !ws.Live() {
+		return steps.Done(fsm.StepData{})
+	}
+	n, ok := p.cfg.FSM.Node(ws.NodeID)
+	if !ok || !n.Live() || n.IPv4 == "" {
+		return steps.Done(fsm.StepData{WorkspaceStopped: true})
+	}
+	base, _ := p.agentURL(n)
+	if err := p.cfg.Agents.StopWorkspace(ctx, base, n.ID, t.UserID, ws.ID); err != nil {
+		var ae *vmagent.Error
+		if errors.As(err, &ae) && ae.Status == 404 {
+			return steps.Done(fsm.StepData{WorkspaceStopped: true})
+		}
+		return steps.Failed(steps.Transient(fmt.Errorf("stop workspace %s: %w", ws.ID, err)))
+	}
+	return steps.Done(fsm.StepData{WorkspaceStopped: true})
+}
+
+// destroy deletes a node's server. A node whose create may have reached
+// the cloud without its id being committed is looked up by name.
+func (p *pipeline) destroy(ctx context.Context, n *fsm.Node) error {
+	if p.cfg.Cloud == nil {
+		return nil
+	}
+	id := n.ServerID
+	if id == 0 {
+		srv, err := p.cfg.Cloud.GetServerByName(ctx, n.ServerName)
+		if err != nil {
+			return err
+		}
+		if srv == nil || !cloud.Owns(p.labels(n), srv.Labels) {
+			return nil
+		}
+		id = srv.ID
+	}
+	return p.cfg.Cloud.DeleteServer(ctx, id)
+}
