@@ -189,9 +189,8 @@ func copyResponse(c *gin.Context, resp *http.Response) {
 		if hopByHop[k] || k == "X-Tdf-Node" {
 			continue
 		}
-		for _, v := range vs {
-			c.Writer.Header().Add(k, v)
-		}
+		// Replace, not add: the leader's X-Tdf-Leader must not double ours.
+		c.Writer.Header()[k] = vs
 	}
 	c.Header(headerForwardedTo, resp.Header.Get("X-Tdf-Node"))
 	c.Status(resp.StatusCode)

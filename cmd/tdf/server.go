@@ -12,9 +12,9 @@ import (
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cloud/hetzner"
+	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/pipeline"
-	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/server"
 	"github.com/tdf-project/tdf/steps"
 )
