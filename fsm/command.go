@@ -37,6 +37,7 @@ const (
 	CmdTaskStatusCallback CommandType = 20
 	CmdIdleReset          CommandType = 21
 	CmdAddSigningKey      CommandType = 22
+	CmdRecordError        CommandType = 23
 
 	// IgnoreUnknown marks a command that a replica which does not know its
 	// type may skip.
@@ -152,6 +153,7 @@ var commands = map[CommandType]func() Command{
 	CmdTaskStatusCallback: func() Command { return &TaskStatusCallback{} },
 	CmdIdleReset:          func() Command { return &IdleReset{} },
 	CmdAddSigningKey:      func() Command { return &AddSigningKey{} },
+	CmdRecordError:        func() Command { return &RecordError{} },
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

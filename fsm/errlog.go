@@ -7,12 +7,13 @@ type ErrorKind string
 
 // Error record kinds.
 const (
-	ErrKindStep    ErrorKind = "step_error"  // a transient step failure that will be retried
-	ErrKindFailed  ErrorKind = "task_failed" // a task failed permanently
-	ErrKindFenced  ErrorKind = "fenced"      // a stale claim or result was rejected
-	ErrKindSweeper ErrorKind = "sweeper"     // the stuck-task sweeper acted
-	ErrKindCleanup ErrorKind = "cleanup"     // cleanup gave up
-	ErrKindNode    ErrorKind = "node_error"  // a node reported an error, or deleting its server failed
+	ErrKindStep       ErrorKind = "step_error"  // a transient step failure that will be retried
+	ErrKindFailed     ErrorKind = "task_failed" // a task failed permanently
+	ErrKindFenced     ErrorKind = "fenced"      // a stale claim or result was rejected
+	ErrKindSweeper    ErrorKind = "sweeper"     // the stuck-task sweeper acted
+	ErrKindCleanup    ErrorKind = "cleanup"     // cleanup gave up
+	ErrKindNode       ErrorKind = "node_error"  // a node reported an error, or deleting its server failed
+	ErrKindReconciler ErrorKind = "reconciler"  // the leak reconciler deleted a server no node owns
 )
 
 // DefaultMaxErrorRecords bounds the error database by count.
@@ -44,3 +45,12 @@ func (f *FSM) recordError(e ErrorRecord) {
 		f.st.errors.DeleteMin()
 	}
 }
+
+// RecordError adds a record found outside Apply's own rules: what the
+// leader's reconciler did, for example.
+type RecordError struct {
+	Record ErrorRecord `json:"record"`
+}
+
+// Type implements Command.
+func (RecordError) Type() CommandType { return CmdRecordError }

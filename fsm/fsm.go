@@ -199,6 +199,8 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.st.settings = c.Settings
 	case AddSigningKey:
 		f.applyAddSigningKey(c, res)
+	case RecordError:
+		f.recordError(c.Record)
 	case NodeAlarmFired:
 		f.applyNodeAlarmFired(c, res)
 	case NodeDestroyResult:

@@ -40,6 +40,10 @@ type Config struct {
 	Pipeline *pipeline.Config
 	// AgentTimeout bounds each call to a VM agent.
 	AgentTimeout time.Duration
+	// ReconcileInterval and ReconcileGrace drive the leak reconciler: how
+	// often it looks, and how old an unowned server must be to be deleted.
+	ReconcileInterval time.Duration
+	ReconcileGrace    time.Duration
 	// Settings are the node rules this node commits when it leads.
 	Settings fsm.Settings
 	// ControlPlaneURL is the URL agents call back to (the iss claim of
@@ -101,6 +105,9 @@ func Start(cfg Config) (*Server, error) {
 		pc.Agents = vmagent.NewClient(vmagent.Options{Timeout: cfg.AgentTimeout, Tokens: s.Tokens})
 		handlers = pipeline.Handlers(*pc)
 		rc.DestroyNode = pipeline.DestroyNode(*pc)
+		rec := &pipeline.Reconciler{Config: *pc, Apply: s.Node.Apply, Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
+			Now: time.Now, Logger: cfg.Logger.Named("reconciler")}
+		s.Node.OnLeader(rec.Run)
 	}
 	s.Runner = steps.New(rc, s.FSM, s.Node, handlers)
 	s.Node.OnLeader(s.Runner.Run)

@@ -70,6 +70,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&pc.AgentPoll, "agent-ready-poll-interval", pc.AgentPoll, "how often a new node's agent /health is polled")
 	fs.DurationVar(&pc.NodeReadyGrace, "node-ready-grace", pc.NodeReadyGrace, "after this long with a healthy agent but no node-ready callback, the node counts as ready")
 	fs.DurationVar(&cfg.AgentTimeout, "agent-request-timeout", cfg.AgentTimeout, "timeout of each call to a VM agent")
+	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "how often the leader looks for leaked servers")
+	fs.DurationVar(&cfg.ReconcileGrace, "reconcile-grace", cfg.ReconcileGrace, "a server no node owns is deleted once it is this old")
 	fs.DurationVar(&st.NodeWarmTimeout, "node-warm-timeout", st.NodeWarmTimeout, "a warm node nobody claims is destroyed after this long")
 	fs.DurationVar(&st.MaxNodeLifetime, "max-node-lifetime", st.MaxNodeLifetime, "an auto-provisioned node is destroyed after this long regardless")
 	fs.IntVar(&st.MaxNodesPerUser, "max-nodes-per-user", st.MaxNodesPerUser, "node_provisioning fails with LIMIT_EXCEEDED at this many nodes")
@@ -103,7 +105,8 @@ func (c *cloudFlags) bind(fs *flag.FlagSet) {
 func defaultServerConfig() server.Config {
 	pc := pipeline.DefaultConfig()
 	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig(),
-		Pipeline: &pc, Settings: fsm.DefaultSettings(), AgentTimeout: 30 * time.Second}
+		Pipeline: &pc, Settings: fsm.DefaultSettings(), AgentTimeout: 30 * time.Second,
+		ReconcileInterval: 5 * time.Minute, ReconcileGrace: 10 * time.Minute}
 }
 
 func runServer(ctx context.Context, args []string) error {
