@@ -71,6 +71,10 @@ func (f *FSM) applyStepResult(c StepResult, res *Result) {
 	t.InFlight = false
 	t.UpdatedAt = c.At
 	t.finishAttempt(c)
+	if c.Data.Recovered != "" {
+		f.recordError(ErrorRecord{Kind: ErrKindRecovered, TaskID: t.ID, NodeID: t.NodeID, Step: c.Step, Attempt: c.Attempt,
+			Message: c.Data.Recovered, Leader: c.Leader, At: c.At})
+	}
 	if c.Step == StepCleanup {
 		f.cleanupResult(t, c)
 	} else {

@@ -14,6 +14,7 @@ const (
 	ErrKindCleanup    ErrorKind = "cleanup"     // cleanup gave up
 	ErrKindNode       ErrorKind = "node_error"  // a node reported an error, or deleting its server failed
 	ErrKindReconciler ErrorKind = "reconciler"  // the leak reconciler deleted a server no node owns
+	ErrKindRecovered  ErrorKind = "recovered"   // a step recovered from a lost callback
 )
 
 // DefaultMaxErrorRecords bounds the error database by count.

@@ -42,6 +42,9 @@ type StepData struct {
 	SessionID   string `json:"session_id,omitempty"`
 	// WorkspaceStopped says cleanup stopped the task's workspace.
 	WorkspaceStopped bool `json:"workspace_stopped,omitempty"`
+	// Recovered notes how a step got past something that went missing (a
+	// callback the agent never resent); Apply records it as an error record.
+	Recovered string `json:"recovered,omitempty"`
 }
 
 // StepStarted is the claim a leader commits before any external effect of

@@ -107,8 +107,11 @@ func (p *pipeline) agentReady(ctx context.Context, t *fsm.Task, _ string) steps.
 	if err := p.cfg.Agents.Health(ctx, base); err != nil {
 		return steps.PollIn(p.cfg.AgentPoll)
 	}
-	if n.Ready || time.Since(firstAttempt(t, fsm.StepNodeAgentReady)) >= p.cfg.NodeReadyGrace {
+	if n.Ready {
 		return steps.Done(fsm.StepData{})
+	}
+	if waited := time.Since(firstAttempt(t, fsm.StepNodeAgentReady)); waited >= p.cfg.NodeReadyGrace {
+		return steps.Done(fsm.StepData{Recovered: fmt.Sprintf("node %s: agent healthy for %s without its node-ready callback; proceeding", n.ID, waited.Round(time.Second))})
 	}
 	return steps.PollIn(p.cfg.AgentPoll)
 }

@@ -57,26 +57,28 @@ func sameIDs(set []fsm.SigningKey, ids []string) bool {
 }
 
 // clusterDuties returns the leader hook that keeps the replicated cluster
-// configuration in line with this leader's: a signing key exists, and the
-// node settings match its flags.
-func clusterDuties(f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Result, error), settings fsm.Settings, log hclog.Logger) func(context.Context, uint64) {
+// configuration in line with this leader's: a signing key exists and is
+// rotated every rotateEvery (old keys stay in the set, verifying, until
+// MaxSigningKeys pushes them out: two rotations later, well past the 24 h
+// life of the tokens they signed), and the node settings match its flags.
+func clusterDuties(f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Result, error), settings fsm.Settings, rotateEvery time.Duration, log hclog.Logger) func(context.Context, uint64) {
 	return func(ctx context.Context, _ uint64) {
-		for ctx.Err() == nil {
-			err := ensureClusterState(ctx, f, apply, settings)
-			if err == nil {
-				return
+		for {
+			if err := ensureClusterState(ctx, f, apply, settings, rotateEvery); err != nil && ctx.Err() == nil {
+				log.Warn("cannot set up cluster state; retrying", "error", err)
 			}
-			log.Warn("cannot set up cluster state; retrying", "error", err)
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+				return
+			case <-time.After(time.Minute):
 			}
 		}
 	}
 }
 
-func ensureClusterState(ctx context.Context, f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Result, error), settings fsm.Settings) error {
-	if len(f.SigningKeys()) == 0 {
+func ensureClusterState(ctx context.Context, f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Result, error), settings fsm.Settings, rotateEvery time.Duration) error {
+	keys := f.SigningKeys()
+	if len(keys) == 0 || (rotateEvery > 0 && time.Since(keys[len(keys)-1].CreatedAt) >= rotateEvery) {
 		k, err := tokens.GenerateKey()
 		if err != nil {
 			return err

@@ -44,6 +44,9 @@ type Config struct {
 	// often it looks, and how old an unowned server must be to be deleted.
 	ReconcileInterval time.Duration
 	ReconcileGrace    time.Duration
+	// KeyRotation is how often the leader adds a new token signing key
+	// (0: never).
+	KeyRotation time.Duration
 	// Settings are the node rules this node commits when it leads.
 	Settings fsm.Settings
 	// ControlPlaneURL is the URL agents call back to (the iss claim of
@@ -96,7 +99,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
 	s.Tokens = &tokens.Issuer{URL: cfg.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
-	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.Logger.Named("leader")))
+	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.KeyRotation, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
 	rc.Logger = cfg.Logger
 	handlers := cfg.Handlers
