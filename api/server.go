@@ -48,6 +48,8 @@ type Config struct {
 	Policy fsm.Policy
 	// Tokens verifies the agents' callback tokens and serves the JWKS.
 	Tokens *tokens.Issuer
+	// Events feeds GET /v1/events.
+	Events *EventHub
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -132,6 +134,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/errors", s.listErrors)
+	v1.GET("/events", s.events)
 	r.GET("/.well-known/jwks.json", s.jwks)
 	s.callbackRoutes(r)
 	return r

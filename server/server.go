@@ -116,6 +116,8 @@ func Start(cfg Config) (*Server, error) {
 	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
 	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens
+	ac.Events = api.NewEventHub(10000)
+	s.FSM.Watch(nil, nil, ac.Events.Observe)
 	if s.API, err = api.New(ac); err != nil {
 		ln.Close()
 		_ = s.Node.Close()

@@ -1,0 +1,182 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// Event is one entry of the live event stream: a task or node whose state
+// changed at a raft index. Its id, "<index>-<n>", is the same on every node
+// (every replica applies the same log), so a client can resume on any node
+// with Last-Event-ID.
+type Event struct {
+	ID    string    `json:"id"`
+	Index uint64    `json:"index"`
+	Type  string    `json:"type"` // "task" or "node"
+	Task  *fsm.Task `json:"task,omitempty"`
+	Node  *fsm.Node `json:"node,omitempty"`
+	At    time.Time `json:"at"`
+	pos   int
+}
+
+// EventHub keeps the recent changes of the local FSM in a ring and fans
+// them out to stream subscribers. It is fed from inside Apply, so adding
+// never blocks: a subscriber that falls behind re-reads from the ring.
+type EventHub struct {
+	mu      sync.Mutex
+	ring    []Event
+	start   int // index in ring of the oldest event
+	n       int
+	lastIdx uint64
+	lastPos int
+	subs    map[chan struct{}]struct{}
+}
+
+// NewEventHub keeps the last size events.
+func NewEventHub(size int) *EventHub {
+	return &EventHub{ring: make([]Event, size), subs: map[chan struct{}]struct{}{}}
+}
+
+// Observe is the FSM change-feed observer.
+func (h *EventHub) Observe(c fsm.Change) {
+	e := Event{Index: c.Index, Task: c.Task, Node: c.Node, Type: "task"}
+	if c.Node != nil {
+		e.Type = "node"
+	}
+	h.mu.Lock()
+	if c.Index == h.lastIdx {
+		h.lastPos++
+	} else {
+		h.lastIdx, h.lastPos = c.Index, 0
+	}
+	e.pos = h.lastPos
+	e.ID = fmt.Sprintf("%d-%d", e.Index, e.pos)
+	e.At = time.Now().UTC()
+	if h.n < len(h.ring) {
+		h.ring[(h.start+h.n)%len(h.ring)] = e
+		h.n++
+	} else {
+		h.ring[h.start] = e
+		h.start = (h.start + 1) % len(h.ring)
+	}
+	for ch := range h.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	h.mu.Unlock()
+}
+
+func (h *EventHub) subscribe() chan struct{} {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch
+}
+
+func (h *EventHub) unsubscribe(ch chan struct{}) {
+	h.mu.Lock()
+	delete(h.subs, ch)
+	h.mu.Unlock()
+}
+
+// after returns the events after (index, pos), and whether the ring still
+// reaches back that far (if not, events may have been missed).
+func (h *EventHub) after(index uint64, pos int) ([]Event, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == 0 {
+		return nil, true
+	}
+	oldest := h.ring[h.start]
+	covered := oldest.Index < index || (oldest.Index == index && oldest.pos <= pos)
+	var out []Event
+	for i := 0; i < h.n; i++ {
+		e := h.ring[(h.start+i)%len(h.ring)]
+		if e.Index > index || (e.Index == index && e.pos > pos) {
+			out = append(out, e)
+		}
+	}
+	return out, covered
+}
+
+func parseEventID(s string) (uint64, int, bool) {
+	a, b, ok := strings.Cut(s, "-")
+	idx, err1 := strconv.ParseUint(a, 10, 64)
+	pos, err2 := strconv.Atoi(b)
+	return idx, pos, ok && err1 == nil && err2 == nil
+}
+
+// events streams changes as server-sent events, optionally for one task,
+// resuming after Last-Event-ID. A client that resumes from further back
+// than the hub remembers gets a "reset" event: re-read the state, then
+// follow the stream.
+func (s *Server) events(c *gin.Context) {
+	hub := s.cfg.Events
+	if hub == nil {
+		abortError(c, http.StatusServiceUnavailable, CodeUnavailable, "the event stream is not enabled")
+		return
+	}
+	taskID := c.Query("task_id")
+	if err := checkID("task_id", taskID, false); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	var idx uint64
+	var pos int
+	if last := c.GetHeader("Last-Event-ID"); last != "" {
+		var ok bool
+		if idx, pos, ok = parseEventID(last); !ok {
+			abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("Last-Event-ID %q is not an event id", last))
+			return
+		}
+	} else {
+		idx, pos = s.cfg.Node.FSM().AppliedIndex(), 1<<30
+	}
+	ch := hub.subscribe()
+	defer hub.unsubscribe(ch)
+	w := c.Writer
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprintf(w, "retry: 1000\n\n")
+	w.Flush()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	ctx := c.Request.Context()
+	for {
+		evs, complete := hub.after(idx, pos)
+		if !complete {
+			fmt.Fprintf(w, "event: reset\ndata: {}\n\n")
+		}
+		for _, e := range evs {
+			idx, pos = e.Index, e.pos
+			if taskID != "" && (e.Task == nil || e.Task.ID != taskID) {
+				continue
+			}
+			b, _ := json.Marshal(e)
+			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b)
+		}
+		w.Flush()
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-keepAlive.C:
+			fmt.Fprintf(w, ": keep-alive\n\n")
+			w.Flush()
+		}
+	}
+}
