@@ -76,7 +76,13 @@ func (n *Node) ApplyIdempotent(ctx context.Context, cmd fsm.Command) (*fsm.Resul
 		if !errors.Is(err, ErrUnknownOutcome) {
 			return res, err
 		}
-		if _, werr := n.WaitLeader(ctx); werr != nil {
+		// Wait for the election to settle, but not for the caller's whole
+		// deadline: a partitioned node never learns a leader, and the
+		// caller has its own bounded way to find one.
+		wctx, cancel := context.WithTimeout(ctx, 2*n.cfg.ElectionTimeout)
+		_, werr := n.WaitLeader(wctx)
+		cancel()
+		if werr != nil {
 			return nil, err
 		}
 		if !n.IsLeader() {

@@ -37,7 +37,12 @@ type Config struct {
 	// DestroyNode deletes a destroying node's server; nil means there is
 	// no cloud (the node is marked deleted at once).
 	DestroyNode func(ctx context.Context, n *fsm.Node) error
-	Logger      hclog.Logger
+	// OnStep, if set, is told of every committed step result: the step,
+	// its outcome and how long the attempt took (metrics).
+	OnStep func(step fsm.Step, outcome fsm.Outcome, took time.Duration)
+	// OnFire, if set, is told how late each alarm fired (metrics).
+	OnFire func(lateness time.Duration)
+	Logger hclog.Logger
 }
 
 // DefaultConfig returns REFERENCE.md's defaults.

@@ -47,6 +47,7 @@ type Runner struct {
 	handlers map[fsm.Step]Handler
 	running  atomic.Bool
 	stats    Stats
+	wheel    atomic.Pointer[timers.Wheel] // the current term's, for metrics
 }
 
 // New returns a runner over the local FSM. handlers maps each effect step
@@ -59,6 +60,14 @@ func New(cfg Config, f *fsm.FSM, node Committer, handlers map[fsm.Step]Handler) 
 
 // Stats returns the runner's counters.
 func (r *Runner) Stats() *Stats { return &r.stats }
+
+// PendingAlarms is the number of alarms in the wheel (0 when not leading).
+func (r *Runner) PendingAlarms() int {
+	if w := r.wheel.Load(); w != nil {
+		return w.Len()
+	}
+	return 0
+}
 
 // Run is the leader hook: it runs steps until ctx is cancelled (leadership
 // lost), then stops the wheel and waits for every handler to return.
@@ -88,6 +97,8 @@ func (lt *leaderTerm) run() {
 	start := time.Now()
 	lt.wheel = timers.New(r.cfg.Clock, lt.fire)
 	lt.wheel.Grow(r.fsm.TaskCount())
+	r.wheel.Store(lt.wheel)
+	defer r.wheel.Store(nil)
 	var claimed []string
 	// Rebuild the wheel and subscribe to changes in one step, so that no
 	// change falls between the scan and the subscription.
@@ -141,9 +152,12 @@ func (lt *leaderTerm) run() {
 }
 
 // fire runs on the wheel's goroutine for each due alarm.
-func (lt *leaderTerm) fire(owner string, _ time.Time) {
+func (lt *leaderTerm) fire(owner string, due time.Time) {
 	if lt.ctx.Err() != nil {
 		return // leadership lost: the next leader fires it
+	}
+	if f := lt.r.cfg.OnFire; f != nil {
+		f(lt.r.cfg.Clock.Now().Sub(due))
 	}
 	lt.queue.push(workItem{taskID: owner})
 }
@@ -224,8 +238,12 @@ func (lt *leaderTerm) runEffect(t *fsm.Task) {
 	}
 	cmd := lt.resultCommand(claimed, out)
 	if _, ok := lt.commit(cmd, &r.stats.Results); ok {
+		took := time.Since(start)
 		r.log.Info("step", "task", t.ID, "step", step, "attempt", claim.Attempt, "outcome", cmd.Outcome,
-			"duration", time.Since(start), "error", cmd.Error)
+			"duration", took, "node", claimed.NodeID, "error", cmd.Error)
+		if f := r.cfg.OnStep; f != nil {
+			f(step, cmd.Outcome, took)
+		}
 	}
 }
 
