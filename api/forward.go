@@ -151,6 +151,7 @@ func (s *Server) proxyToLeader(c *gin.Context) bool {
 		resp, err := s.send(c, url, payload, hops+1)
 		if err == nil {
 			defer resp.Body.Close()
+			s.cfg.Metrics.countForward(c.Request.Method, resp.StatusCode)
 			copyResponse(c, resp)
 			return true
 		}

@@ -50,6 +50,8 @@ type Config struct {
 	Tokens *tokens.Issuer
 	// Events feeds GET /v1/events.
 	Events *EventHub
+	// Metrics counts forwarded requests and callbacks and serves /metrics.
+	Metrics *Metrics
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -121,6 +123,7 @@ func (s *Server) routes() *gin.Engine {
 
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", s.metrics)
 
 	v1 := r.Group("/v1")
 	v1.POST("/tasks", s.ensureRequestID, s.onLeader, s.submitTask)

@@ -31,10 +31,14 @@ func (n *Node) ApplyBytes(ctx context.Context, data []byte) (*fsm.Result, error)
 		if n.raft.State() != raft.Leader {
 			return nil, ErrNotLeader
 		}
+		start := time.Now()
 		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 		err := f.Error()
 		switch {
 		case err == nil:
+			if n.cfg.OnApply != nil {
+				n.cfg.OnApply(time.Since(start))
+			}
 			res, ok := f.Response().(*fsm.Result)
 			if !ok {
 				return nil, fmt.Errorf("apply: unexpected FSM response %T", f.Response())

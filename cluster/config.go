@@ -47,6 +47,9 @@ type Config struct {
 	// Transport replaces the TCP transport (tests use raft's in-memory one).
 	Transport raft.Transport
 
+	// OnApply, if set, is told how long each committed Apply took (metrics).
+	OnApply func(time.Duration)
+
 	Logger hclog.Logger
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +35,8 @@ type Node struct {
 	leaderMu    sync.RWMutex
 	leaderReady bool
 	leaderTerm  uint64
+
+	leaderChanges atomic.Uint64
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
@@ -141,11 +144,36 @@ func (n *Node) OnLeader(h LeaderHook) {
 	n.hooksMu.Unlock()
 }
 
-// Start runs the leadership loop and the self-registration loop.
+// Start runs the leadership loop, the self-registration loop and the
+// leader-change counter.
 func (n *Node) Start() {
 	n.goFunc(n.monitorLeadership)
 	n.goFunc(n.registerSelf)
+	n.goFunc(n.countLeaderChanges)
 }
+
+// countLeaderChanges counts the leader changes this node observes. The
+// observer channel is buffered and non-blocking, so raft never waits on it.
+func (n *Node) countLeaderChanges() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-ch:
+			n.leaderChanges.Add(1)
+		case <-n.shutdownCh:
+			return
+		}
+	}
+}
+
+// LeaderChanges is how many leader changes this node has observed.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 func (n *Node) goFunc(f func()) {
 	n.wg.Add(1)

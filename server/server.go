@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
@@ -44,6 +45,9 @@ type Config struct {
 	// often it looks, and how old an unowned server must be to be deleted.
 	ReconcileInterval time.Duration
 	ReconcileGrace    time.Duration
+	// Registry collects the node's metrics (a fresh one if nil); pass the
+	// one the cloud provider registered with to see its metrics too.
+	Registry *prometheus.Registry
 	// KeyRotation is how often the leader adds a new token signing key
 	// (0: never).
 	KeyRotation time.Duration
@@ -85,8 +89,12 @@ func Start(cfg Config) (*Server, error) {
 	if s.URL == "" {
 		s.URL = "http://" + ln.Addr().String()
 	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	m := newMetrics(cfg.Registry)
 	cc := cfg.Cluster
-	cc.APIURL, cc.Logger = s.URL, cfg.Logger
+	cc.APIURL, cc.Logger, cc.OnApply = s.URL, cfg.Logger, m.onApply
 	if s.Node, err = cluster.Open(cc, s.FSM); err != nil {
 		ln.Close()
 		return nil, err
@@ -101,7 +109,7 @@ func Start(cfg Config) (*Server, error) {
 	s.Tokens = &tokens.Issuer{URL: cfg.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
 	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.KeyRotation, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
-	rc.Logger = cfg.Logger
+	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire
 	handlers := cfg.Handlers
 	if pc := cfg.Pipeline; pc != nil {
 		pc.FSM, pc.Tokens = s.FSM, s.Tokens
@@ -117,6 +125,8 @@ func Start(cfg Config) (*Server, error) {
 	ac := cfg.API
 	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens
 	ac.Events = api.NewEventHub(10000)
+	ac.Metrics = api.NewMetrics(cfg.Registry)
+	m.registerState(s)
 	s.FSM.Watch(nil, nil, ac.Events.Observe)
 	if s.API, err = api.New(ac); err != nil {
 		ln.Close()

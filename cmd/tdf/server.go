@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cloud/hetzner"
@@ -129,6 +130,8 @@ func runServer(ctx context.Context, args []string) error {
 		return fmt.Errorf("--node-id and --data-dir are required (see tdf server --help)")
 	}
 	cf.opts.Application = hetzner.Application{Name: "tdf", Version: version}
+	cfg.Registry = prometheus.NewRegistry()
+	cf.opts.Registerer = cfg.Registry
 	if cf.opts.Token != "" {
 		provider, err := hetzner.New(cf.opts)
 		if err != nil {

@@ -1,0 +1,67 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the API's own Prometheus metrics.
+type Metrics struct {
+	forwarded *prometheus.CounterVec
+	callbacks *prometheus.CounterVec
+	gatherer  prometheus.Gatherer
+}
+
+// NewMetrics registers the API's metrics with reg and serves everything
+// gathered from it at /metrics.
+func NewMetrics(reg *prometheus.Registry) *Metrics {
+	m := &Metrics{
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tdf_forwarded_requests_total", Help: "Requests this node forwarded to the leader, by method and answer code.",
+		}, []string{"method", "code"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tdf_callbacks_total", Help: "VM agent callbacks received, by kind and result.",
+		}, []string{"kind", "result"}),
+		gatherer: reg,
+	}
+	reg.MustRegister(m.forwarded, m.callbacks)
+	return m
+}
+
+func (m *Metrics) countForward(method string, code int) {
+	if m != nil {
+		m.forwarded.WithLabelValues(method, strconv.Itoa(code)).Inc()
+	}
+}
+
+// countCallback counts a callback by kind and by how it was answered.
+func (s *Server) countCallback(kind string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		if s.cfg.Metrics == nil {
+			return
+		}
+		result := "accepted"
+		switch st := c.Writer.Status(); {
+		case st == http.StatusUnauthorized || st == http.StatusForbidden:
+			result = "unauthorized"
+		case st >= 500:
+			result = "unavailable"
+		case st >= 400:
+			result = "rejected"
+		}
+		s.cfg.Metrics.callbacks.WithLabelValues(kind, result).Inc()
+	}
+}
+
+func (s *Server) metrics(c *gin.Context) {
+	if s.cfg.Metrics == nil {
+		abortError(c, http.StatusNotFound, CodeNotFound, "metrics are not enabled")
+		return
+	}
+	promhttp.HandlerFor(s.cfg.Metrics.gatherer, promhttp.HandlerOpts{}).ServeHTTP(c.Writer, c.Request)
+}
