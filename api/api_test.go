@@ -450,6 +450,7 @@ func (c *fakeCluster) Join(context.Context, cluster.JoinRequest) error {
 	return nil
 }
 func (c *fakeCluster) Remove(context.Context, string) error { return nil }
+func (c *fakeCluster) TransferLeadershipTo(string) error    { return nil }
 func (c *fakeCluster) FSM() *fsm.FSM                        { return c.f }
 
 func (c *fakeCluster) ApplyIdempotent(_ context.Context, cmd fsm.Command) (*fsm.Result, error) {

@@ -62,3 +62,23 @@ func (s *Server) stateHash(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, StateHash{NodeID: s.cfg.Node.ID(), AppliedIndex: idx, Hash: sum})
 }
+
+// transferLeadership hands leadership to the member named in the body
+// ({"to": "n2"}) or to any voter.
+func (s *Server) transferLeadership(c *gin.Context) {
+	var req struct {
+		To string `json:"to,omitempty"`
+	}
+	if body := c.MustGet(ctxBody).([]byte); len(body) > 0 && !s.decode(c, &req) {
+		return
+	}
+	if err := checkID("to", req.To, false); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	if err := s.cfg.Node.TransferLeadershipTo(req.To); err != nil {
+		abortErr(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"transferred_from": s.cfg.Node.ID(), "to": req.To})
+}

@@ -25,6 +25,7 @@ type Cluster interface {
 	Status() cluster.Status
 	Join(ctx context.Context, j cluster.JoinRequest) error
 	Remove(ctx context.Context, id string) error
+	TransferLeadershipTo(id string) error
 	FSM() *fsm.FSM
 }
 
@@ -134,6 +135,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/cluster/state-hash", s.stateHash)
 	v1.POST("/cluster/join", s.onLeader, s.joinCluster)
 	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
+	v1.POST("/cluster/transfer-leadership", s.onLeader, s.transferLeadership)
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/errors", s.listErrors)

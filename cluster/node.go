@@ -251,6 +251,25 @@ func (n *Node) TransferLeadership() {
 	n.log.Info("leadership transferred")
 }
 
+// TransferLeadershipTo hands leadership to the named voter, or to any
+// voter if id is empty. Leader only.
+func (n *Node) TransferLeadershipTo(id string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		m, ok := n.fsm.Member(id)
+		if !ok {
+			return fmt.Errorf("%w: member %s", fsm.ErrNotFound, id)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(m.RaftAddr))
+	}
+	return mapRaftErr(f.Error())
+}
+
 // Close shuts the node down, handing leadership over first.
 func (n *Node) Close() error {
 	var err error

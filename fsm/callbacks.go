@@ -220,7 +220,7 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 		res.Err = fmt.Errorf("%w: task %s does not run in workspace %s", ErrInvalid, c.TaskID, c.WorkspaceID)
 		return
 	}
-	if cur.Status.Terminal() {
+	if cur.Status.Terminal() || cur.Step == StepNone || cur.Cleanup { // not in a run, or the old run is still being cleaned up
 		res.Task, res.Duplicate = cur, true
 		return
 	}

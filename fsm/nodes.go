@@ -96,10 +96,12 @@ func (f *FSM) selectNode(t *Task, now time.Time) (*Node, string) {
 	return nil, ""
 }
 
-// bestWarm prefers a warm node of the same size, then one in the same
-// location, then any; ties go to the lowest id (deterministic).
+// bestWarm prefers a warm node of the same size (in the same location
+// first), then one in the same location, then any; ties go to the lowest id
+// (deterministic).
 func bestWarm(warm []*Node, t *Task) *Node {
 	for _, match := range []func(*Node) bool{
+		func(n *Node) bool { return n.Size == t.VMSize && n.Location == t.VMLocation },
 		func(n *Node) bool { return n.Size == t.VMSize },
 		func(n *Node) bool { return n.Location == t.VMLocation },
 		func(*Node) bool { return true },
@@ -147,7 +149,7 @@ func (f *FSM) decideNodeSelection(t *Task, leader string, at time.Time) {
 			f.st.nodes.ReplaceOrInsert(n)
 			f.notifyNode(n)
 		}
-		attempt.Error = why + ": " + n.ID
+		attempt.Note = why + ": " + n.ID
 		t.Steps = append(t.Steps, attempt)
 		t.NodeID = n.ID
 		t.enterStep(StepNodeAgentReady, at)
@@ -178,7 +180,7 @@ func (f *FSM) decideNodeSelection(t *Task, leader string, at time.Time) {
 	n.Alarm = f.lifetimeAlarm(n)
 	f.st.nodes.ReplaceOrInsert(n)
 	f.notifyNode(n)
-	attempt.Error = "provisioning new node " + n.ID
+	attempt.Note = "provisioning new node " + n.ID
 	t.Steps = append(t.Steps, attempt)
 	t.NodeID = n.ID
 	t.enterStep(StepNodeProvisioning, at)

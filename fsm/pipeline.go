@@ -128,6 +128,9 @@ func (t *Task) RunnableStep() Step {
 
 // enterStep moves the task to step s and arms the alarm the step needs.
 func (t *Task) enterStep(s Step, at time.Time) {
+	if s == StepNodeSelection { // a new run: nothing of the last one's VM resources carries over
+		t.NodeID, t.WorkspaceID, t.AgentSessionID, t.FollowupEarly = "", "", "", false
+	}
 	t.Step, t.Attempt, t.Retries, t.InFlight, t.ClaimTerm = s, 0, 0, false, 0
 	t.StepDeadline = nil
 	t.UpdatedAt = at

@@ -39,6 +39,8 @@ type StepAttempt struct {
 	Finished *time.Time `json:"finished,omitempty"`
 	Outcome  string     `json:"outcome,omitempty"`
 	Error    string     `json:"error,omitempty"`
+	// Note says what a decided step chose (a node, a new one).
+	Note string `json:"note,omitempty"`
 }
 
 // Output is what a finished agent run produced.

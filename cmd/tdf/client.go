@@ -88,7 +88,7 @@ func printJSON(v any) error {
 
 func runTask(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: tdf task submit|get|list|cancel [flags]")
+		fmt.Fprintln(os.Stderr, "usage: tdf task submit|get|list|cancel|watch|idle-reset [flags]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("task "+args[0], flag.ContinueOnError)
@@ -106,6 +106,7 @@ func runTask(ctx context.Context, args []string) error {
 		fs.StringVar(&spec.VMLocation, "location", "", "VM location, e.g. fsn1")
 		fs.StringVar(&spec.PreferredNodeID, "node", "", "preferred node id")
 		key := fs.String("idempotency-key", "", "makes a retry return the first result")
+		wait := fs.Bool("wait", false, "follow the task's progress until it ends")
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
 			return err
@@ -117,6 +118,10 @@ func runTask(ctx context.Context, args []string) error {
 		var out api.TaskResponse
 		if err := c.do(ctx, http.MethodPost, "/v1/tasks", spec, hdr, &out); err != nil {
 			return err
+		}
+		if *wait {
+			fmt.Printf("submitted %s\n", out.Task.ID)
+			return watchTask(ctx, c, out.Task.ID, os.Stdout)
 		}
 		return showTask(out.Task, *asJSON)
 	case "get", "cancel":
@@ -135,6 +140,28 @@ func runTask(ctx context.Context, args []string) error {
 			err = c.do(ctx, http.MethodPost, "/v1/tasks/"+id+"/cancel", api.CancelRequest{}, nil, &out)
 		}
 		if err != nil {
+			return err
+		}
+		return showTask(out.Task, *asJSON)
+	case "watch":
+		c, err := parseClient(fs, args[1:], addr)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("tdf task watch needs exactly one task id")
+		}
+		return watchTask(ctx, c, fs.Arg(0), os.Stdout)
+	case "idle-reset":
+		c, err := parseClient(fs, args[1:], addr)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("tdf task idle-reset needs exactly one task id")
+		}
+		var out api.TaskResponse
+		if err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(fs.Arg(0))+"/idle-reset", struct{}{}, nil, &out); err != nil {
 			return err
 		}
 		return showTask(out.Task, *asJSON)
@@ -170,7 +197,7 @@ func runTask(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel)\n", args[0])
+	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel, watch, idle-reset)\n", args[0])
 	return errUsage
 }
 
@@ -200,37 +227,74 @@ func showTask(t *fsm.Task, asJSON bool) error {
 	if t.ErrorMessage != "" {
 		fmt.Fprintf(tw, "error\t%s\n", t.ErrorMessage)
 	}
+	if t.Output != (fsm.Output{}) {
+		fmt.Fprintf(tw, "output\tbranch %s  pr %s  %s\n", t.Output.Branch, t.Output.PRURL, t.Output.Summary)
+	}
 	fmt.Fprintln(tw, "\nHISTORY\tFROM\tTO\tACTOR\tREASON")
 	for _, e := range t.History {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.From, e.To, e.Actor.Type, e.Reason)
+	}
+	fmt.Fprintln(tw, "\nSTEP\tATTEMPT\tLEADER\tSTARTED\tTOOK\tOUTCOME\tERROR (NOTE)")
+	for _, st := range t.Steps {
+		took := "running"
+		if st.Finished != nil {
+			took = st.Finished.Sub(st.Started).Round(time.Millisecond).String()
+		}
+		detail := st.Error
+		if detail == "" && st.Note != "" {
+			detail = "(" + st.Note + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", st.Step, st.Attempt, st.Leader, st.Started.Format("15:04:05.000"), took, st.Outcome, detail)
 	}
 	return tw.Flush()
 }
 
 func runCluster(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(os.Stderr, "usage: tdf cluster status [--addr URL] [--json]")
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: tdf cluster status|members|remove ID|transfer-leadership [--to ID] [--addr URL]")
 		return errUsage
 	}
-	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
+	fs := flag.NewFlagSet("cluster "+args[0], flag.ContinueOnError)
 	addr := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	to := fs.String("to", "", "transfer-leadership: the member to hand leadership to (default: any)")
 	c, err := parseClient(fs, args[1:], addr)
 	if err != nil {
 		return err
 	}
-	var st cluster.Status
-	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &st); err != nil {
-		return err
+	switch args[0] {
+	case "status", "members":
+		var st cluster.Status
+		if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &st); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(st)
+		}
+		fmt.Printf("node %s (%s), leader %s, term %d, commit %d, applied %d\n", st.NodeID, st.State, st.LeaderID, st.Term, st.CommitIndex, st.AppliedIndex)
+		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tRAFT\tAPI")
+		for _, m := range st.Members {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", m.ID, m.State, m.Voter, m.RaftAddr, m.APIAddr)
+		}
+		return tw.Flush()
+	case "remove":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("tdf cluster remove needs exactly one member id")
+		}
+		if err := c.do(ctx, http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(fs.Arg(0)), nil, nil, nil); err != nil {
+			return err
+		}
+		fmt.Println("removed", fs.Arg(0))
+		return nil
+	case "transfer-leadership":
+		var out map[string]string
+		if err := c.do(ctx, http.MethodPost, "/v1/cluster/transfer-leadership", map[string]string{"to": *to}, nil, &out); err != nil {
+			return err
+		}
+		fmt.Printf("leadership handed over by %s\n", out["transferred_from"])
+		return nil
 	}
-	if *asJSON {
-		return printJSON(st)
-	}
-	fmt.Printf("node %s (%s), leader %s, term %d, commit %d, applied %d\n", st.NodeID, st.State, st.LeaderID, st.Term, st.CommitIndex, st.AppliedIndex)
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tRAFT\tAPI")
-	for _, m := range st.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", m.ID, m.State, m.Voter, m.RaftAddr, m.APIAddr)
-	}
-	return tw.Flush()
+	fmt.Fprintf(os.Stderr, "tdf cluster: unknown subcommand %q (status, members, remove, transfer-leadership)\n", args[0])
+	return errUsage
 }

@@ -17,8 +17,11 @@ Usage:
   tdf server [flags]          run one cluster node (tdf server --help)
   tdf dev [flags]             run a local three-node cluster with the simulated cloud
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
-  tdf task submit|get|list|cancel ...
-  tdf cluster status
+  tdf task submit|get|list|cancel|watch|idle-reset ...
+  tdf cluster status|members|remove|transfer-leadership
+  tdf errors [--task ID] [--node ID] [--kind K]
+  tdf nodes [--status S] [--user U]
+  tdf completion bash
   tdf version
 
 Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR.
@@ -57,6 +60,12 @@ func run(ctx context.Context, args []string) error {
 		return runTask(ctx, args[1:])
 	case "cluster":
 		return runCluster(ctx, args[1:])
+	case "errors":
+		return runErrors(ctx, args[1:])
+	case "nodes":
+		return runNodes(ctx, args[1:])
+	case "completion":
+		return runCompletion(args[1:])
 	case "version":
 		fmt.Println("tdf", version)
 		return nil

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tdf-project/tdf/api"
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// watchTask follows a task over the event stream, printing each change of
+// status or step, until it has ended and been cleaned up.
+func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
+	var tr api.TaskResponse
+	// A consistent read: the task may have just been submitted through
+	// another node.
+	if err := c.do(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(id)+"?consistent=true", nil, nil, &tr); err != nil {
+		return err
+	}
+	last := ""
+	show := func(t *fsm.Task) bool {
+		line := fmt.Sprintf("%s  %-12s %-20s attempts %d", time.Now().Format("15:04:05"), t.Status, t.Step, t.Attempts)
+		if t.Cleanup {
+			line += "  (cleaning up)"
+		}
+		if t.ErrorMessage != "" {
+			line += "  error: " + t.ErrorMessage
+		}
+		if key := fmt.Sprint(t.Status, t.Step, t.Cleanup, t.Attempts); key != last {
+			last = key
+			fmt.Fprintln(out, line)
+		}
+		return t.Status.Terminal() && !t.Cleanup
+	}
+	if show(tr.Task) {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.addr+"/v1/events?task_id="+url.QueryEscape(id), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("event stream: HTTP %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev api.Event
+		if json.Unmarshal([]byte(data), &ev) != nil || ev.Task == nil {
+			continue
+		}
+		if show(ev.Task) {
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("event stream ended: %v", sc.Err())
+}
+
+func runErrors(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("errors", flag.ContinueOnError)
+	addr := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	q := url.Values{}
+	task := fs.String("task", "", "only errors of this task")
+	node := fs.String("node", "", "only errors of this node")
+	kind := fs.String("kind", "", "only errors of this kind (step_error, task_failed, fenced, sweeper, cleanup, node_error, reconciler, recovered)")
+	limit := fs.Int("limit", 50, "page size")
+	c, err := parseClient(fs, args, addr)
+	if err != nil {
+		return err
+	}
+	for k, v := range map[string]string{"task_id": *task, "node_id": *node, "kind": *kind, "limit": fmt.Sprint(*limit)} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var out struct {
+		Errors     []fsm.ErrorRecord `json:"errors"`
+		NextCursor string            `json:"next_cursor"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/errors?"+q.Encode(), nil, nil, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tTASK\tNODE\tSTEP\tMESSAGE")
+	for _, e := range out.Errors {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Kind, e.TaskID, e.NodeID, e.Step, e.Message)
+	}
+	return tw.Flush()
+}
+
+func runNodes(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
+	addr := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	status := fs.String("status", "", "only nodes with this status (active, warm, destroying, deleted)")
+	user := fs.String("user", "", "only nodes of this user")
+	c, err := parseClient(fs, args, addr)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *status != "" {
+		q.Set("status", *status)
+	}
+	if *user != "" {
+		q.Set("user_id", *user)
+	}
+	var out struct {
+		Nodes []api.NodeView `json:"nodes"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/nodes?"+q.Encode(), nil, nil, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tHEALTH\tUSER\tSIZE\tLOCATION\tIP\tWORKSPACES\tALARM")
+	for _, n := range out.Nodes {
+		alarm := ""
+		if n.Alarm != nil {
+			alarm = n.Alarm.Due.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Status, n.Health, n.UserID, n.Size, n.Location, n.IPv4, n.ActiveWorkspaces, alarm)
+	}
+	return tw.Flush()
+}
+
+// completion prints a bash completion script for the commands and flags.
+func runCompletion(args []string) error {
+	if len(args) != 1 || args[0] != "bash" {
+		return fmt.Errorf("usage: tdf completion bash  (then: source <(tdf completion bash))")
+	}
+	fmt.Print(`_tdf() {
+  local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} sub=${COMP_WORDS[2]}
+  case $COMP_CWORD in
+    1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster errors nodes completion version help" -- "$cur")); return;;
+    2) case $cmd in
+         task) COMPREPLY=($(compgen -W "submit get list cancel watch idle-reset" -- "$cur")); return;;
+         cluster) COMPREPLY=($(compgen -W "status members remove transfer-leadership" -- "$cur")); return;;
+       esac;;
+  esac
+  if [[ $cur == -* ]]; then
+    COMPREPLY=($(compgen -W "$(tdf $cmd $sub --help 2>&1 | grep -oE '^  -[a-z-]+' | sed 's/^  -/--/')" -- "$cur"))
+  fi
+}
+complete -F _tdf tdf
+`)
+	return nil
+}
