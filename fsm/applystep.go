@@ -232,7 +232,9 @@ func (f *FSM) cleanupResult(t *Task, c StepResult) {
 			Class: c.Class, Message: c.Error, Leader: c.Leader, At: c.At})
 	}
 	t.Cleanup, t.Alarm, t.Attempt, t.Retries, t.ClaimTerm = false, nil, 0, 0, 0
-	f.finishCleanup(t, c.Data.WorkspaceStopped, c.At)
+	// Stopping the workspace is best effort: once cleanup gives up, the
+	// workspace is taken as stopped so that its node is still released.
+	f.finishCleanup(t, c.Data.WorkspaceStopped || c.Outcome == OutcomeFail, c.At)
 	if t.Status == StatusQueued {
 		// Re-run requested while the old run was being cleaned up.
 		t.enterStep(StepNodeSelection, c.At)

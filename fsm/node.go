@@ -15,6 +15,8 @@ const (
 
 // NodeMetrics are the load figures a node reports in its heartbeat.
 type NodeMetrics struct {
+	// CPULoad is what the agent reports as cpuLoadAvg1. The selection
+	// rules compare it with the CPU threshold as the old system did.
 	CPULoad       float64 `json:"cpu_load"`
 	MemoryPercent float64 `json:"memory_percent"`
 	DiskPercent   float64 `json:"disk_percent"`
