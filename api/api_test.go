@@ -449,9 +449,10 @@ func (c *fakeCluster) Status() cluster.Status {
 func (c *fakeCluster) Join(context.Context, cluster.JoinRequest) error {
 	return nil
 }
-func (c *fakeCluster) Remove(context.Context, string) error { return nil }
-func (c *fakeCluster) TransferLeadershipTo(string) error    { return nil }
-func (c *fakeCluster) FSM() *fsm.FSM                        { return c.f }
+func (c *fakeCluster) Remove(context.Context, string) error                { return nil }
+func (c *fakeCluster) TransferLeadershipTo(string) error                   { return nil }
+func (c *fakeCluster) WaitLeaderReady(context.Context, time.Duration) bool { return true }
+func (c *fakeCluster) FSM() *fsm.FSM                                       { return c.f }
 
 func (c *fakeCluster) ApplyIdempotent(_ context.Context, cmd fsm.Command) (*fsm.Result, error) {
 	c.mu.Lock()

@@ -42,6 +42,9 @@ func (s *Server) onLeader(c *gin.Context) {
 	}
 	c.Set(ctxBody, body)
 	if s.cfg.Node.IsLeader() || !s.proxyToLeader(c) {
+		// A leader just elected may not have applied every earlier entry
+		// yet; what the handler reads (a task, the signing keys) must be.
+		s.cfg.Node.WaitLeaderReady(c.Request.Context(), s.cfg.HoldTimeout)
 		c.Next()
 	}
 }

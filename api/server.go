@@ -26,6 +26,7 @@ type Cluster interface {
 	Join(ctx context.Context, j cluster.JoinRequest) error
 	Remove(ctx context.Context, id string) error
 	TransferLeadershipTo(id string) error
+	WaitLeaderReady(ctx context.Context, max time.Duration) bool
 	FSM() *fsm.FSM
 }
 

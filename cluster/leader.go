@@ -125,3 +125,12 @@ func (n *Node) waitLeaderReady(ctx context.Context) bool {
 		}
 	}
 }
+
+// WaitLeaderReady waits, at most max, while this node leads but has not
+// yet applied every entry of earlier terms. It reports whether the node is
+// then a ready leader.
+func (n *Node) WaitLeaderReady(ctx context.Context, max time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	return n.waitLeaderReady(ctx)
+}

@@ -4,9 +4,15 @@
 // tooling) talk to the nodes only over the HTTP API, the contract of
 // DESIGN.md, never through the packages' Go types.
 //
+// A cluster may also run the simulated cloud (Options.FakeCloud): a `tdf
+// fakecloud` process, started before the nodes and stopped after them,
+// which the nodes use as their Hetzner API and whose simulated VM agents
+// call the nodes back. Its ledger of effects (Ledger) and its servers
+// (FakeServers) are what the pipeline tests check the cluster against.
+//
 // Every wait polls with a deadline; nothing sleeps and then asserts. Each
-// node logs to its own file under the test's temporary directory, and when
-// the test fails the tail of every log is printed.
+// process logs to its own file under the test's temporary directory, and
+// when the test fails the tail of every log is printed.
 package e2e
 
 import (
@@ -234,6 +240,59 @@ type Options struct {
 	LogLevel string
 	// ExtraArgs are appended to every node's `tdf server` command line.
 	ExtraArgs []string
+	// FakeCloud, if not nil, runs a `tdf fakecloud` process alongside the
+	// nodes (see FakeCloudOptions), and points every node at it.
+	FakeCloud *FakeCloudOptions
+}
+
+// FakeCloudOptions configure the `tdf fakecloud` process of a cluster.
+//
+// The fakecloud is started before the nodes and stopped after them; its
+// log is kept next to theirs (fakecloud.log). Every node then gets
+// --cloud-endpoint http://<fakecloud>/v1, the cloud token in its
+// environment (TDF_CLOUD_TOKEN, never on the command line, which the log's
+// start marker prints), --control-plane-url (the first node's URL),
+// --control-plane-urls (all of them) and --agent-port; a test's
+// ExtraArgs come after these and may override them.
+type FakeCloudOptions struct {
+	// Args are appended to the `tdf fakecloud` command line: delays
+	// (--agent-work-duration, …) and faults (--early-ready, …).
+	Args []string
+	// FirstIP is the fakecloud's --first-ip, the address of its first
+	// server's agent. Default: a random 127.<2-250>.<0-255>.1, so that
+	// the agents of tests running in parallel (other packages, other
+	// processes) do not collide; a base whose agent port is taken is
+	// skipped.
+	FirstIP string
+	// AgentPort is the port every simulated agent listens on, on its own
+	// address (default 8080, or a free port if 8080 cannot be bound on
+	// FirstIP).
+	AgentPort int
+	// LogLevel is the fakecloud's --log-level (default: the nodes').
+	LogLevel string
+	// Token is the API token (default "fakecloud-token", the fakecloud's
+	// own default, which is then not passed on its command line).
+	Token string
+	// Binary, if set, runs this program (with the same arguments as `tdf
+	// fakecloud`, "fakecloud" first) instead of the built tdf binary: a
+	// fakecloud instrumented for a diagnosis. The environment variable
+	// TDF_E2E_FAKECLOUD_BIN sets it for every test.
+	Binary string
+}
+
+// DefaultCloudToken is the API token `tdf fakecloud` accepts by default.
+const DefaultCloudToken = "fakecloud-token"
+
+// FakeCloud is the `tdf fakecloud` process of a cluster. Its Node is the
+// process slot (ID "fakecloud", URL its base URL): Cluster.Start, Stop,
+// Kill and Do work on it as on a node.
+type FakeCloud struct {
+	*Node
+	// Endpoint is the Hetzner API base URL the nodes use, <URL>/v1.
+	Endpoint  string
+	FirstIP   string
+	AgentPort int
+	Token     string
 }
 
 // Cluster is a set of tdf server processes bootstrapped together.
@@ -243,6 +302,8 @@ type Cluster struct {
 	dir    string
 	Nodes  []*Node
 	Client *http.Client
+	// Cloud is the fakecloud process, or nil (Options.FakeCloud).
+	Cloud *FakeCloud
 }
 
 // Node is one tdf server process (or the slot of one that is stopped).
@@ -255,6 +316,11 @@ type Node struct {
 	DataDir string
 	LogPath string
 	args    []string
+	// bin, if set, is run instead of the cluster's tdf binary.
+	bin string
+	// env is added to the process's environment (secrets go here, not in
+	// args: the log's start marker prints the command line).
+	env []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -288,9 +354,13 @@ func StartCluster(tb testing.TB, opts Options) *Cluster {
 		// the client, decides when a request has taken too long.
 		Client: &http.Client{Timeout: 45 * time.Second},
 	}
-	ports, err := FreePorts(2 * opts.Nodes)
+	nports := 2 * opts.Nodes
+	if opts.FakeCloud != nil {
+		nports++
+	}
+	ports, err := FreePorts(nports)
 	if err != nil {
-		tb.Fatalf("FreePorts(%d): %v", 2*opts.Nodes, err)
+		tb.Fatalf("FreePorts(%d): %v", nports, err)
 	}
 	logDir := c.dir
 	if keep := os.Getenv("TDF_E2E_LOG_DIR"); keep != "" {
@@ -315,6 +385,21 @@ func StartCluster(tb testing.TB, opts Options) *Cluster {
 		peers = append(peers, id+"="+n.RaftAddr)
 		c.Nodes = append(c.Nodes, n)
 	}
+	var cloudArgs, env []string
+	if opts.FakeCloud != nil {
+		c.Cloud = newFakeCloud(tb, *opts.FakeCloud, ports[nports-1], opts.LogLevel, logDir)
+		var urls []string
+		for _, n := range c.Nodes {
+			urls = append(urls, n.URL)
+		}
+		cloudArgs = []string{
+			"--cloud-endpoint", c.Cloud.Endpoint,
+			"--control-plane-url", urls[0],
+			"--control-plane-urls", strings.Join(urls, ","),
+			"--agent-port", strconv.Itoa(c.Cloud.AgentPort),
+		}
+		env = []string{"TDF_CLOUD_TOKEN=" + c.Cloud.Token}
+	}
 	for _, n := range c.Nodes {
 		n.args = append([]string{"server",
 			"--node-id", n.ID,
@@ -323,15 +408,106 @@ func StartCluster(tb testing.TB, opts Options) *Cluster {
 			"--http-addr", n.HTTPAddr,
 			"--bootstrap", strings.Join(peers, ","),
 			"--log-level", opts.LogLevel,
-		}, opts.ExtraArgs...)
+		}, cloudArgs...)
+		n.args = append(n.args, opts.ExtraArgs...)
+		n.env = env
 	}
 	// Cleanups run last-registered first: kill the processes, then report.
 	tb.Cleanup(c.report)
 	tb.Cleanup(c.killAll)
+	if c.Cloud != nil {
+		c.Start(c.Cloud.Node)
+		c.WaitFor(DefaultElectionWait, "fakecloud answers", func() error {
+			_, err := c.FakeServers()
+			return err
+		})
+	}
 	for _, n := range c.Nodes {
 		c.Start(n)
 	}
 	return c
+}
+
+// newFakeCloud makes the fakecloud's process slot.
+func newFakeCloud(tb testing.TB, o FakeCloudOptions, port int, nodeLogLevel, logDir string) *FakeCloud {
+	tb.Helper()
+	if o.LogLevel == "" {
+		o.LogLevel = nodeLogLevel
+	}
+	if o.Token == "" {
+		o.Token = DefaultCloudToken
+	}
+	if o.FirstIP == "" || o.AgentPort == 0 {
+		ip, agentPort, err := pickAgentBase(o.FirstIP, o.AgentPort)
+		if err != nil {
+			tb.Fatalf("fakecloud: %v", err)
+		}
+		o.FirstIP, o.AgentPort = ip, agentPort
+	}
+	n := &Node{
+		ID:       "fakecloud",
+		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port),
+		LogPath:  filepath.Join(logDir, "fakecloud.log"),
+	}
+	n.URL = "http://" + n.HTTPAddr
+	n.args = []string{"fakecloud",
+		"--http-addr", n.HTTPAddr,
+		"--first-ip", o.FirstIP,
+		"--agent-port", strconv.Itoa(o.AgentPort),
+		"--log-level", o.LogLevel,
+	}
+	if o.Token != DefaultCloudToken {
+		n.env = []string{"TDF_TOKEN=" + o.Token}
+	}
+	n.args = append(n.args, o.Args...)
+	n.bin = o.Binary
+	if n.bin == "" {
+		n.bin = os.Getenv("TDF_E2E_FAKECLOUD_BIN")
+	}
+	return &FakeCloud{Node: n, Endpoint: n.URL + "/v1", FirstIP: o.FirstIP, AgentPort: o.AgentPort, Token: o.Token}
+}
+
+// pickAgentBase chooses the fakecloud's first agent address (a random
+// 127.<2-250>.<0-255>.1 unless given) and agent port (8080 unless given),
+// checking that the port can be bound on the first few addresses of the
+// base: another test's agents, or a process listening on the wildcard
+// address, would make the agents fail to boot.
+func pickAgentBase(ip string, port int) (string, int, error) {
+	free := func(ip string, port int) bool {
+		base := net.ParseIP(ip).To4()
+		if base == nil {
+			return false
+		}
+		for i := range 4 {
+			a := net.IPv4(base[0], base[1], base[2], base[3]+byte(i))
+			ln, err := net.Listen("tcp", net.JoinHostPort(a.String(), strconv.Itoa(port)))
+			if err != nil {
+				return false
+			}
+			ln.Close()
+		}
+		return true
+	}
+	fixedIP, fixedPort := ip != "", port != 0
+	for tries := 0; tries < 50; tries++ {
+		if !fixedIP {
+			ip = fmt.Sprintf("127.%d.%d.1", 2+rand.IntN(249), rand.IntN(256))
+		}
+		if !fixedPort {
+			port = 8080
+			if tries >= 10 {
+				// 8080 seems taken on the wildcard address.
+				port = 20000 + rand.IntN(10000)
+			}
+		}
+		if free(ip, port) {
+			return ip, port, nil
+		}
+		if fixedIP && fixedPort {
+			break
+		}
+	}
+	return "", 0, fmt.Errorf("no free agent address and port (last tried %s:%d)", ip, port)
 }
 
 // Node returns the node with the given id.
@@ -410,8 +586,12 @@ func (c *Cluster) Start(n *Node) {
 	defer logf.Close() // the child holds its own descriptor
 	n.mu.Lock()
 	n.starts++
-	fmt.Fprintf(logf, "=== e2e: start #%d at %s: %s %s\n", n.starts, time.Now().Format(time.RFC3339Nano), c.bin, strings.Join(n.args, " "))
-	cmd := exec.Command(c.bin, n.args...)
+	bin := c.bin
+	if n.bin != "" {
+		bin = n.bin
+	}
+	fmt.Fprintf(logf, "=== e2e: start #%d at %s: %s %s\n", n.starts, time.Now().Format(time.RFC3339Nano), bin, strings.Join(n.args, " "))
+	cmd := exec.Command(bin, n.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Keep the environment, but drop TDF_* variables so that a developer's
 	// shell cannot change the flags under test.
@@ -420,6 +600,7 @@ func (c *Cluster) Start(n *Node) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, n.env...)
 	if raceEnabled || buildWithRace() {
 		// Make a race in the node visible without ending it; the log
 		// scan at cleanup fails the test.
@@ -443,7 +624,11 @@ func (c *Cluster) Start(n *Node) {
 		n.mu.Unlock()
 		close(done)
 	}()
-	c.tb.Logf("started %s (pid %d): api %s raft %s", n.ID, cmd.Process.Pid, n.URL, n.RaftAddr)
+	if n.RaftAddr != "" {
+		c.tb.Logf("started %s (pid %d): api %s raft %s", n.ID, cmd.Process.Pid, n.URL, n.RaftAddr)
+	} else {
+		c.tb.Logf("started %s (pid %d): %s", n.ID, cmd.Process.Pid, n.URL)
+	}
 }
 
 // Stop sends SIGTERM and waits for the process to exit. A node that takes
@@ -516,7 +701,7 @@ func (c *Cluster) signalAndWait(n *Node, sig syscall.Signal, timeout time.Durati
 // Crashed returns the first unexpected process exit of any node, or nil.
 func (c *Cluster) Crashed() error {
 	var errs []error
-	for _, n := range c.Nodes {
+	for _, n := range c.procs() {
 		n.mu.Lock()
 		if n.crash != nil {
 			errs = append(errs, n.crash)
@@ -526,6 +711,27 @@ func (c *Cluster) Crashed() error {
 	return errors.Join(errs...)
 }
 
+// procs returns the fakecloud's slot, if any, and every node's.
+func (c *Cluster) procs() []*Node {
+	var out []*Node
+	if c.Cloud != nil {
+		out = append(out, c.Cloud.Node)
+	}
+	return append(out, c.Nodes...)
+}
+
+// LogPaths returns the log file of every process: the fakecloud's (if
+// any) first, then the nodes'.
+func (c *Cluster) LogPaths() []string {
+	var out []string
+	for _, n := range c.procs() {
+		out = append(out, n.LogPath)
+	}
+	return out
+}
+
+// killAll kills the nodes, then the fakecloud (last, so that no node
+// sees the cloud vanish under it).
 func (c *Cluster) killAll() {
 	var wg sync.WaitGroup
 	for _, n := range c.Nodes {
@@ -538,6 +744,11 @@ func (c *Cluster) killAll() {
 		}()
 	}
 	wg.Wait()
+	if c.Cloud != nil {
+		if _, ok := c.signalAndWait(c.Cloud.Node, syscall.SIGKILL, DefaultStopWait); !ok {
+			c.tb.Errorf("cleanup: fakecloud (pid %d) survived SIGKILL", c.Cloud.Pid())
+		}
+	}
 }
 
 // report runs at cleanup, after every process is gone: it fails the test
@@ -547,7 +758,7 @@ func (c *Cluster) report() {
 	if err := c.Crashed(); err != nil {
 		c.tb.Errorf("node crash: %v", err)
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.procs() {
 		if data, err := os.ReadFile(n.LogPath); err == nil && bytes.Contains(data, []byte("WARNING: DATA RACE")) {
 			c.tb.Errorf("%s reported a data race (see its log below)", n.ID)
 		}
@@ -555,7 +766,7 @@ func (c *Cluster) report() {
 	if !c.tb.Failed() {
 		return
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.procs() {
 		c.tb.Logf("---- last %d lines of %s (%s) ----\n%s", logTailLines, n.ID, n.LogPath, Tail(n.LogPath, logTailLines))
 	}
 }
@@ -824,4 +1035,83 @@ func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
 	})
 	c.tb.Logf("%d nodes converged at index %d, hash %.16s (after %s)", len(nodes), h.AppliedIndex, h.Hash, time.Since(start).Round(time.Millisecond))
 	return h
+}
+
+// WaitForEvery is WaitFor polling every interval instead of every
+// pollInterval, for conditions that are costly to check (listing every
+// task of a large run).
+func (c *Cluster) WaitForEvery(timeout, interval time.Duration, what string, cond func() error) {
+	c.tb.Helper()
+	var crash error
+	deadline := time.Now().Add(timeout)
+	for {
+		if crash = c.Crashed(); crash != nil {
+			c.tb.Fatalf("%s: %v", what, crash)
+		}
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("%s: not reached within %s: %v", what, timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The fakecloud's view
+
+// LedgerEvent is one effect in the fakecloud's ledger (GET /fake/ledger):
+// kind is server_create, server_running, server_delete, workspace_create,
+// workspace_ready, workspace_stop, session_create, session_start, … .
+type LedgerEvent struct {
+	Kind        string    `json:"kind"`
+	ServerID    int64     `json:"server_id,omitempty"`
+	Name        string    `json:"name,omitempty"`
+	NodeID      string    `json:"node_id,omitempty"`
+	WorkspaceID string    `json:"workspace_id,omitempty"`
+	SessionID   string    `json:"session_id,omitempty"`
+	TaskID      string    `json:"task_id,omitempty"`
+	Detail      string    `json:"detail,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// FakeServer is one server the fakecloud holds (GET /fake/servers).
+type FakeServer struct {
+	ID         int64             `json:"id"`
+	Name       string            `json:"name"`
+	Status     string            `json:"status"`
+	IPv4       string            `json:"ipv4"`
+	Labels     map[string]string `json:"labels"`
+	ServerType string            `json:"server_type"`
+	Location   string            `json:"location"`
+	Image      string            `json:"image"`
+	Created    time.Time         `json:"created"`
+}
+
+// Ledger is GET /fake/ledger: every effect the fakecloud and its agents
+// recorded, oldest first. The cluster must have a fakecloud.
+func (c *Cluster) Ledger() ([]LedgerEvent, error) {
+	if c.Cloud == nil {
+		return nil, errors.New("the cluster has no fakecloud")
+	}
+	var out struct {
+		Events []LedgerEvent `json:"events"`
+	}
+	err := c.GetJSON(c.Cloud.Node, "/fake/ledger", &out)
+	return out.Events, err
+}
+
+// FakeServers is GET /fake/servers: the servers that exist (deleted ones
+// are gone). The cluster must have a fakecloud.
+func (c *Cluster) FakeServers() ([]FakeServer, error) {
+	if c.Cloud == nil {
+		return nil, errors.New("the cluster has no fakecloud")
+	}
+	var out struct {
+		Servers []FakeServer `json:"servers"`
+	}
+	err := c.GetJSON(c.Cloud.Node, "/fake/servers", &out)
+	return out.Servers, err
 }

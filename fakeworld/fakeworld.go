@@ -120,12 +120,28 @@ func (v *vm) stop() {
 }
 
 // boot starts the agent of a server that has just come up, configured
-// from its cloud-init as the real agent would be.
+// from its cloud-init as the real agent would be. It boots in its own
+// goroutine: an agent may retry its start for a while, and the cloud's
+// hooks must not wait for it.
 func (w *World) boot(s fakecloud.VM) {
-	if err := w.bootAgent(s); err != nil {
-		w.log.Warn("server has no agent", "server", s.Name, "error", err)
-		w.Cloud.Record(fakecloud.Event{Kind: "agent_boot_failed", ServerID: s.ID, Name: s.Name, Detail: err.Error()})
+	go func() {
+		if err := w.bootAgent(s); err != nil {
+			w.log.Warn("server has no agent", "server", s.Name, "error", err)
+			w.Cloud.Record(fakecloud.Event{Kind: "agent_boot_failed", ServerID: s.ID, Name: s.Name, Detail: err.Error()})
+		}
+	}()
+}
+
+// jwksURL is where an agent fetches the JWKS on its n-th try: the
+// configured endpoint first, then each control plane URL in turn (every
+// node serves the same key set).
+func jwksURL(env map[string]string, n int) string {
+	urls := append([]string{env["JWKS_ENDPOINT"]}, splitURLs(env["CONTROL_PLANE_URLS"], "")...)
+	u := urls[n%len(urls)]
+	if n%len(urls) > 0 {
+		u = strings.TrimRight(u, "/") + "/.well-known/jwks.json"
 	}
+	return u
 }
 
 func (w *World) bootAgent(s fakecloud.VM) error {
@@ -146,9 +162,21 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 	}
 	if w.opts.VerifyTokens {
 		// The real agent fetches the JWKS at start and exits if it cannot.
-		ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-		v, err := tokens.NewJWKSVerifier(ctx, boot.Env["JWKS_ENDPOINT"], boot.Env["CONTROL_PLANE_URL"], nil)
-		cancel()
+		// The real agent exits if it cannot fetch the JWKS, and systemd
+		// starts it again: retry for a minute.
+		var v *tokens.JWKSVerifier
+		var err error
+		attempt := 0
+		for deadline := time.Now().Add(time.Minute); ; {
+			ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+			v, err = tokens.NewJWKSVerifier(ctx, jwksURL(boot.Env, attempt), boot.Env["CONTROL_PLANE_URL"], nil)
+			attempt++
+			cancel()
+			if err == nil || w.ctx.Err() != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
 		if err != nil {
 			return fmt.Errorf("agent exits: %w", err)
 		}

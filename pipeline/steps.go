@@ -37,7 +37,9 @@ func (p *pipeline) createServer(ctx context.Context, n *fsm.Node, t *fsm.Task) s
 	}
 	ud, err := p.userData(n, t)
 	if err != nil {
-		return steps.Failed(steps.Permanent(err))
+		// No signing key yet on a brand-new cluster: the leader adds one
+		// at once, so this passes on a retry.
+		return steps.Failed(steps.Transient(err))
 	}
 	typ, ok := ServerTypes[n.Size]
 	if !ok {
