@@ -208,7 +208,7 @@ func TestBadInput(t *testing.T) {
 		{"bad consistent", "GET", "/v1/tasks?consistent=maybe", nil, nil, 400, api.CodeInvalidField, "consistent"},
 		{"bad consistent on a task", "GET", "/v1/tasks/" + existing.ID + "?consistent=2", nil, nil, 400, api.CodeInvalidField, "consistent"},
 		// Unknown routes.
-		{"root", "GET", "/", nil, nil, 404, api.CodeNotFound, "no route"},
+		{"unknown top-level path", "GET", "/nope", nil, nil, 404, api.CodeNotFound, "no route"},
 		{"unknown path", "GET", "/nope", nil, nil, 404, api.CodeNotFound, "/nope"},
 		{"unknown version", "POST", "/v2/tasks", []byte(validBody), nil, 404, api.CodeNotFound, "/v2/tasks"},
 		{"below a task", "GET", "/v1/tasks/t1/steps", nil, nil, 404, api.CodeNotFound, "no route"},

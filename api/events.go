@@ -38,7 +38,11 @@ type EventHub struct {
 	n       int
 	lastIdx uint64
 	lastPos int
-	subs    map[chan struct{}]struct{}
+	// dropped is the newest event pushed out of the ring (zero: none).
+	droppedIdx uint64
+	droppedPos int
+	dropped    bool
+	subs       map[chan struct{}]struct{}
 }
 
 // NewEventHub keeps the last size events.
@@ -65,6 +69,8 @@ func (h *EventHub) Observe(c fsm.Change) {
 		h.ring[(h.start+h.n)%len(h.ring)] = e
 		h.n++
 	} else {
+		old := h.ring[h.start]
+		h.droppedIdx, h.droppedPos, h.dropped = old.Index, old.pos, true
 		h.ring[h.start] = e
 		h.start = (h.start + 1) % len(h.ring)
 	}
@@ -91,16 +97,12 @@ func (h *EventHub) unsubscribe(ch chan struct{}) {
 	h.mu.Unlock()
 }
 
-// after returns the events after (index, pos), and whether the ring still
-// reaches back that far (if not, events may have been missed).
+// after returns the events after (index, pos), and whether none of them
+// has been pushed out of the ring (if one has, the client missed it).
 func (h *EventHub) after(index uint64, pos int) ([]Event, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.n == 0 {
-		return nil, true
-	}
-	oldest := h.ring[h.start]
-	covered := oldest.Index < index || (oldest.Index == index && oldest.pos <= pos)
+	covered := !h.dropped || h.droppedIdx < index || (h.droppedIdx == index && h.droppedPos <= pos)
 	var out []Event
 	for i := 0; i < h.n; i++ {
 		e := h.ring[(h.start+i)%len(h.ring)]

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tdf-project/tdf/api/ui"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/tokens"
@@ -142,6 +143,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
 	r.GET("/.well-known/jwks.json", s.jwks)
+	ui.Register(r) // the dashboard at /ui/; / and /ui redirect there
 	s.callbackRoutes(r)
 	return r
 }
@@ -155,9 +157,13 @@ func (s *Server) common(c *gin.Context) {
 	if c.Request.Body != nil {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	c.Request = c.Request.WithContext(ctx)
+	// The event stream lives as long as its client; everything else is
+	// bounded.
+	if c.Request.URL.Path != "/v1/events" {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		c.Request = c.Request.WithContext(ctx)
+	}
 	c.Next()
 }
 

@@ -49,6 +49,10 @@ type TestOptions struct {
 	// Runner adjusts a node's step runner configuration after
 	// steps.DefaultConfig.
 	Runner func(c *steps.Config)
+	// Server adjusts a node's whole configuration last, just before it
+	// starts (c.Cluster.NodeID tells which node). A test that runs the real
+	// pipeline sets Pipeline, HTTPAddr and ControlPlaneURL here.
+	Server func(c *Config)
 	// Handlers are the step handlers of every node. Nil means
 	// TestHandlers: every effect step polls again in five minutes, so that
 	// a submitted task stays queued at node_provisioning for the length of
@@ -187,14 +191,18 @@ func NewTestCluster(t testing.TB, opts TestOptions) *TestCluster {
 		if handlers == nil {
 			handlers = TestHandlers()
 		}
-		srv, err := Start(Config{
+		cfg := Config{
 			Cluster:  cc,
 			API:      ac,
 			Runner:   rc,
 			Handlers: handlers,
 			HTTPAddr: "127.0.0.1:0",
 			Logger:   logger.With("node", n.ID),
-		})
+		}
+		if opts.Server != nil {
+			opts.Server(&cfg)
+		}
+		srv, err := Start(cfg)
 		if err != nil {
 			t.Fatalf("Start(%s) = %v", n.ID, err)
 		}

@@ -1,0 +1,97 @@
+// Package ui is the operator dashboard served at /ui/ by every node: plain
+// HTML, CSS and JavaScript embedded in the binary, with no build step and
+// nothing loaded from elsewhere. The page reads the same JSON API any client
+// uses (GET /v1/cluster, /v1/tasks, /v1/nodes, /v1/errors) from the node
+// that served it and follows GET /v1/events (server-sent events) to update
+// the task list and the open task live.
+//
+// The script builds every element with the DOM API and inserts text only as
+// text nodes; the Content-Security-Policy sent with the page forbids inline
+// scripts and styles and any other origin, so a task prompt or an error
+// message can never run as code.
+package ui
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Prefix is where the dashboard is served.
+const Prefix = "/ui/"
+
+//go:embed static
+var embedded embed.FS
+
+// contentSecurityPolicy allows the page only its own files and API.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Files returns the dashboard's files (index.html at the root).
+func Files() fs.FS {
+	sub, err := fs.Sub(embedded, "static")
+	if err != nil {
+		panic(err) // the embed directive guarantees the directory
+	}
+	return sub
+}
+
+// Handler serves the dashboard's files under Prefix. Embedded files have no
+// modification time, so each answer carries an ETag of its content instead,
+// and a revalidating browser gets 304.
+func Handler() http.Handler {
+	files := Files()
+	etags := map[string]string{}
+	_ = fs.WalkDir(files, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(files, p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		etags[p] = `"` + hex.EncodeToString(sum[:8]) + `"`
+		return nil
+	})
+	fileServer := http.StripPrefix(strings.TrimSuffix(Prefix, "/"), http.FileServerFS(files))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-cache")
+		name := strings.TrimPrefix(r.URL.Path, Prefix)
+		if name == "" {
+			name = "index.html"
+		}
+		tag, ok := etags[name]
+		if !ok {
+			// The API's error shape, as for every other unknown path.
+			h.Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{
+				"code": "not_found", "message": "no dashboard file " + r.URL.Path}})
+			return
+		}
+		h.Set("ETag", tag)
+		fileServer.ServeHTTP(w, r)
+	})
+}
+
+// Register adds the dashboard's routes: GET and HEAD of /ui/… serve its
+// files, and / and /ui redirect to /ui/.
+func Register(r gin.IRoutes) {
+	files := gin.WrapH(Handler())
+	toUI := func(c *gin.Context) { c.Redirect(http.StatusFound, Prefix) }
+	r.GET("/", toUI)
+	r.GET("/ui", toUI)
+	r.GET(Prefix+"*file", files)
+	r.HEAD(Prefix+"*file", files)
+}
