@@ -38,6 +38,7 @@ const (
 	CmdIdleReset          CommandType = 21
 	CmdAddSigningKey      CommandType = 22
 	CmdRecordError        CommandType = 23
+	CmdPurgeErrors        CommandType = 24
 
 	// IgnoreUnknown marks a command that a replica which does not know its
 	// type may skip.
@@ -154,6 +155,7 @@ var commands = map[CommandType]func() Command{
 	CmdIdleReset:          func() Command { return &IdleReset{} },
 	CmdAddSigningKey:      func() Command { return &AddSigningKey{} },
 	CmdRecordError:        func() Command { return &RecordError{} },
+	CmdPurgeErrors:        func() Command { return &PurgeErrors{} },
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

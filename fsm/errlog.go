@@ -55,3 +55,40 @@ type RecordError struct {
 
 // Type implements Command.
 func (RecordError) Type() CommandType { return CmdRecordError }
+
+// PurgeErrors drops the error records committed before a time: the
+// leader's age-based retention (the count bound applies on every insert).
+type PurgeErrors struct {
+	Before time.Time `json:"before"`
+}
+
+// Type implements Command.
+func (PurgeErrors) Type() CommandType { return CmdPurgeErrors }
+
+func (f *FSM) applyPurgeErrors(c PurgeErrors) {
+	var old []*ErrorRecord
+	f.st.errors.Ascend(func(e *ErrorRecord) bool {
+		if e.At.Before(c.Before) {
+			old = append(old, e)
+		}
+		return true
+	})
+	for _, e := range old {
+		f.st.errors.Delete(e)
+	}
+}
+
+// OldestError is the commit time of the oldest error record.
+func (f *FSM) OldestError() (time.Time, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var oldest time.Time
+	found := false
+	f.st.errors.Ascend(func(e *ErrorRecord) bool {
+		if !found || e.At.Before(oldest) {
+			oldest, found = e.At, true
+		}
+		return true
+	})
+	return oldest, found
+}

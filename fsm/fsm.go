@@ -201,6 +201,8 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.applyAddSigningKey(c, res)
 	case RecordError:
 		f.recordError(c.Record)
+	case PurgeErrors:
+		f.applyPurgeErrors(c)
 	case NodeAlarmFired:
 		f.applyNodeAlarmFired(c, res)
 	case NodeDestroyResult:

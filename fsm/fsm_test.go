@@ -437,3 +437,21 @@ func TestObserverSeesEveryTaskChange(t *testing.T) {
 		t.Fatalf("changes = %v, want %s", got, want)
 	}
 }
+
+func TestErrorRetentionByAgeAndCount(t *testing.T) {
+	a := newApplier(t)
+	for i := 0; i < 5; i++ {
+		a.apply(RecordError{Record: ErrorRecord{Kind: ErrKindReconciler, Message: fmt.Sprint(i), At: t0.Add(time.Duration(i) * time.Hour)}})
+	}
+	a.apply(PurgeErrors{Before: t0.Add(2 * time.Hour)})
+	recs, _ := a.f.Errors(ErrorFilter{})
+	if len(recs) != 3 || recs[0].Message != "2" {
+		t.Fatalf("after the purge: %d records, first %+v; want 3 from the third on", len(recs), recs[0])
+	}
+	for i := 0; i < DefaultMaxErrorRecords+10; i++ {
+		a.f.recordError(ErrorRecord{Kind: ErrKindStep, At: t0})
+	}
+	if recs, _ := a.f.Errors(ErrorFilter{}); len(recs) != DefaultMaxErrorRecords {
+		t.Fatalf("records = %d, want the bound %d", len(recs), DefaultMaxErrorRecords)
+	}
+}

@@ -51,6 +51,9 @@ type Config struct {
 	// KeyRotation is how often the leader adds a new token signing key
 	// (0: never).
 	KeyRotation time.Duration
+	// ErrorRetention is how long error records are kept (0: only the
+	// count bound applies).
+	ErrorRetention time.Duration
 	// Settings are the node rules this node commits when it leads.
 	Settings fsm.Settings
 	// ControlPlaneURL is the URL agents call back to (the iss claim of
@@ -107,7 +110,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
 	s.Tokens = &tokens.Issuer{URL: cfg.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
-	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.KeyRotation, cfg.Logger.Named("leader")))
+	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
 	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire
 	handlers := cfg.Handlers

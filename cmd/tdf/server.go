@@ -72,6 +72,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&pc.NodeReadyGrace, "node-ready-grace", pc.NodeReadyGrace, "after this long with a healthy agent but no node-ready callback, the node counts as ready")
 	fs.DurationVar(&cfg.AgentTimeout, "agent-request-timeout", cfg.AgentTimeout, "timeout of each call to a VM agent")
 	fs.DurationVar(&cfg.KeyRotation, "key-rotation", cfg.KeyRotation, "how often the leader adds a new token signing key; old keys verify until their tokens expire (0: never)")
+	fs.DurationVar(&cfg.ErrorRetention, "error-retention", cfg.ErrorRetention, "error records older than this are purged (besides the 10,000-record bound)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "how often the leader looks for leaked servers")
 	fs.DurationVar(&cfg.ReconcileGrace, "reconcile-grace", cfg.ReconcileGrace, "a server no node owns is deleted once it is this old")
 	fs.DurationVar(&st.NodeWarmTimeout, "node-warm-timeout", st.NodeWarmTimeout, "a warm node nobody claims is destroyed after this long")
@@ -108,7 +109,7 @@ func defaultServerConfig() server.Config {
 	pc := pipeline.DefaultConfig()
 	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig(),
 		Pipeline: &pc, Settings: fsm.DefaultSettings(), AgentTimeout: 30 * time.Second,
-		ReconcileInterval: 5 * time.Minute, ReconcileGrace: 10 * time.Minute, KeyRotation: 24 * time.Hour}
+		ReconcileInterval: 5 * time.Minute, ReconcileGrace: 10 * time.Minute, KeyRotation: 24 * time.Hour, ErrorRetention: 7 * 24 * time.Hour}
 }
 
 func runServer(ctx context.Context, args []string) error {
