@@ -27,6 +27,11 @@ import (
 	"github.com/tdf-project/tdf/vmagent/sim"
 )
 
+// EventCallbackDropped is the ledger kind of a callback an agent's fault
+// dropped (sim.OutcomeDropped); Detail is "<callback kind>: <fault>", as
+// "task_status: fault DropTaskStatusRate 0.2 (drew 0.1234)".
+const EventCallbackDropped = "callback_dropped"
+
 // Options configure the world.
 type Options struct {
 	Cloud fakecloud.Options
@@ -159,6 +164,15 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 	cfg.OnEvent = func(e sim.Event) {
 		w.Cloud.Record(fakecloud.Event{Kind: string(e.Kind), ServerID: s.ID, NodeID: e.NodeID, WorkspaceID: e.WorkspaceID,
 			SessionID: e.SessionID, TaskID: e.TaskID, Detail: e.Detail, Time: e.Time})
+	}
+	// A callback a fault dropped changes nothing the ledger otherwise
+	// shows, yet checkers must know of it (a task whose status callback
+	// was dropped is expected to fail on its deadline): record the drop.
+	cfg.OnCallback = func(r sim.CallbackRecord) {
+		if r.Outcome == sim.OutcomeDropped {
+			w.Cloud.Record(fakecloud.Event{Kind: EventCallbackDropped, ServerID: s.ID, NodeID: r.NodeID, WorkspaceID: r.WorkspaceID,
+				TaskID: r.TaskID, Detail: string(r.Kind) + ": " + r.Error, Time: r.Time})
+		}
 	}
 	if w.opts.VerifyTokens {
 		// The real agent fetches the JWKS at start and exits if it cannot.

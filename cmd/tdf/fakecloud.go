@@ -38,11 +38,25 @@ func runFakecloud(ctx context.Context, args []string) error {
 	fs.BoolVar(&ac.Faults.DuplicateCallbacks, "duplicate-callbacks", false, "send every callback twice")
 	fs.BoolVar(&ac.Faults.DropNodeReady, "drop-node-ready", false, "never deliver the node-ready callback")
 	fs.BoolVar(&ac.Faults.DropTaskStatus, "drop-task-status", false, "never deliver the task status callback")
+	fs.Float64Var(&ac.Faults.DropNodeReadyRate, "drop-node-ready-rate", 0, "probability (0..1) that an agent drops its node-ready callback, decided once per callback (dropped ones are in the ledger as callback_dropped)")
+	fs.Float64Var(&ac.Faults.DropTaskStatusRate, "drop-task-status-rate", 0, "probability (0..1) that an agent drops a task status callback, decided once per callback (dropped ones are in the ledger as callback_dropped)")
+	fs.Uint64Var(&ac.Seed, "agent-seed", 0, "seed of the agents' random fault decisions; with a node's id it fixes that agent's decisions")
 	fs.BoolVar(&ac.Faults.FailWorkspaces, "fail-workspaces", false, "fail every workspace (provisioning-failed callback)")
 	var logOpts logOptions
 	logOpts.bind(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{
+		{"drop-node-ready-rate", ac.Faults.DropNodeReadyRate},
+		{"drop-task-status-rate", ac.Faults.DropTaskStatusRate},
+	} {
+		if !(r.v >= 0 && r.v <= 1) {
+			return fmt.Errorf("--%s %v: want a probability between 0 and 1", r.flag, r.v)
+		}
 	}
 	first, err := netip.ParseAddr(*firstIP)
 	if err != nil || !first.Is4() {

@@ -3,7 +3,9 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -39,6 +41,9 @@ type Agent struct {
 	events     []Event
 	seq        int64
 	prNumber   int
+	// rngs are the seeded streams of the random fault decisions, one per
+	// callback kind (Config.Seed).
+	rngs map[CallbackKind]*rand.Rand
 }
 
 // workspace is the agent's state of one workspace.
@@ -92,7 +97,20 @@ func New(cfg Config) *Agent {
 		workspaces: make(map[string]*workspace),
 		sessions:   make(map[string]map[string]*session),
 		idem:       make(map[idemKey]string),
+		rngs: map[CallbackKind]*rand.Rand{
+			KindNodeReady:  newRand(cfg.Seed, cfg.NodeID, KindNodeReady),
+			KindTaskStatus: newRand(cfg.Seed, cfg.NodeID, KindTaskStatus),
+		},
 	}
+}
+
+// newRand is the decision stream of one kind of callback of one node.
+func newRand(seed uint64, nodeID string, kind CallbackKind) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(nodeID))
+	h.Write([]byte{0})
+	h.Write([]byte(kind))
+	return rand.New(rand.NewPCG(seed, h.Sum64()))
 }
 
 // Start begins the node's background life: the node ready callback after
@@ -156,7 +174,9 @@ func (a *Agent) goFunc(f func(ctx context.Context)) bool {
 // NodeID is the node this agent runs on.
 func (a *Agent) NodeID() string { return a.cfg.NodeID }
 
-// SetFaults replaces the faults.
+// SetFaults replaces the faults. They are not validated (see
+// Faults.Validate): a drop rate above 1 drops every callback, one below 0
+// or NaN none.
 func (a *Agent) SetFaults(f Faults) {
 	a.mu.Lock()
 	a.faults = f
@@ -295,7 +315,7 @@ func (a *Agent) Callbacks() []CallbackRecord {
 func (a *Agent) record(r CallbackRecord) {
 	a.mu.Lock()
 	a.seq++
-	r.Seq, r.Time = a.seq, time.Now()
+	r.Seq, r.Time, r.NodeID = a.seq, time.Now(), a.cfg.NodeID
 	a.callbacks = append(a.callbacks, r)
 	a.mu.Unlock()
 	a.logCallback(r)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -49,7 +50,8 @@ const (
 	// OutcomeGaveUp: a provisioning-failed callback's retries ran out.
 	OutcomeGaveUp Outcome = "gave_up"
 	// OutcomeDropped: not sent, by a fault (DropNodeReady,
-	// DropTaskStatus).
+	// DropTaskStatus, or the draw of DropNodeReadyRate,
+	// DropTaskStatusRate); Error names the fault.
 	OutcomeDropped Outcome = "dropped"
 	// OutcomeSkipped: not sent, for a reason the real agent has too (no
 	// control-plane URL, no callback token, no task context, the session
@@ -259,11 +261,59 @@ func (a *Agent) deliverRetried(ctx context.Context, m *message, first int) bool 
 func (a *Agent) sendNodeReady(ctx context.Context) {
 	m := newMessage(KindNodeReady, vmagent.NodeReadyPath(a.cfg.NodeID), a.NodeToken(),
 		vmagent.NodeReadyRequest{AgentVersion: a.cfg.AgentVersion})
-	if a.Faults().DropNodeReady {
-		a.record(m.rec(OutcomeDropped))
+	if a.dropped(m, a.Faults()) {
 		return
 	}
 	a.deliverOnce(ctx, m)
+}
+
+// dropped decides, once per callback, whether a fault drops m (node ready
+// or task status), and if so logs it as dropped. A rate is drawn from the
+// kind's seeded stream only when the boolean fault does not already drop
+// the callback and the rate is above zero, so an agent without rate
+// faults draws nothing.
+func (a *Agent) dropped(m *message, f Faults) bool {
+	var always bool
+	var rate float64
+	switch m.kind {
+	case KindNodeReady:
+		always, rate = f.DropNodeReady, f.DropNodeReadyRate
+	case KindTaskStatus:
+		always, rate = f.DropTaskStatus, f.DropTaskStatusRate
+	default:
+		return false
+	}
+	why := ""
+	switch {
+	case always:
+		why = "fault " + faultName(m.kind, false)
+	case rate > 0: // false for NaN too: SetFaults does not validate
+		a.mu.Lock()
+		x := a.rngs[m.kind].Float64()
+		a.mu.Unlock()
+		if x < rate {
+			why = fmt.Sprintf("fault %s %g (drew %.4f)", faultName(m.kind, true), rate, x)
+		}
+	}
+	if why == "" {
+		return false
+	}
+	r := m.rec(OutcomeDropped)
+	r.Error = why
+	a.record(r)
+	return true
+}
+
+// faultName names the fault that drops a kind of callback.
+func faultName(k CallbackKind, rate bool) string {
+	name := "DropTaskStatus"
+	if k == KindNodeReady {
+		name = "DropNodeReady"
+	}
+	if rate {
+		name += "Rate"
+	}
+	return name
 }
 
 // heartbeat sends one heartbeat, takes a refreshed token from its answer

@@ -55,6 +55,13 @@ type Config struct {
 
 	// Faults are the initial faults; SetFaults changes them at run time.
 	Faults Faults
+	// Seed seeds the agent's random fault decisions (DropNodeReadyRate,
+	// DropTaskStatusRate), together with NodeID: an agent of the same seed
+	// and node id makes the same decisions for the same sequence of
+	// callbacks, and agents of one seed but other nodes decide
+	// independently. Each kind of callback draws from its own stream, so
+	// node ready's decision does not depend on how many runs came before.
+	Seed uint64
 
 	// Logger receives the agent's log. Nil discards it.
 	Logger *slog.Logger
@@ -103,6 +110,14 @@ type Faults struct {
 	DropNodeReady bool
 	// DropTaskStatus: task status callbacks are never sent.
 	DropTaskStatus bool
+	// DropNodeReadyRate is the probability, in [0, 1], that the node ready
+	// callback is not sent (decided once, when it is due; see
+	// Config.Seed). DropNodeReady overrides it.
+	DropNodeReadyRate float64
+	// DropTaskStatusRate is the probability, in [0, 1], that a task status
+	// callback is not sent, decided once for each callback when its run
+	// finishes. DropTaskStatus overrides it.
+	DropTaskStatusRate float64
 	// AgentRunFailure: agent runs fail; the status callback carries
 	// toStatus "failed".
 	AgentRunFailure bool
@@ -168,11 +183,13 @@ func (c Config) Validate() error {
 		{"Retry.Initial", c.Retry.Initial},
 		{"Retry.Max", c.Retry.Max},
 		{"Retry.MaxElapsed", c.Retry.MaxElapsed},
-		{"Faults.AnswerDelay", c.Faults.AnswerDelay},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("sim: %s = %v, want >= 0", d.name, d.v)
 		}
+	}
+	if err := c.Faults.Validate(); err != nil {
+		return fmt.Errorf("sim: %w", err)
 	}
 	if c.Retry.MaxAttempts < 0 {
 		return fmt.Errorf("sim: Retry.MaxAttempts = %d, want >= 0", c.Retry.MaxAttempts)
@@ -217,6 +234,26 @@ func (c Config) withDefaults() Config {
 	}
 	c.ControlPlaneURLs = append([]string(nil), c.ControlPlaneURLs...)
 	return c
+}
+
+// Validate reports the first fault out of its limits: a rate outside
+// [0, 1] (NaN included).
+func (f Faults) Validate() error {
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{
+		{"Faults.DropNodeReadyRate", f.DropNodeReadyRate},
+		{"Faults.DropTaskStatusRate", f.DropTaskStatusRate},
+	} {
+		if !(r.v >= 0 && r.v <= 1) {
+			return fmt.Errorf("%s = %v, want a probability in [0, 1]", r.name, r.v)
+		}
+	}
+	if f.AnswerDelay < 0 {
+		return fmt.Errorf("Faults.AnswerDelay = %v, want >= 0", f.AnswerDelay)
+	}
+	return nil
 }
 
 func (f Faults) failureMessage() string {

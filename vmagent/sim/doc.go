@@ -53,5 +53,8 @@
 // Every callback attempt and its outcome is appended to an in-memory log
 // (Callbacks, or the OnCallback hook), and every effect (workspace created,
 // session started, …) to an event list (Events, or OnEvent), for tests,
-// checkers and the fakecloud ledger.
+// checkers and the fakecloud ledger. A callback a fault drops is logged
+// with the outcome "dropped"; the random faults (DropNodeReadyRate,
+// DropTaskStatusRate) draw from streams seeded by Config.Seed and the node
+// id, one per kind of callback, so an agent's decisions are reproducible.
 package sim

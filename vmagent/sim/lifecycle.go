@@ -125,8 +125,8 @@ func (a *Agent) run(ctx context.Context, ws *workspace, s *session, tc taskConte
 		skip("no task context (projectId and taskId)")
 	case token == "":
 		skip("no callback token")
-	case f.DropTaskStatus:
-		a.record(m.rec(OutcomeDropped))
+	case a.dropped(m, f):
+		// Decided and logged by dropped.
 	default:
 		// ctx is the run's, ended above; the callback lives as long as the agent.
 		a.deliverOnce(a.ctx, m)
