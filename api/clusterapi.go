@@ -1,11 +1,14 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/tdf-project/tdf/cluster"
+	"github.com/tdf-project/tdf/fsm"
 )
 
 func (s *Server) clusterStatus(c *gin.Context) {
@@ -76,8 +79,18 @@ func (s *Server) transferLeadership(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
+	if req.To == s.cfg.Node.ID() {
+		abortError(c, http.StatusConflict, CodeConflict, fmt.Sprintf("to: %s is already the leader", req.To))
+		return
+	}
 	if err := s.cfg.Node.TransferLeadershipTo(req.To); err != nil {
-		abortErr(c, err)
+		if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, cluster.ErrNotLeader) {
+			abortErr(c, err)
+			return
+		}
+		// Raft refuses a transfer it cannot make (a single voter, a
+		// transfer already running): a conflict with the cluster's state.
+		abortError(c, http.StatusConflict, CodeConflict, "leadership transfer: "+err.Error())
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"transferred_from": s.cfg.Node.ID(), "to": req.To})

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -58,6 +59,10 @@ func (s *Server) listNodes(c *gin.Context) {
 
 func (s *Server) listErrors(c *gin.Context) {
 	flt := fsm.ErrorFilter{TaskID: c.Query("task_id"), NodeID: c.Query("node_id"), Kind: fsm.ErrorKind(c.Query("kind")), Limit: defaultListLimit}
+	if flt.Kind != "" && !slices.Contains(fsm.ErrorKinds, flt.Kind) {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("kind: %q is not one of %v", flt.Kind, fsm.ErrorKinds))
+		return
+	}
 	for _, p := range []string{"task_id", "node_id"} {
 		if err := checkID(p, c.Query(p), false); err != nil {
 			abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())

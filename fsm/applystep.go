@@ -102,6 +102,15 @@ func (f *FSM) stepResult(t *Task, c StepResult) {
 	switch c.Outcome {
 	case OutcomeSuccess:
 		f.storeData(t, c.Step, c.Data, c.At)
+		if c.Step == StepNodeAgentReady {
+			// The agent answers: the node is ready, even if its node-ready
+			// callback (sent once, never retried) was lost.
+			f.updateNode(t.NodeID, c.At, func(n *Node) {
+				if !n.Ready {
+					n.Ready, n.ReadyAt = true, timePtr(c.At)
+				}
+			})
+		}
 		f.advance(t, c.Step, c.At)
 	case OutcomePoll:
 		f.storeData(t, c.Step, c.Data, c.At)

@@ -17,6 +17,9 @@ const (
 	ErrKindRecovered  ErrorKind = "recovered"   // a step recovered from a lost callback
 )
 
+// ErrorKinds lists every error record kind.
+var ErrorKinds = []ErrorKind{ErrKindStep, ErrKindFailed, ErrKindFenced, ErrKindSweeper, ErrKindCleanup, ErrKindNode, ErrKindReconciler, ErrKindRecovered}
+
 // DefaultMaxErrorRecords bounds the error database by count.
 const DefaultMaxErrorRecords = 10000
 

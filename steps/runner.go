@@ -240,7 +240,7 @@ func (lt *leaderTerm) runEffect(t *fsm.Task) {
 	if _, ok := lt.commit(cmd, &r.stats.Results); ok {
 		took := time.Since(start)
 		r.log.Info("step", "task", t.ID, "step", step, "attempt", claim.Attempt, "outcome", cmd.Outcome,
-			"duration", took, "node", claimed.NodeID, "error", cmd.Error)
+			"duration", took, "vm_node", claimed.NodeID, "error", cmd.Error)
 		if f := r.cfg.OnStep; f != nil {
 			f(step, cmd.Outcome, took)
 		}

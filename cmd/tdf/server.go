@@ -142,6 +142,9 @@ func runServer(ctx context.Context, args []string) error {
 		cfg.Pipeline.Cloud = provider
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
+	if cfg.ControlPlaneURL == "" && len(cfg.Cluster.Bootstrap) > 1 {
+		cfg.Logger.Warn("no --control-plane-url: agents' tokens name this node's URL as issuer, so other nodes refuse them after a failover; give every node the same --control-plane-url")
+	}
 	if cfg.Pipeline.Cloud == nil {
 		cfg.Logger.Warn("no cloud token (--cloud-token or TDF_CLOUD_TOKEN): tasks that need a new node will fail")
 	}
