@@ -43,13 +43,16 @@ import (
 //  4. kill → first step is the earliest `started` of any step attempt, in
 //     any task, whose `leader` is the new leader and whose `started` ≥ T,
 //     minus T. `started` is stamped by the new leader's clock: the same
-//     machine's clock as T. Nothing polls the new leader while it takes
-//     over: the FSM keeps the time, so it is read afterwards (a windowed
+//     machine's clock as T. Apart from the watchers' cheap GET /v1/cluster,
+//     nothing asks the new leader anything while it takes over: the FSM
+//     keeps the time, so it is read afterwards (a windowed
 //     scan of the tasks submitted from T−foLookback on, and at the end of
 //     the test an exhaustive scan of every task, which is the figure
 //     reported).
 //  5. The victim is restarted; the load is paused until all three nodes
-//     report the same applied index and state hash, then resumed.
+//     report the same applied index (caught up), then resumed. State
+//     hashes are compared once, at the end (see foConverge for why not
+//     after every kill).
 //
 // The nodes log JSON (µs timestamps); at the end the logs give each
 // failover's breakdown: failure detection (a survivor's "heartbeat timeout
