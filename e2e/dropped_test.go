@@ -89,7 +89,7 @@ func TestDroppedCallbacksNeverWedgeTasks(t *testing.T) {
 
 	// Every node goes: warm ones after the warm timeout, recovered ones
 	// (never marked ready) at once on release.
-	nodes, events := dropDrain(t, r)
+	nodes, events := r.drain()
 	checkLedger(t, tasks, nodes, events)
 	c.WaitConverged(c.Nodes, 0)
 	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
@@ -377,50 +377,6 @@ func dropCheckNodes(t *testing.T, r *pipeRun, leader *e2e.Node, tasks []pipeTask
 		}
 	}
 	t.Logf("%d recovered records, %d for nodes whose node-ready callback was delivered (late): %v", len(all), len(others), others)
-}
-
-// dropDrain waits until every node is deleted and the fakecloud holds no
-// server, and returns the leader's nodes and the ledger.
-func dropDrain(t *testing.T, r *pipeRun) ([]pipeNode, []e2e.LedgerEvent) {
-	t.Helper()
-	c := r.c
-	start := time.Now()
-	c.WaitForEvery(pipeDrainWait, pipeListEvery, "every node deleted and no server left", func() error {
-		servers, err := c.FakeServers()
-		if err != nil {
-			return err
-		}
-		var left []string
-		for _, n := range c.Live() {
-			nodes, err := r.readNodes(n)
-			if err != nil {
-				return err
-			}
-			for _, nd := range nodes {
-				if nd.Status != "deleted" {
-					left = append(left, fmt.Sprintf("%s: %s is %s", n.ID, nd.ID, nd.Status))
-				}
-			}
-		}
-		if len(servers) > 0 || len(left) > 0 {
-			var names []string
-			for _, s := range servers {
-				names = append(names, s.Name+"("+s.Status+")")
-			}
-			return fmt.Errorf("%d servers left %v; nodes not deleted: %v", len(servers), firstFew(names), firstFew(left))
-		}
-		return nil
-	})
-	t.Logf("every node deleted and no server left (waited %s)", time.Since(start).Round(time.Millisecond))
-	nodes, err := r.readNodes(c.Leader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	events, err := c.Ledger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nodes, events
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -772,9 +772,28 @@ func (r *pipeRun) describe(pending []pipeTask) {
 // other.
 func (r *pipeRun) checkEnd() (selections map[string]int, servers int) {
 	r.t.Helper()
+	t := r.t
+	nodes, events := r.drain()
+	tasks, err := r.listTasks(r.c.Leader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	selections = checkTasks(t, r.taskIDs(), tasks)
+	checkLedger(t, tasks, nodes, events)
+	for _, e := range events {
+		if e.Kind == "server_create" {
+			servers++
+		}
+	}
+	return selections, servers
+}
+
+// drain waits until every node is deleted and the fakecloud holds no
+// server, and returns the leader's nodes and the ledger.
+func (r *pipeRun) drain() ([]pipeNode, []e2e.LedgerEvent) {
+	r.t.Helper()
 	t, c := r.t, r.c
 	start := time.Now()
-	var nodes []pipeNode
 	c.WaitForEvery(pipeDrainWait, pipeListEvery, "every node deleted and no server left", func() error {
 		servers, err := c.FakeServers()
 		if err != nil {
@@ -782,7 +801,8 @@ func (r *pipeRun) checkEnd() (selections map[string]int, servers int) {
 		}
 		var left []string
 		for _, n := range c.Live() {
-			if nodes, err = r.readNodes(n); err != nil {
+			nodes, err := r.readNodes(n)
+			if err != nil {
 				return err
 			}
 			for _, nd := range nodes {
@@ -801,27 +821,15 @@ func (r *pipeRun) checkEnd() (selections map[string]int, servers int) {
 		return nil
 	})
 	t.Logf("every node deleted and no server left (waited %s)", time.Since(start).Round(time.Millisecond))
-
-	leader := c.Leader()
-	tasks, err := r.listTasks(leader)
+	nodes, err := r.readNodes(c.Leader())
 	if err != nil {
-		t.Fatal(err)
-	}
-	if nodes, err = r.readNodes(leader); err != nil {
 		t.Fatal(err)
 	}
 	events, err := c.Ledger()
 	if err != nil {
 		t.Fatal(err)
 	}
-	selections = checkTasks(t, r.taskIDs(), tasks)
-	checkLedger(t, tasks, nodes, events)
-	for _, e := range events {
-		if e.Kind == "server_create" {
-			servers++
-		}
-	}
-	return selections, servers
+	return nodes, events
 }
 
 // wantHistory is the one path of a task that runs through.

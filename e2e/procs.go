@@ -1024,6 +1024,11 @@ func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
 	var h StateHash
 	start := time.Now()
 	c.WaitFor(DefaultCatchUpWait, "state hashes converge", func() error {
+		// Hashing encodes the whole state: compare the cheap applied
+		// indexes first and hash only once they agree.
+		if err := c.sameAppliedIndex(nodes, minIndex); err != nil {
+			return err
+		}
 		var err error
 		if h, err = c.Converged(nodes); err != nil {
 			return err
@@ -1035,6 +1040,45 @@ func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
 	})
 	c.tb.Logf("%d nodes converged at index %d, hash %.16s (after %s)", len(nodes), h.AppliedIndex, h.Hash, time.Since(start).Round(time.Millisecond))
 	return h
+}
+
+// sameAppliedIndex returns nil when every node reports one applied index,
+// at least minIndex.
+func (c *Cluster) sameAppliedIndex(nodes []*Node, minIndex uint64) error {
+	// All at once, like Converged: the leader may commit at any moment.
+	sts := make([]ClusterStatus, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sts[i], errs[i] = c.Status(n)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var views []string
+	var first uint64
+	same := true
+	for i, n := range nodes {
+		st := sts[i]
+		views = append(views, fmt.Sprintf("%s@%d", n.ID, st.AppliedIndex))
+		if i == 0 {
+			first = st.AppliedIndex
+		} else if st.AppliedIndex != first {
+			same = false
+		}
+	}
+	if !same {
+		return fmt.Errorf("applied indexes differ: %s", strings.Join(views, " "))
+	}
+	if first < minIndex {
+		return fmt.Errorf("applied index %d, below %d", first, minIndex)
+	}
+	return nil
 }
 
 // WaitForEvery is WaitFor polling every interval instead of every
