@@ -78,7 +78,7 @@ func (c ImportTask) Validate() error {
 	case !c.Step.Valid() || c.Step == StepAdopt || c.Step == StepCleanup:
 		return bad("execution_step", "unknown execution step %q", c.Step)
 	case c.ServerID < 0:
-		return bad("server_id", "must be positive, not %d", c.ServerID)
+		return bad("hetzner_server_id", "must be positive, not %d", c.ServerID)
 	}
 	if !ImportInFlight(c.Status) {
 		return nil // history or not started: the step is not used
@@ -92,7 +92,7 @@ func (c ImportTask) Validate() error {
 	case o >= StepNodeProvisioning.Order() && c.NodeID == "":
 		return bad("node_id", "is required at %s", c.Step)
 	case o >= StepNodeAgentReady.Order() && c.ServerID == 0:
-		return bad("server_id", "is required at %s (the server exists from node_agent_ready on)", c.Step)
+		return bad("hetzner_server_id", "is required at %s (the server exists from node_agent_ready on)", c.Step)
 	case o < StepWorkspaceCreate.Order() && c.WorkspaceID != "":
 		return bad("workspace_id", "must be empty before workspace_creation (at %s)", c.Step)
 	case o >= StepWorkspaceReady.Order() && c.WorkspaceID == "":
@@ -126,7 +126,7 @@ func (f *FSM) checkImport(c ImportTask) (bool, error) {
 			case n.UserID != c.Spec.UserID:
 				return false, fmt.Errorf("%w: node_id: node %s belongs to user %s, not %s", ErrInvalid, n.ID, n.UserID, c.Spec.UserID)
 			case c.ServerID != 0 && n.ServerID != 0 && n.ServerID != c.ServerID:
-				return false, fmt.Errorf("%w: server_id: node %s has server %d, not %d", ErrInvalid, n.ID, n.ServerID, c.ServerID)
+				return false, fmt.Errorf("%w: hetzner_server_id: node %s has server %d, not %d", ErrInvalid, n.ID, n.ServerID, c.ServerID)
 			case ImportInFlight(c.Status) && !n.Live():
 				return false, fmt.Errorf("%w: node_id: node %s is %s", ErrInvalid, n.ID, n.Status)
 			}
