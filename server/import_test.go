@@ -320,7 +320,9 @@ func checkAdoptNotes(t *testing.T, n *server.TestNode) {
 		"old-011": "wait at awaiting_followup", "old-012": "the run had finished",
 	} {
 		task, _ := n.FSM.Task(id)
-		i := slices.IndexFunc(task.Steps, func(a fsm.StepAttempt) bool { return a.Step == fsm.StepAdopt && a.Outcome == string(fsm.OutcomeSuccess) })
+		i := slices.IndexFunc(task.Steps, func(a fsm.StepAttempt) bool {
+			return a.Step == fsm.StepAdopt && a.Outcome == string(fsm.OutcomeSuccess)
+		})
 		if i < 0 || !strings.Contains(task.Steps[i].Note, note) {
 			t.Errorf("%s: adopt timeline %+v, want a note with %q", id, task.Steps, note)
 		}
