@@ -140,3 +140,27 @@ func TestParseBuildsTheCommand(t *testing.T) {
 		t.Fatalf("plan = %q", r)
 	}
 }
+
+// FuzzParse: any input parses to tasks and line errors, never a panic;
+// every error names a line, and every task's command passes the FSM's own
+// validation.
+func FuzzParse(f *testing.F) {
+	sample, _ := os.ReadFile("../docs/import-sample.jsonl")
+	f.Add(sample)
+	f.Add([]byte(good + "\n" + good))
+	f.Add([]byte(with("hetzner_server_id", `"x"`)))
+	f.Add([]byte("{\n}\n[]\nnull\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tasks, errs := Parse(strings.NewReader(string(data)), 1, fsm.DefaultPolicy(), at)
+		for _, e := range errs {
+			if e.Line < 1 || e.Message == "" {
+				t.Fatalf("error without line or message: %+v", e)
+			}
+		}
+		for _, tk := range tasks {
+			if err := tk.Cmd.Validate(); err != nil {
+				t.Fatalf("line %d parsed but the FSM refuses it: %v", tk.Line, err)
+			}
+		}
+	})
+}
