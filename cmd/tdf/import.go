@@ -16,9 +16,13 @@ import (
 	"github.com/tdf-project/tdf/importer"
 )
 
-// importPartBytes bounds one request of an import: the API's body limit
-// is 1 MiB by default.
+// An import is sent in parts of whole lines: the API's body limit is 1 MiB
+// by default, and each task is one raft commit within the API's 30 s
+// request timeout.
 const importPartBytes = 512 << 10
+
+// importPartLines is a variable so that a test can send small parts.
+var importPartLines = 200
 
 // runImport is "tdf import [--dry-run] FILE": the old system's export, JSON
 // lines (docs/import.md). The whole file is validated here first; a file
@@ -52,7 +56,7 @@ func runImport(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d bad lines in %s; nothing was imported", len(errs), fs.Arg(0))
 	}
 	rep := importer.Report{DryRun: *dry}
-	for _, part := range splitLines(data, importPartBytes) {
+	for _, part := range splitLines(data, importPartBytes, importPartLines) {
 		r, err := c.importPart(ctx, part.data, part.first, *dry)
 		if err != nil {
 			return err
@@ -85,9 +89,9 @@ type exportPart struct {
 	first int
 }
 
-// splitLines cuts the export into parts of whole lines of about max
-// bytes, each with the number of its first line.
-func splitLines(data []byte, max int) []exportPart {
+// splitLines cuts the export into parts of whole lines, of about maxBytes
+// and at most maxLines each, each with the number of its first line.
+func splitLines(data []byte, maxBytes, maxLines int) []exportPart {
 	var parts []exportPart
 	line, first, start := 1, 1, 0
 	for i := 0; i < len(data); i++ {
@@ -95,7 +99,7 @@ func splitLines(data []byte, max int) []exportPart {
 			continue
 		}
 		line++
-		if i+1-start >= max {
+		if i+1-start >= maxBytes || line-first >= maxLines {
 			parts = append(parts, exportPart{data[start : i+1], first})
 			start, first = i+1, line
 		}
@@ -116,7 +120,7 @@ func (c *client) importPart(ctx context.Context, body []byte, first int, dry boo
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	hc := *c.http
-	hc.Timeout = 5 * time.Minute // a large part commits one entry per task
+	hc.Timeout = time.Minute // a part commits one entry per task
 	resp, err := hc.Do(req)
 	if err != nil {
 		return importer.Report{}, fmt.Errorf("cannot reach %s: %w", c.addr, err)

@@ -69,10 +69,15 @@ func TestImportCLI(t *testing.T) {
 		t.Fatal("a bad file was imported")
 	}
 
-	// A dry run of it reports every line and writes nothing.
+	// A dry run of it reports every line and writes nothing. It is sent in
+	// parts of five lines: line numbers stay those of the file.
+	importPartLines = 5
+	defer func() { importPartLines = 200 }()
 	stdout, _, err := capture(t, func() error { return runImport(ctx, []string{"--dry-run", addr, bad}) })
 	if err != nil || !strings.Contains(stdout, "line 3 old-003: error: field hetzner_server_id:") ||
 		!strings.Contains(stdout, "line 1 old-001: adopt at step node_selection") ||
+		!strings.Contains(stdout, "line 9 old-009: error: field workspace_id: is required at running") ||
+		!strings.Contains(stdout, "line 17 old-017: import as draft (not started)") ||
 		!strings.Contains(stdout, "17 tasks (dry run, nothing written): 11 adopt, 3 history, 1 not started, 0 skipped (already imported), 2 errors") {
 		t.Fatalf("dry run: err %v, stdout:\n%s", err, stdout)
 	}
@@ -105,13 +110,16 @@ func TestImportCLI(t *testing.T) {
 
 func TestSplitLines(t *testing.T) {
 	data := []byte("aaaa\nbbbb\ncccc\ndd")
-	parts := splitLines(data, 9)
+	parts := splitLines(data, 9, 100)
 	if len(parts) != 2 || string(parts[0].data) != "aaaa\nbbbb\n" || parts[0].first != 1 ||
 		string(parts[1].data) != "cccc\ndd" || parts[1].first != 3 {
 		t.Fatalf("parts = %+v", parts)
 	}
 	var joined []byte
-	for _, p := range splitLines(data, 1) {
+	if byLines := splitLines(data, 1<<20, 1); len(byLines) != 4 || byLines[3].first != 4 || string(byLines[1].data) != "bbbb\n" {
+		t.Fatalf("parts by lines = %+v", byLines)
+	}
+	for _, p := range splitLines(data, 1, 100) {
 		joined = append(joined, p.data...)
 	}
 	if string(joined) != string(data) {
