@@ -152,7 +152,7 @@ func (w *importWorld) seedOld(t *testing.T, is *tokens.Issuer) {
 		{"old-n07", "old-007", 52000007, []sim.SeedWorkspace{ws("old-007", "old-ws07", "running", nil)}},
 		{"old-n08", "old-008", 52000008, []sim.SeedWorkspace{ws("old-008", "old-ws08", "running", nil)}},
 		{"old-n09", "old-009", 52000009, []sim.SeedWorkspace{ws("old-009", "old-ws09", "running",
-			&sim.SeedSession{ID: "old-s09", Prompt: "task 9", Running: true, RunAfter: 4 * time.Second})}},
+			&sim.SeedSession{ID: "old-s09", Prompt: "task 9", Running: true, RunAfter: 10 * time.Second})}},
 		{"old-n11", "old-011", 52000011, []sim.SeedWorkspace{ws("old-011", "old-ws11", "running", &sim.SeedSession{ID: "old-s11", Prompt: "task 11"})}},
 		{"old-n14", "old-014", 52000014, []sim.SeedWorkspace{ws("old-014", "old-ws14", "stopped", nil)}},
 	}
@@ -198,8 +198,9 @@ func postImport(t *testing.T, c *server.TestCluster, n *server.TestNode, query s
 // ones, imported against what the old system left running. A dry run
 // writes nothing; the import adopts every in-flight task at its step and
 // keeps the finished ones as history; importing again is a no-op; every
-// in-flight task then completes with no server, workspace or session
-// created twice (the fake cloud's ledger), and no server is left behind.
+// in-flight task then completes — across a leader change in the middle of
+// the adoptions — with no server, workspace or session created twice (the
+// fake cloud's ledger), and no server is left behind.
 func TestImportSampleFinishesWithoutDuplicates(t *testing.T) {
 	w := startImportWorld(t)
 	c := w.c
@@ -256,6 +257,15 @@ func TestImportSampleFinishesWithoutDuplicates(t *testing.T) {
 		t.Fatalf("second import changed the task count")
 	}
 
+	// The leader is cut off while the adoptions and the first steps run:
+	// the next leader re-dispatches what was in flight, and the effects'
+	// idempotency keys keep every effect single.
+	c.Partition(leader)
+	c.WaitLeaderNot(leader)
+	c.Heal()
+	leader = c.Leader()
+	t.Logf("leader after the partition: %s", leader.ID)
+
 	inFlight := []string{"old-001", "old-002", "old-003", "old-004", "old-005", "old-006", "old-007", "old-008", "old-009",
 		"old-010", "old-011", "old-012", "old-013"}
 	server.WaitFor(t, 90*time.Second, "every adopted task to complete", func() error {
@@ -297,6 +307,12 @@ func TestImportSampleFinishesWithoutDuplicates(t *testing.T) {
 	})
 	checkLedger(t, w.world.Cloud.Ledger())
 	c.WaitConverged()
+	kinds := map[fsm.ErrorKind]int{}
+	recs, _ := leader.FSM.Errors(fsm.ErrorFilter{})
+	for _, e := range recs {
+		kinds[e.Kind]++
+	}
+	t.Logf("error records by kind: %v", kinds)
 }
 
 func checkReport(t *testing.T, what string, rep importer.Report, want map[string]string) {
