@@ -220,13 +220,22 @@ func (f *FSM) importInFlight(t *Task, c ImportTask) {
 // old node is not destroyed under a task the moment it arrives.
 func (f *FSM) importNode(c ImportTask, status NodeStatus, ready bool) {
 	if n, ok := f.st.nodes.Get(&Node{ID: c.NodeID}); ok {
-		if n.Status == NodeWarm && status == NodeActive {
-			n = n.clone()
-			n.Status, n.WarmSince, n.UpdatedAt = NodeActive, nil, c.At
-			n.Alarm = f.lifetimeAlarm(n)
-			f.st.nodes.ReplaceOrInsert(n)
-			f.notifyNode(n)
+		claim := n.Status == NodeWarm && status == NodeActive
+		learn := n.ServerID == 0 && c.ServerID != 0 // a later line knows the server
+		if !claim && !learn {
+			return
 		}
+		n = n.clone()
+		n.UpdatedAt = c.At
+		if claim {
+			n.Status, n.WarmSince = NodeActive, nil
+			n.Alarm = f.lifetimeAlarm(n)
+		}
+		if learn {
+			n.ServerID = c.ServerID
+		}
+		f.st.nodes.ReplaceOrInsert(n)
+		f.notifyNode(n)
 		return
 	}
 	size, loc := c.Spec.VMSize, c.Spec.VMLocation

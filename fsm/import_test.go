@@ -122,6 +122,16 @@ func TestImportHistory(t *testing.T) {
 	if n, _ := a.f.Node("warm-1"); n.Status != NodeActive || n.WarmSince != nil {
 		t.Fatalf("claimed node = %+v", n)
 	}
+	// A node first named without its server learns it from a later line.
+	c = importCmd("p1", StepNodeProvisioning)
+	c.NodeID = "shared"
+	a.apply(c)
+	c = importCmd("p2", StepRunning)
+	c.NodeID = "shared"
+	a.apply(c)
+	if n, _ := a.f.Node("shared"); n.ServerID != 4242 || n.Status != NodeActive {
+		t.Fatalf("shared node = %+v", n)
+	}
 }
 
 func TestImportRefusals(t *testing.T) {
