@@ -58,7 +58,7 @@ type ImportInfo struct {
 // ImportActor is the actor of the status event an import records.
 var ImportActor = Actor{Type: ActorSystem, ID: "import"}
 
-// InFlight reports whether an exported status is a run in progress (the
+// ImportInFlight reports whether an exported status is a run in progress (the
 // task is adopted) rather than history or not yet started.
 func ImportInFlight(s Status) bool {
 	return s == StatusQueued || s == StatusDelegated || s == StatusInProgress
