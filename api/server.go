@@ -139,6 +139,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
 	v1.POST("/cluster/transfer-leadership", s.onLeader, s.transferLeadership)
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
+	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)

@@ -247,3 +247,44 @@ func (a agentVerifier) Verify(token, nodeID, workspaceID string) error {
 	}
 	return fmt.Errorf("%w: %v", sim.ErrUnauthorized, err)
 }
+
+// SeedVM is a VM the old system left running: its server (whose user
+// data the agent boots from, as any server's) and the workspaces and
+// sessions on it.
+type SeedVM struct {
+	Server     fakecloud.SeedServer
+	Workspaces []sim.SeedWorkspace
+}
+
+// Seed creates the server and, once its agent has booted, seeds the
+// agent's workspaces. It returns the server.
+func (w *World) Seed(ctx context.Context, s SeedVM) (fakecloud.VM, error) {
+	vm, err := w.Cloud.Seed(s.Server)
+	if err != nil || s.Server.Off || len(s.Workspaces) == 0 {
+		return vm, err
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var agent *sim.Agent
+	for agent == nil {
+		w.mu.Lock()
+		if v := w.agents[vm.ID]; v != nil {
+			agent = v.agent
+		}
+		w.mu.Unlock()
+		if agent != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return vm, fmt.Errorf("fakeworld: seed %s: its agent did not boot: %w", vm.Name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	for _, ws := range s.Workspaces {
+		if err := agent.Seed(ws); err != nil {
+			return vm, err
+		}
+	}
+	return vm, nil
+}

@@ -75,9 +75,12 @@ func (f *FSM) applyStepResult(c StepResult, res *Result) {
 		f.recordError(ErrorRecord{Kind: ErrKindRecovered, TaskID: t.ID, NodeID: t.NodeID, Step: c.Step, Attempt: c.Attempt,
 			Message: c.Data.Recovered, Leader: c.Leader, At: c.At})
 	}
-	if c.Step == StepCleanup {
+	switch c.Step {
+	case StepCleanup:
 		f.cleanupResult(t, c)
-	} else {
+	case StepAdopt:
+		f.adoptResult(t, c)
+	default:
 		f.stepResult(t, c)
 	}
 	f.st.tasks.ReplaceOrInsert(t)

@@ -285,7 +285,7 @@ func (f *FSM) applyIdleReset(c IdleReset, res *Result) {
 	if !ok {
 		return
 	}
-	if cur.Step != StepAwaitingFollowup || cur.Alarm == nil {
+	if cur.Step != StepAwaitingFollowup || cur.Alarm == nil || cur.Adopting {
 		res.Err = fmt.Errorf("%w: task %s is not awaiting follow-up (step %q)", ErrInvalidTransition, c.TaskID, cur.Step)
 		res.Task = cur
 		return

@@ -156,6 +156,7 @@ var commands = map[CommandType]func() Command{
 	CmdAddSigningKey:      func() Command { return &AddSigningKey{} },
 	CmdRecordError:        func() Command { return &RecordError{} },
 	CmdPurgeErrors:        func() Command { return &PurgeErrors{} },
+	CmdImportTask:         func() Command { return &ImportTask{} },
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

@@ -221,6 +221,8 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.applyTaskStatusCallback(c, res)
 	case IdleReset:
 		f.applyIdleReset(c, res)
+	case ImportTask:
+		f.applyImportTask(c, res)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
 	}

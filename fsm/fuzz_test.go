@@ -10,6 +10,13 @@ func FuzzDecode(f *testing.F) {
 		b, _ := Encode(c)
 		f.Add(b)
 	}
+	for _, s := range AllSteps {
+		b, _ := Encode(importCmd("seed", s))
+		f.Add(b)
+	}
+	b, _ := Encode(StepResult{TaskID: "seed", Step: StepAdopt, Attempt: 1, Outcome: OutcomeSuccess,
+		Data: StepData{AdoptTo: StepAgentSession, NodeReady: true, WorkspaceStatus: WorkspaceRunning}})
+	f.Add(b)
 	f.Add([]byte{})
 	f.Add([]byte{1, 1, '{', '}'})
 	f.Add([]byte{byte(IgnoreUnknown | 9), 1})

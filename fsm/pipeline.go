@@ -123,6 +123,9 @@ func (t *Task) RunnableStep() Step {
 	if t.Cleanup {
 		return StepCleanup
 	}
+	if t.Adopting {
+		return StepAdopt
+	}
 	return t.Step
 }
 
@@ -132,7 +135,7 @@ func (t *Task) enterStep(s Step, at time.Time) {
 		t.NodeID, t.WorkspaceID, t.AgentSessionID, t.FollowupEarly = "", "", "", false
 	}
 	t.Step, t.Attempt, t.Retries, t.InFlight, t.ClaimTerm = s, 0, 0, false, 0
-	t.StepDeadline = nil
+	t.StepDeadline, t.Adopting = nil, false
 	t.UpdatedAt = at
 	timeout := t.Policy.stepTimeout(s)
 	switch KindOf(s) {
@@ -149,7 +152,7 @@ func (t *Task) enterStep(s Step, at time.Time) {
 // startCleanup marks an ended task for cleanup and arms its run alarm.
 func (t *Task) startCleanup(at time.Time) {
 	t.Cleanup, t.Attempt, t.Retries, t.InFlight, t.ClaimTerm = true, 0, 0, false, 0
-	t.StepDeadline = nil
+	t.StepDeadline, t.Adopting = nil, false
 	t.Alarm = &Alarm{Due: at, Kind: AlarmRun}
 }
 

@@ -45,6 +45,20 @@ type StepData struct {
 	// Recovered notes how a step got past something that went missing (a
 	// callback the agent never resent); Apply records it as an error record.
 	Recovered string `json:"recovered,omitempty"`
+
+	// What adoption (StepAdopt) found; see adoptResult.
+
+	// AdoptTo is the step the adopted task really is at.
+	AdoptTo Step `json:"adopt_to,omitempty"`
+	// AdoptComplete ends the task as completed instead (a finished run
+	// whose follow-up workspace is gone).
+	AdoptComplete bool `json:"adopt_complete,omitempty"`
+	// AdoptNote says what reality showed, for the step timeline.
+	AdoptNote string `json:"adopt_note,omitempty"`
+	// NodeReady: the node's agent answers /health.
+	NodeReady bool `json:"node_ready,omitempty"`
+	// WorkspaceStatus is what the agent reports of the task's workspace.
+	WorkspaceStatus WorkspaceStatus `json:"workspace_status,omitempty"`
 }
 
 // StepStarted is the claim a leader commits before any external effect of

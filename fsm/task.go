@@ -105,6 +105,11 @@ type Task struct {
 	// FollowupEarly keeps an agent's "finished" callback that arrived
 	// before the task reached the running step.
 	FollowupEarly bool `json:"followup_early,omitempty"`
+	// Imported is set on a task brought over from the old system.
+	Imported *ImportInfo `json:"imported,omitempty"`
+	// Adopting is set while an imported task waits for its adoption
+	// (StepAdopt): Step is then the step the old system reported.
+	Adopting bool `json:"adopting,omitempty"`
 }
 
 // clone returns a copy that Apply may modify. Slices are copied with spare

@@ -71,6 +71,7 @@ func Handlers(cfg Config) map[fsm.Step]steps.Handler {
 		fsm.StepWorkspaceCreate:  steps.HandlerFunc(p.createWorkspace),
 		fsm.StepAgentSession:     steps.HandlerFunc(p.startSession),
 		fsm.StepCleanup:          steps.HandlerFunc(p.cleanup),
+		fsm.StepAdopt:            steps.HandlerFunc(p.adopt),
 	}
 }
 
