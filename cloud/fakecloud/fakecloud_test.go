@@ -505,8 +505,10 @@ func TestDeleteDuringCreate(t *testing.T) {
 	var mu sync.Mutex
 	var deleted []VM
 	f, ts := startFake(t, Options{
-		CreateDuration:  time.Minute,
-		DeleteDuration:  20 * time.Millisecond,
+		CreateDuration: time.Minute,
+		// Long enough that the second DELETE below still finds the server
+		// deleting on a loaded machine (at 20 ms it was sometimes gone).
+		DeleteDuration:  time.Second,
 		OnServerRunning: func(VM) { t.Error("a deleted server ran") },
 		OnServerDeleted: func(vm VM) { mu.Lock(); deleted = append(deleted, vm); mu.Unlock() },
 	})
@@ -522,7 +524,7 @@ func TestDeleteDuringCreate(t *testing.T) {
 	if d2.Action.Command != "delete_server" {
 		t.Errorf("second delete = %+v", d2.Action)
 	}
-	eventually(t, 5*time.Second, "the server to be gone", func() bool {
+	eventually(t, 30*time.Second, "the server to be gone", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(f.Servers()) == 0 && len(deleted) == 1
