@@ -146,6 +146,10 @@ func (s *Server) events(c *gin.Context) {
 	} else {
 		idx, pos = s.cfg.Node.FSM().AppliedIndex(), 1<<30
 	}
+	owner := ownerFilter(c)
+	// The stream lives as long as its client: lift the server's write
+	// timeout for this response (it bounds every other one).
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
 	ch := hub.subscribe()
 	defer hub.unsubscribe(ch)
 	w := c.Writer
@@ -166,6 +170,10 @@ func (s *Server) events(c *gin.Context) {
 		for _, e := range evs {
 			idx, pos = e.Index, e.pos
 			if taskID != "" && (e.Task == nil || e.Task.ID != taskID) {
+				continue
+			}
+			// A user follows only its own tasks; nodes are cluster state.
+			if owner != "" && (e.Task == nil || e.Task.Owner != owner) {
 				continue
 			}
 			b, _ := json.Marshal(e)

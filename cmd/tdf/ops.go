@@ -49,7 +49,8 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{}).Do(req)
+	c.authorize(req)
+	resp, err := c.stream.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
 	}
