@@ -49,6 +49,9 @@ const minTokenLen = 16
 // on every lookup, so the position of a match does not show either.
 type Tokens struct {
 	entries []tokenDigest
+	// joinToken is the first admin token, kept for this node's own calls
+	// to other members' admin endpoints (registering through join).
+	joinToken string
 }
 
 type tokenDigest struct {
@@ -71,8 +74,20 @@ func NewTokens(entries []TokenEntry) (*Tokens, error) {
 		}
 		seen[sum] = true
 		t.entries = append(t.entries, tokenDigest{sum: sum, who: Principal{Subject: e.Subject, Scope: e.Scope}})
+		if e.Scope == ScopeAdmin && t.joinToken == "" {
+			t.joinToken = e.Token
+		}
 	}
 	return t, nil
+}
+
+// JoinToken is the admin token this node presents when it registers
+// through another member's join endpoint ("" if none is configured).
+func (t *Tokens) JoinToken() string {
+	if t == nil {
+		return ""
+	}
+	return t.joinToken
 }
 
 func (e TokenEntry) check() error {
@@ -108,18 +123,6 @@ func (t *Tokens) Lookup(token string) (Principal, bool) {
 		}
 	}
 	return who, found == 1
-}
-
-// FirstAdminToken returns the first admin token of entries ("" if none):
-// a node registering itself through another member's join endpoint (an
-// admin route) uses it when no separate join token is given.
-func FirstAdminToken(entries []TokenEntry) string {
-	for _, e := range entries {
-		if e.Scope == ScopeAdmin {
-			return e.Token
-		}
-	}
-	return ""
 }
 
 // ParseTokens reads a tokens file: either a JSON array of
@@ -228,6 +231,9 @@ var openRoutes = map[string]bool{
 	"GET /ui/*file":              true,
 	"HEAD /ui/*file":             true,
 	"GET /.well-known/jwks.json": true,
+	// Sign-out only clears the event-stream cookie; it must work with a
+	// token the API no longer accepts.
+	"DELETE /v1/session": true,
 }
 
 // routeAccess classifies a matched route. Routes added later default to

@@ -162,6 +162,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
 	v1.POST("/session", s.createSession)
+	v1.DELETE("/session", s.deleteSession)
 	v1.GET("/whoami", s.whoami)
 	r.GET("/.well-known/jwks.json", s.jwks)
 	ui.Register(r) // the dashboard at /ui/; / and /ui redirect there

@@ -89,3 +89,10 @@ func (s *Server) createSession(c *gin.Context) {
 	})
 	c.JSON(http.StatusOK, gin.H{"auth": true, "subject": p.Subject, "scope": p.Scope, "expires_at": exp})
 }
+
+// deleteSession clears the event-stream cookie (the dashboard's sign-out).
+func (s *Server) deleteSession(c *gin.Context) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: "", Path: sessionPath, MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.Request.TLS != nil})
+	c.Status(http.StatusNoContent)
+}

@@ -160,6 +160,14 @@ func Start(cfg Config) (*Server, error) {
 	m := newMetrics(cfg.Registry)
 	cc := cfg.Cluster
 	cc.APIURL, cc.Logger, cc.OnApply = s.URL, cfg.Logger, m.onApply
+	if cc.HTTPClient == nil && cfg.API.Auth.JoinToken() != "" {
+		// Registering through another member's join endpoint (an admin
+		// route) needs an admin token.
+		if cc.HTTPClient, err = cluster.NewAPIClient("", cfg.API.Auth.JoinToken(), 10*time.Second); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	if s.Node, err = cluster.Open(cc, s.FSM); err != nil {
 		ln.Close()
 		return nil, err

@@ -96,7 +96,7 @@ func (o *securityOptions) apply(cfg *server.Config) error {
 	}
 	join := o.joinToken
 	if join == "" {
-		join = api.FirstAdminToken(entries)
+		join = cfg.API.Auth.JoinToken()
 	}
 	if cfg.Cluster.HTTPClient, err = cluster.NewAPIClient(o.caFile, join, 10*time.Second); err != nil {
 		return fmt.Errorf("--ca-file: %w", err)
