@@ -2,10 +2,10 @@ package cluster_test
 
 import (
 	"crypto/tls"
-	"errors"
-	"io"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
