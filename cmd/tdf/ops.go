@@ -56,6 +56,10 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		var e api.ErrorBody
+		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)); json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
+			return fmt.Errorf("event stream: %s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
+		}
 		return fmt.Errorf("event stream: HTTP %d", resp.StatusCode)
 	}
 	sc := bufio.NewScanner(resp.Body)
