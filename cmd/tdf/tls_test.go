@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/api"
+	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/server"
 )
 
 // `tdf tls init` certificates serve the API over HTTPS; the CLI reaches
-// it with --ca-file and --token (or TDF_CA_FILE and TDF_TOKEN), and
-// without them gets a clear error.
+// a follower with --ca-file and --token (or TDF_CA_FILE and TDF_TOKEN),
+// and without them gets a clear error; the follower forwards to the
+// leader over HTTPS.
 func TestCLIOverTLSWithToken(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "pki")
@@ -36,16 +38,29 @@ func TestCLIOverTLSWithToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1,
-		API: func(ac *api.Config) { ac.Auth = tokens },
+	caFile := filepath.Join(dir, "ca.pem")
+	// Three nodes serving HTTPS: followers register through the join
+	// endpoint and forward to the leader over TLS, trusting the CA.
+	forward, err := cluster.NewAPIClient(caFile, "", 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join, err := cluster.NewAPIClient(caFile, tokens.JoinToken(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := server.NewTestCluster(t, server.TestOptions{
+		API:     func(ac *api.Config) { ac.Auth, ac.Client = tokens, forward },
+		Cluster: func(cc *cluster.Config) { cc.HTTPClient = join },
 		Server: func(sc *server.Config) {
+			// Every node has the one certificate: it names 127.0.0.1.
 			sc.TLSCertFile, sc.TLSKeyFile = filepath.Join(dir, "n1.pem"), filepath.Join(dir, "n1-key.pem")
 		}})
-	n := c.Nodes[0]
+	_, followers := c.Followers()
+	n := followers[0]
 	if !strings.HasPrefix(n.URL, "https://") {
 		t.Fatalf("node URL %s, want https", n.URL)
 	}
-	caFile := filepath.Join(dir, "ca.pem")
 	submit := []string{"task", "submit", "--addr", n.URL, "--project", "p1", "--user", "u1", "--repo", "github.com/acme/app", "--prompt", "over TLS"}
 
 	if err := run(ctx, append(submit, "--token", alice)); err == nil || !strings.Contains(err.Error(), "certificate") {
@@ -62,6 +77,7 @@ func TestCLIOverTLSWithToken(t *testing.T) {
 	if err := run(ctx, append(submit[:len(submit):len(submit)], "--idempotency-key", "env")); err != nil {
 		t.Fatalf("submit with TDF_TOKEN and TDF_CA_FILE: %v", err)
 	}
+	c.WaitConverged()
 	tasks, _ := n.FSM.ListTasks(fsm.TaskFilter{})
 	if len(tasks) != 2 || tasks[0].Owner != "alice" || tasks[1].Owner != "alice" {
 		t.Fatalf("tasks after the CLI submits: %d, owners %v", len(tasks), tasks)
