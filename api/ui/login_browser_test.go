@@ -82,9 +82,10 @@ func TestDashboardLogin(t *testing.T) {
 	})()`, aliceTask))
 	live := submit(loginAliceToken, "alice", "alice's second task")
 	submit(loginBobToken, "bob", "bob's second task")
+	// Its trail is recorded only from stream events.
 	b.wait("alice's new task to arrive over the event stream", 20*time.Second, fmt.Sprintf(`(() => {
 		const ids = [...document.querySelectorAll('#tasks-table tbody tr a.mono')].map((a) => a.textContent);
-		return { ok: ids.includes(%[1]q) && window.tdf.stats.listLoads === 1, state: { ids, stats: window.tdf.stats } };
+		return { ok: ids.includes(%[1]q) && window.tdf.trail(%[1]q).length > 0, state: { ids, stats: window.tdf.stats } };
 	})()`, live))
 	b.wait("no task of bob's", 0, fmt.Sprintf(`(() => {
 		const ids = [...document.querySelectorAll('#tasks-table tbody tr a.mono')].map((a) => a.textContent);
