@@ -147,9 +147,12 @@ func (s *Server) events(c *gin.Context) {
 		idx, pos = s.cfg.Node.FSM().AppliedIndex(), 1<<30
 	}
 	owner := ownerFilter(c)
-	// The stream lives as long as its client: lift the server's write
-	// timeout for this response (it bounds every other one).
-	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
+	// The stream lives as long as its client: lift the server's read and
+	// write timeouts for this connection (they bound every other request;
+	// the server cancels streams itself when it shuts down).
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ch := hub.subscribe()
 	defer hub.unsubscribe(ch)
 	w := c.Writer

@@ -115,11 +115,12 @@ func TestOversizeHeadersRejected(t *testing.T) {
 	}
 }
 
-// The server's WriteTimeout bounds ordinary answers but not the event
-// stream, which lifts it for itself.
-func TestWriteTimeoutSparesEventStream(t *testing.T) {
+// The server's read and write timeouts bound ordinary requests but not
+// the event stream, which lifts them for itself; closing the node still
+// ends the stream promptly.
+func TestTimeoutsSpareEventStream(t *testing.T) {
 	const wt = 500 * time.Millisecond
-	c, n := limitedNode(t, server.HTTPLimits{WriteTimeout: wt})
+	c, n := limitedNode(t, server.HTTPLimits{ReadTimeout: wt, WriteTimeout: wt})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1/events", nil)
@@ -149,5 +150,12 @@ func TestWriteTimeoutSparesEventStream(t *testing.T) {
 		}
 	case <-time.After(server.TestWait):
 		t.Fatal("the task's event never arrived")
+	}
+	// Shutdown cancels the stream rather than waiting it out.
+	// (Without that, Shutdown would wait out its 5 s grace.)
+	began := time.Now()
+	c.Close()
+	if el := time.Since(began); el > 4*time.Second {
+		t.Fatalf("Close took %v with an open event stream", el)
 	}
 }

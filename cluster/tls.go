@@ -82,6 +82,36 @@ func (l *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	return d.DialContext(ctx, "tcp", string(address))
 }
 
+// NewStreamLayer is the base raft stream layer: mutual TLS when config is
+// set, plain TCP otherwise. A wrapper (a fault injector, say) can sit
+// between it and raft.NewNetworkTransport.
+func NewStreamLayer(bind string, advertise net.Addr, config *tls.Config) (raft.StreamLayer, error) {
+	if config != nil {
+		return NewTLSStreamLayer(bind, advertise, config)
+	}
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("raft listen on %s: %w", bind, err)
+	}
+	if advertise == nil {
+		advertise = ln.Addr()
+	}
+	return &tcpStreamLayer{Listener: ln, advertise: advertise}, nil
+}
+
+// tcpStreamLayer is raft's plain TCP stream layer (raft.TCPStreamLayer
+// cannot be built on its own).
+type tcpStreamLayer struct {
+	net.Listener
+	advertise net.Addr
+}
+
+func (l *tcpStreamLayer) Addr() net.Addr { return l.advertise }
+
+func (l *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(address), timeout)
+}
+
 // MutualTLSConfig loads a node certificate and the cluster CA into a
 // config that presents the certificate and requires and verifies the
 // peer's, both as server and as client.

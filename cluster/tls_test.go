@@ -210,3 +210,56 @@ func TestWriteDevPKI(t *testing.T) {
 		t.Fatal("a node name with a path was accepted")
 	}
 }
+
+// NewStreamLayer gives TCP without a config and mutual TLS with one; both
+// carry bytes between two layers.
+func TestNewStreamLayerRoundTrip(t *testing.T) {
+	ca, err := cluster.NewDevCA("ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []*tls.Config{nil, mtlsConfig(t, ca, "n1")} {
+		a, err := cluster.NewStreamLayer("127.0.0.1:0", nil, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cluster.NewStreamLayer("127.0.0.1:0", nil, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			conn, err := b.Accept()
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			defer conn.Close()
+			buf := make([]byte, 5)
+			_, err = io.ReadFull(conn, buf)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- string(buf)
+		}()
+		conn, err := a.Dial(raft.ServerAddress(b.Addr().String()), 5*time.Second)
+		if err != nil {
+			t.Fatalf("tls %v: dial: %v", cfg != nil, err)
+		}
+		if _, err := conn.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			if s != "hello" {
+				t.Fatalf("tls %v: got %q", cfg != nil, s)
+			}
+		case <-time.After(server.TestWait):
+			t.Fatal("nothing arrived")
+		}
+		conn.Close()
+		a.Close()
+		b.Close()
+	}
+}

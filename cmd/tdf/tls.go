@@ -61,7 +61,7 @@ func (o *securityOptions) bind(fs *flag.FlagSet, cfg *server.Config) {
 	fs.StringVar(&o.raftCert, "raft-tls-cert", "", "PEM node certificate signed by --ca-file: run raft over mutual TLS (with --raft-tls-key)")
 	fs.StringVar(&o.raftKey, "raft-tls-key", "", "PEM private key of --raft-tls-cert")
 	fs.DurationVar(&lim.ReadHeaderTimeout, "read-header-timeout", server.DefaultHTTPLimits().ReadHeaderTimeout, "a connection that has not sent its request headers in this long is closed (slowloris)")
-	fs.DurationVar(&lim.ReadTimeout, "read-timeout", server.DefaultHTTPLimits().ReadTimeout, "longest time to read one whole request")
+	fs.DurationVar(&lim.ReadTimeout, "read-timeout", server.DefaultHTTPLimits().ReadTimeout, "longest time to read one whole request (the event stream is exempt)")
 	fs.DurationVar(&lim.WriteTimeout, "write-timeout", server.DefaultHTTPLimits().WriteTimeout, "longest time to write one response (the event stream is exempt)")
 	fs.IntVar(&lim.MaxHeaderBytes, "max-header-bytes", server.DefaultHTTPLimits().MaxHeaderBytes, "largest request line and headers; larger requests get 431")
 }

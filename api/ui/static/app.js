@@ -418,8 +418,8 @@
         eventsBackoff = Math.min(eventsBackoff * 2, 15000);
       } else {
         // The browser reconnects by itself, resuming with Last-Event-ID.
-        // The server ends every stream after its request timeout, so a
-        // quick reconnection is routine and not worth a flicker.
+        // A node restarting or a network blip ends a stream; a quick
+        // reconnection is routine and not worth a flicker.
         clearTimeout(reconnecting);
         reconnecting = setTimeout(() => setConn('connecting', 'reconnecting…'), 2000);
       }
