@@ -186,6 +186,8 @@ func (s *Server) events(c *gin.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.streamsDone:
+			return
 		case <-ch:
 		case <-keepAlive.C:
 			fmt.Fprintf(w, ": keep-alive\n\n")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -87,7 +88,15 @@ type Server struct {
 	sessions   *sessionSigner
 	tokenLimit *rateLimiter
 	ipLimit    *rateLimiter
+	// streamsDone is closed when the server shuts down: open event
+	// streams end then.
+	streamsDone chan struct{}
+	closeOnce   sync.Once
 }
+
+// CloseStreams ends every open event stream (and refuses new ones); the
+// HTTP server calls it when it shuts down.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.streamsDone) }) }
 
 // New builds the API server and its routes.
 func New(cfg Config) (*Server, error) {
@@ -117,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Policy = d.Policy
 	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, log: cfg.Logger.Named("api"), sessions: newSessionSigner()}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("api"), sessions: newSessionSigner(), streamsDone: make(chan struct{})}
 	if cfg.RateLimit > 0 {
 		s.tokenLimit = newRateLimiter(cfg.RateLimit, cfg.RateBurst)
 	}

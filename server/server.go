@@ -210,12 +210,7 @@ func Start(cfg Config) (*Server, error) {
 		s.log.Warn("API authentication is OFF: no tokens configured (--tokens-file or TDF_TOKENS); anyone who reaches the API can do anything")
 	}
 	lim := cfg.HTTPLimits.withDefaults()
-	// Event streams outlive the read and write timeouts; Shutdown cancels
-	// every request's context so that they end, instead of holding the
-	// shutdown up.
-	base, cancelRequests := context.WithCancel(context.Background())
 	s.http = &http.Server{
-		BaseContext:       func(net.Listener) context.Context { return base },
 		Handler:           s.API.Handler(),
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		ReadTimeout:       lim.ReadTimeout,
@@ -225,7 +220,9 @@ func Start(cfg Config) (*Server, error) {
 		TLSConfig:         apiTLS,
 		ErrorLog:          cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
-	s.http.RegisterOnShutdown(cancelRequests)
+	// Event streams outlive the read and write timeouts: Shutdown ends
+	// them, rather than wait for them (other requests drain as before).
+	s.http.RegisterOnShutdown(s.API.CloseStreams)
 	s.Node.Start()
 	if apiTLS != nil {
 		ln = tls.NewListener(ln, apiTLS)
