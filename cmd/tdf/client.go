@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -58,6 +60,16 @@ func newClient(addr string) (*client, error) {
 	return &client{addr: strings.TrimRight(addr, "/"), token: token, http: hc, stream: stream}, nil
 }
 
+// reachError explains a failed request, with a hint when the server's
+// certificate is not trusted.
+func reachError(addr string, err error) error {
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		return fmt.Errorf("cannot reach %s: %w (pass the CA that signed its certificate with --ca-file or TDF_CA_FILE)", addr, err)
+	}
+	return fmt.Errorf("cannot reach %s: %w", addr, err)
+}
+
 // authorize adds the bearer token, if any, to a request.
 func (c *client) authorize(req *http.Request) {
 	if c.token != "" {
@@ -89,7 +101,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, hdr map[
 	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
+		return reachError(c.addr, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

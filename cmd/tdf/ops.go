@@ -52,7 +52,7 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 	c.authorize(req)
 	resp, err := c.stream.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
+		return reachError(c.addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

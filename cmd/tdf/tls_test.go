@@ -63,7 +63,7 @@ func TestCLIOverTLSWithToken(t *testing.T) {
 	}
 	submit := []string{"task", "submit", "--addr", n.URL, "--project", "p1", "--user", "u1", "--repo", "github.com/acme/app", "--prompt", "over TLS"}
 
-	if err := run(ctx, append(submit, "--token", alice)); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := run(ctx, append(submit, "--token", alice)); err == nil || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "--ca-file") {
 		t.Fatalf("without --ca-file: %v, want a certificate error", err)
 	}
 	if err := run(ctx, append(submit, "--ca-file", caFile)); err == nil || !strings.Contains(err.Error(), "HTTP 401") || !strings.Contains(err.Error(), "API token") {
