@@ -4,7 +4,8 @@
 // data is inserted as a text node or an attribute value, never as markup.
 // The page talks only to the node that served it: GET /v1/cluster (every
 // few seconds), /v1/tasks (once, then live from /v1/events), /v1/tasks/{id},
-// /v1/nodes, /v1/errors.
+// /v1/nodes, /v1/errors. When the API wants tokens it first asks for one
+// (GET /v1/whoami says; see "authentication" below).
 'use strict';
 
 (function () {
