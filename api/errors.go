@@ -39,6 +39,8 @@ const (
 	CodeForwardingFault = "forwarding_failed"
 	CodeUnauthorized    = "unauthorized"
 	CodeForbidden       = "forbidden"
+	CodeRateLimited     = "rate_limited"
+	CodeHeaderTooLarge  = "header_too_large"
 )
 
 func abortError(c *gin.Context, status int, code, msg string) {

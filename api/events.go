@@ -146,6 +146,13 @@ func (s *Server) events(c *gin.Context) {
 	} else {
 		idx, pos = s.cfg.Node.FSM().AppliedIndex(), 1<<30
 	}
+	owner := ownerFilter(c)
+	// The stream lives as long as its client: lift the server's read and
+	// write timeouts for this connection (they bound every other request;
+	// the server cancels streams itself when it shuts down).
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	ch := hub.subscribe()
 	defer hub.unsubscribe(ch)
 	w := c.Writer
@@ -168,12 +175,18 @@ func (s *Server) events(c *gin.Context) {
 			if taskID != "" && (e.Task == nil || e.Task.ID != taskID) {
 				continue
 			}
+			// A user follows only its own tasks; nodes are cluster state.
+			if owner != "" && (e.Task == nil || e.Task.Owner != owner) {
+				continue
+			}
 			b, _ := json.Marshal(e)
 			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b)
 		}
 		w.Flush()
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.streamsDone:
 			return
 		case <-ch:
 		case <-keepAlive.C:

@@ -13,6 +13,7 @@ import (
 type Metrics struct {
 	forwarded *prometheus.CounterVec
 	callbacks *prometheus.CounterVec
+	limited   prometheus.Counter
 	gatherer  prometheus.Gatherer
 }
 
@@ -26,15 +27,24 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tdf_callbacks_total", Help: "VM agent callbacks received, by kind and result.",
 		}, []string{"kind", "result"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tdf_rate_limited_requests_total", Help: "API requests answered 429 because the caller's token bucket was empty.",
+		}),
 		gatherer: reg,
 	}
-	reg.MustRegister(m.forwarded, m.callbacks)
+	reg.MustRegister(m.forwarded, m.callbacks, m.limited)
 	return m
 }
 
 func (m *Metrics) countForward(method string, code int) {
 	if m != nil {
 		m.forwarded.WithLabelValues(method, strconv.Itoa(code)).Inc()
+	}
+}
+
+func (m *Metrics) countRateLimited() {
+	if m != nil {
+		m.limited.Inc()
 	}
 }
 

@@ -24,6 +24,12 @@ func (s *Server) idleReset(c *gin.Context) {
 	if body := c.MustGet(ctxBody).([]byte); len(body) > 0 && !s.decode(c, &req) {
 		return
 	}
+	if !s.ownTask(c, id) {
+		return
+	}
+	if req.UserID == "" {
+		req.UserID = ownerFilter(c)
+	}
 	res, ok := s.commit(c, fsm.IdleReset{TaskID: id, Actor: fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, At: s.now()})
 	if ok {
 		c.JSON(http.StatusOK, TaskResponse{Task: view(res.Task)})

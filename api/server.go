@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -55,6 +56,16 @@ type Config struct {
 	Events *EventHub
 	// Metrics counts forwarded requests and callbacks and serves /metrics.
 	Metrics *Metrics
+	// Auth verifies API bearer tokens; nil or empty turns authentication
+	// off (every caller is an anonymous admin). See docs/security.md.
+	Auth *Tokens
+	// RateLimit is each token's sustained requests per second on this
+	// node (0: no limit); RateBurst is its bucket size.
+	RateLimit float64
+	RateBurst int
+	// IPRateLimit limits each client IP the same way while authentication
+	// is off (0: no limit).
+	IPRateLimit float64
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -71,10 +82,21 @@ func DefaultConfig() Config {
 
 // Server is the HTTP API of one node.
 type Server struct {
-	cfg    Config
-	log    hclog.Logger
-	engine *gin.Engine
+	cfg        Config
+	log        hclog.Logger
+	engine     *gin.Engine
+	sessions   *sessionSigner
+	tokenLimit *rateLimiter
+	ipLimit    *rateLimiter
+	// streamsDone is closed when the server shuts down: open event
+	// streams end then.
+	streamsDone chan struct{}
+	closeOnce   sync.Once
 }
+
+// CloseStreams ends every open event stream (and refuses new ones); the
+// HTTP server calls it when it shuts down.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.streamsDone) }) }
 
 // New builds the API server and its routes.
 func New(cfg Config) (*Server, error) {
@@ -104,7 +126,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.Policy = d.Policy
 	}
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{cfg: cfg, log: cfg.Logger.Named("api")}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("api"), sessions: newSessionSigner(), streamsDone: make(chan struct{})}
+	if cfg.RateLimit > 0 {
+		s.tokenLimit = newRateLimiter(cfg.RateLimit, cfg.RateBurst)
+	}
+	if cfg.IPRateLimit > 0 {
+		s.ipLimit = newRateLimiter(cfg.IPRateLimit, cfg.RateBurst)
+	}
 	s.engine = s.routes()
 	return s, nil
 }
@@ -116,7 +144,7 @@ func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(s.recoverJSON, s.common)
+	r.Use(s.recoverJSON, s.common, s.authenticate, s.rateLimit)
 	r.NoRoute(func(c *gin.Context) {
 		abortError(c, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -143,6 +171,9 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
+	v1.POST("/session", s.createSession)
+	v1.DELETE("/session", s.deleteSession)
+	v1.GET("/whoami", s.whoami)
 	r.GET("/.well-known/jwks.json", s.jwks)
 	ui.Register(r) // the dashboard at /ui/; / and /ui redirect there
 	s.callbackRoutes(r)

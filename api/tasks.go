@@ -130,13 +130,21 @@ func (s *Server) submitTask(c *gin.Context) {
 		return
 	}
 	now := s.now()
+	owner := ""
+	requestID := c.GetHeader("Idempotency-Key")
+	if p, ok := caller(c); ok {
+		// Idempotency keys are per caller: another token reusing a key
+		// must neither replay nor collide with this caller's task.
+		owner, requestID = p.Subject, p.Subject+"/"+requestID
+	}
 	cmd := fsm.SubmitTask{
-		RequestID:   c.GetHeader("Idempotency-Key"),
+		RequestID:   requestID,
 		Fingerprint: fingerprint(req),
 		TaskID:      newTaskID(now),
 		Spec:        req,
 		Policy:      s.cfg.Policy,
 		At:          now,
+		Owner:       owner,
 	}
 	res, ok := s.commit(c, cmd)
 	if !ok {
@@ -171,6 +179,12 @@ func (s *Server) cancelTask(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
+	if !s.ownTask(c, id) {
+		return
+	}
+	if req.UserID == "" {
+		req.UserID = ownerFilter(c)
+	}
 	reason := req.Reason
 	if reason == "" {
 		reason = "cancelled by user"
@@ -188,7 +202,7 @@ func (s *Server) getTask(c *gin.Context) {
 		return
 	}
 	t, found := s.cfg.Node.FSM().Task(id)
-	if !found {
+	if !found || !mayAccessTask(c, t.Owner) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
 		return
 	}
@@ -214,6 +228,7 @@ func (s *Server) listTasks(c *gin.Context) {
 		return
 	}
 	flt.UserID, flt.After, flt.Limit = c.Query("user_id"), c.Query("cursor"), defaultListLimit
+	flt.Owner = ownerFilter(c)
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {
@@ -237,6 +252,22 @@ func (s *Server) taskID(c *gin.Context) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// ownTask answers 404 unless the task exists and the caller may see it;
+// another user's task is "not found" so that its existence does not leak.
+// The owner never changes, so checking before the command is applied is
+// as good as checking inside it.
+func (s *Server) ownTask(c *gin.Context, id string) bool {
+	if ownerFilter(c) == "" {
+		return true
+	}
+	t, found := s.cfg.Node.FSM().Task(id)
+	if !found || !mayAccessTask(c, t.Owner) {
+		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
+		return false
+	}
+	return true
 }
 
 // decode parses the buffered body strictly into v, answering 400 if it

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -50,6 +52,13 @@ type Config struct {
 
 	// Transport replaces the TCP transport (tests use raft's in-memory one).
 	Transport raft.Transport
+	// RaftTLS, if set, runs the raft transport over mutual TLS
+	// (TLSStreamLayer; see MutualTLSConfig).
+	RaftTLS *tls.Config
+	// HTTPClient calls other members' APIs (self-registration through
+	// the join endpoint); it carries the CA and the join token. Default
+	// http.DefaultClient.
+	HTTPClient *http.Client
 
 	// OnApply, if set, is told how long each committed Apply took (metrics).
 	OnApply func(time.Duration)

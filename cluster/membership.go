@@ -174,7 +174,11 @@ func (n *Node) tryRegister(req JoinRequest) error {
 	if target == "" {
 		return ErrNoLeader
 	}
-	return PostJoin(ctx, http.DefaultClient, target, req)
+	client := n.cfg.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return PostJoin(ctx, client, target, req)
 }
 
 // PostJoin asks the member at baseURL to add the server described by req.

@@ -120,6 +120,13 @@ func (n *Node) tcpTransport() (raft.Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
 	}
+	if n.cfg.RaftTLS != nil {
+		stream, err := NewTLSStreamLayer(n.cfg.RaftAddr, advAddr, n.cfg.RaftTLS)
+		if err != nil {
+			return nil, err
+		}
+		return raft.NewNetworkTransportWithLogger(stream, 4, 10*time.Second, n.cfg.Logger.Named("transport")), nil
+	}
 	t, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 4, 10*time.Second, n.cfg.Logger.Named("transport"))
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)

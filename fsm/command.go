@@ -72,6 +72,9 @@ type SubmitTask struct {
 	Spec        TaskSpec  `json:"spec"`
 	Policy      Policy    `json:"policy"`
 	At          time.Time `json:"at"`
+	// Owner is the API token subject that submitted the task ("" when the
+	// API runs without authentication).
+	Owner string `json:"owner,omitempty"`
 }
 
 // CancelTask cancels a task at whatever step it is. Cancelling a cancelled

@@ -268,6 +268,7 @@ func (f *FSM) applySubmitTask(c SubmitTask, res *Result) {
 	t := &Task{
 		ID:        c.TaskID,
 		TaskSpec:  c.Spec,
+		Owner:     c.Owner,
 		Status:    StatusQueued,
 		CreatedAt: c.At,
 		Policy:    c.Policy,

@@ -30,6 +30,8 @@ func (f *FSM) TaskCount() int {
 type TaskFilter struct {
 	Status Status
 	UserID string
+	// Owner, if set, keeps only the tasks of this API token subject.
+	Owner string
 	// After is a cursor: only tasks whose id sorts after it are listed.
 	After string
 	// Limit caps the page; 0 means no cap.
@@ -46,7 +48,8 @@ func (f *FSM) ListTasks(flt TaskFilter) (page []*Task, next string) {
 		if t.ID <= flt.After && flt.After != "" {
 			return true
 		}
-		if (flt.Status != "" && t.Status != flt.Status) || (flt.UserID != "" && t.UserID != flt.UserID) {
+		if (flt.Status != "" && t.Status != flt.Status) || (flt.UserID != "" && t.UserID != flt.UserID) ||
+			(flt.Owner != "" && t.Owner != flt.Owner) {
 			return true
 		}
 		if flt.Limit > 0 && len(page) == flt.Limit {

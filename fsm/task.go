@@ -68,6 +68,9 @@ type TaskSpec struct {
 type Task struct {
 	ID string `json:"id"`
 	TaskSpec
+	// Owner is the API token subject that submitted the task; a user token
+	// sees only its own tasks ("" when submitted without authentication).
+	Owner          string     `json:"owner,omitempty"`
 	Status         Status     `json:"status"`
 	Step           Step       `json:"execution_step"`
 	NodeID         string     `json:"node_id,omitempty"`

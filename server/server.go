@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -60,6 +61,54 @@ type Config struct {
 	// every token); default: this node's API URL.
 	ControlPlaneURL string
 	Logger          hclog.Logger
+	// TLSCertFile and TLSKeyFile, if set, serve the API over HTTPS.
+	TLSCertFile, TLSKeyFile string
+	// HTTPLimits bound connections to the API; zero fields take
+	// DefaultHTTPLimits' values.
+	HTTPLimits HTTPLimits
+}
+
+// HTTPLimits are the API server's connection limits.
+type HTTPLimits struct {
+	// ReadHeaderTimeout closes a connection that has not sent its request
+	// headers in time (slowloris).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response; the event stream lifts it
+	// for itself. It is longer than the API's request timeout, which
+	// bounds the handler.
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// MaxHeaderBytes bounds the request line and headers; larger requests
+	// get 431.
+	MaxHeaderBytes int
+}
+
+// DefaultHTTPLimits are the API server's default connection limits.
+func DefaultHTTPLimits() HTTPLimits {
+	return HTTPLimits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 90 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+}
+
+func (l HTTPLimits) withDefaults() HTTPLimits {
+	d := DefaultHTTPLimits()
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = d.ReadTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return l
 }
 
 // Server is one running node.
@@ -88,9 +137,22 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	s := &Server{FSM: fsm.New(), log: cfg.Logger.Named("server"), ln: ln, done: make(chan error, 1)}
+	var apiTLS *tls.Config
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("API TLS certificate: %w", err)
+		}
+		apiTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	s.URL = cfg.AdvertiseHTTP
 	if s.URL == "" {
-		s.URL = "http://" + ln.Addr().String()
+		scheme := "http://"
+		if apiTLS != nil {
+			scheme = "https://"
+		}
+		s.URL = scheme + ln.Addr().String()
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -98,6 +160,14 @@ func Start(cfg Config) (*Server, error) {
 	m := newMetrics(cfg.Registry)
 	cc := cfg.Cluster
 	cc.APIURL, cc.Logger, cc.OnApply = s.URL, cfg.Logger, m.onApply
+	if cc.HTTPClient == nil && cfg.API.Auth.JoinToken() != "" {
+		// Registering through another member's join endpoint (an admin
+		// route) needs an admin token.
+		if cc.HTTPClient, err = cluster.NewAPIClient("", cfg.API.Auth.JoinToken(), 10*time.Second); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	if s.Node, err = cluster.Open(cc, s.FSM); err != nil {
 		ln.Close()
 		return nil, err
@@ -136,14 +206,27 @@ func Start(cfg Config) (*Server, error) {
 		_ = s.Node.Close()
 		return nil, err
 	}
+	if ac.Auth.Len() == 0 {
+		s.log.Warn("API authentication is OFF: no tokens configured (--tokens-file or TDF_TOKENS); anyone who reaches the API can do anything")
+	}
+	lim := cfg.HTTPLimits.withDefaults()
 	s.http = &http.Server{
 		Handler:           s.API.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		TLSConfig:         apiTLS,
+		ErrorLog:          cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	// Event streams outlive the read and write timeouts: Shutdown ends
+	// them, rather than wait for them (other requests drain as before).
+	s.http.RegisterOnShutdown(s.API.CloseStreams)
 	s.Node.Start()
+	if apiTLS != nil {
+		ln = tls.NewListener(ln, apiTLS)
+	}
 	go func() { s.done <- s.http.Serve(ln) }()
 	s.log.Info("node started", "id", cc.NodeID, "api", s.URL, "raft", cc.RaftAddr)
 	return s, nil

@@ -3,7 +3,9 @@
 // nothing loaded from elsewhere. The page reads the same JSON API any client
 // uses (GET /v1/cluster, /v1/tasks, /v1/nodes, /v1/errors) from the node
 // that served it and follows GET /v1/events (server-sent events) to update
-// the task list and the open task live.
+// the task list and the open task live. With API tokens configured the
+// files are still served to anyone (they hold no data), and the page asks
+// for a token before it reads anything (see docs/security.md).
 //
 // The script builds every element with the DOM API and inserts text only as
 // text nodes; the Content-Security-Policy sent with the page forbids inline

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,11 +23,20 @@ import (
 
 // client talks to any node's API.
 type client struct {
-	addr string
-	http *http.Client
+	addr  string
+	token string
+	http  *http.Client
+	// stream has no overall timeout, for the event stream.
+	stream *http.Client
 }
 
+// clientAuth holds the client commands' --token and --ca-file (one
+// command runs per process).
+var clientAuth struct{ token, caFile string }
+
 func clientFlags(fs *flag.FlagSet) *string {
+	fs.StringVar(&clientAuth.token, "token", "", "API bearer token (prefer TDF_TOKEN: flags show in ps)")
+	fs.StringVar(&clientAuth.caFile, "ca-file", "", "PEM CA certificate to trust for an https --addr (e.g. the cluster CA from tdf tls init)")
 	return fs.String("addr", "http://127.0.0.1:8001", "API URL of any node")
 }
 
@@ -34,7 +45,36 @@ func newClient(addr string) (*client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--addr %q is not an http(s) URL such as http://127.0.0.1:8001", addr)
 	}
-	return &client{addr: strings.TrimRight(addr, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+	token, caFile := clientAuth.token, clientAuth.caFile
+	if token == "" {
+		token = os.Getenv("TDF_TOKEN")
+	}
+	if caFile == "" {
+		caFile = os.Getenv("TDF_CA_FILE")
+	}
+	hc, err := cluster.NewAPIClient(caFile, "", 30*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	stream := &http.Client{Transport: hc.Transport}
+	return &client{addr: strings.TrimRight(addr, "/"), token: token, http: hc, stream: stream}, nil
+}
+
+// reachError explains a failed request, with a hint when the server's
+// certificate is not trusted.
+func reachError(addr string, err error) error {
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		return fmt.Errorf("cannot reach %s: %w (pass the CA that signed its certificate with --ca-file or TDF_CA_FILE)", addr, err)
+	}
+	return fmt.Errorf("cannot reach %s: %w", addr, err)
+}
+
+// authorize adds the bearer token, if any, to a request.
+func (c *client) authorize(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 }
 
 // do sends a request and decodes a 2xx JSON answer into out; any other
@@ -58,9 +98,10 @@ func (c *client) do(ctx context.Context, method, path string, body any, hdr map[
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
+		return reachError(c.addr, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

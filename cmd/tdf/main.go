@@ -22,10 +22,12 @@ Usage:
   tdf errors [--task ID] [--node ID] [--kind K]
   tdf nodes [--status S] [--user U]
   tdf import [--dry-run] FILE  import the old system's in-flight tasks (docs/import.md)
+  tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
   tdf completion bash
   tdf version
 
-Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR.
+Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR;
+--token or TDF_TOKEN is the API token, --ca-file or TDF_CA_FILE the CA of an https node.
 `
 
 // errUsage marks an error already explained to the user (exit code 2).
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string) error {
 		return runNodes(ctx, args[1:])
 	case "import":
 		return runImport(ctx, args[1:])
+	case "tls":
+		return runTLS(ctx, args[1:])
 	case "completion":
 		return runCompletion(args[1:])
 	case "version":

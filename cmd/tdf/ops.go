@@ -49,12 +49,17 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{}).Do(req)
+	c.authorize(req)
+	resp, err := c.stream.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.addr, err)
+		return reachError(c.addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		var e api.ErrorBody
+		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)); json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
+			return fmt.Errorf("event stream: %s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
+		}
 		return fmt.Errorf("event stream: HTTP %d", resp.StatusCode)
 	}
 	sc := bufio.NewScanner(resp.Body)
@@ -160,10 +165,11 @@ func runCompletion(args []string) error {
 	fmt.Print(`_tdf() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} sub=${COMP_WORDS[2]}
   case $COMP_CWORD in
-    1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster errors nodes import completion version help" -- "$cur")); return;;
+    1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster errors nodes import tls completion version help" -- "$cur")); return;;
     2) case $cmd in
          task) COMPREPLY=($(compgen -W "submit get list cancel watch idle-reset" -- "$cur")); return;;
          cluster) COMPREPLY=($(compgen -W "status members remove transfer-leadership" -- "$cur")); return;;
+         tls) COMPREPLY=($(compgen -W "init" -- "$cur")); return;;
        esac;;
   esac
   if [[ $cur == -* ]]; then

@@ -117,10 +117,15 @@ func runServer(ctx context.Context, args []string) error {
 	var logOpts logOptions
 	var bootstrap string
 	var cf cloudFlags
+	var sec securityOptions
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	serverFlags(fs, &cfg, &logOpts, &bootstrap)
 	cf.bind(fs)
+	sec.bind(fs, &cfg)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := sec.apply(&cfg); err != nil {
 		return err
 	}
 	var err error

@@ -4,7 +4,8 @@
 // data is inserted as a text node or an attribute value, never as markup.
 // The page talks only to the node that served it: GET /v1/cluster (every
 // few seconds), /v1/tasks (once, then live from /v1/events), /v1/tasks/{id},
-// /v1/nodes, /v1/errors.
+// /v1/nodes, /v1/errors. When the API wants tokens it first asks for one
+// (GET /v1/whoami says; see "authentication" below).
 'use strict';
 
 (function () {
@@ -197,8 +198,61 @@
   const base = new URL('../', location.href); // the dashboard lives at <base>ui/
   const apiURL = (path) => new URL(path, base).href;
 
+  // ---- authentication -----------------------------------------------------
+  //
+  // With API tokens configured, the page asks for one and keeps it in
+  // sessionStorage (this tab only, gone when it closes); every request
+  // sends it as a bearer token. EventSource cannot send headers, so before
+  // each connection the page trades the token for a short-lived HttpOnly
+  // cookie that only GET /v1/events accepts (POST /v1/session).
+
+  const TOKEN_KEY = 'tdf.token';
+  let token = sessionStorage.getItem(TOKEN_KEY) || '';
+  const auth = { on: false, subject: '', scope: 'admin' };
+  const authHeaders = (extra) => Object.assign({}, extra || {}, token ? { Authorization: 'Bearer ' + token } : {});
+
+  // signOut forgets the token and shows the sign-in form again.
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (message) sessionStorage.setItem(TOKEN_KEY + '.msg', message);
+    fetch(apiURL('v1/session'), { method: 'DELETE', headers: authHeaders() }).finally(() => location.reload());
+  }
+
+  function showLogin(message) {
+    if (events) events.close();
+    const input = h('input', { type: 'password', id: 'login-token', name: 'token', autocomplete: 'current-password', required: true, 'aria-describedby': 'login-help' });
+    const form = h('form', {
+      class: 'panel login', id: 'login',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+        sessionStorage.removeItem(TOKEN_KEY + '.msg');
+        location.reload();
+      },
+    },
+    h('h1', {}, 'Sign in'),
+    message ? h('p', { class: 'notice bad', id: 'login-error', role: 'alert' }, message) : null,
+    h('label', { for: 'login-token' }, 'API token'),
+    input,
+    h('p', { class: 'hint', id: 'login-help' }, 'An admin token sees everything; a user token sees only its own tasks. The token is kept in this tab only.'),
+    h('button', { type: 'submit' }, 'Sign in'));
+    fill($('#view'), form);
+    fill($('#cluster-strip'));
+    setConn('down', 'signed out');
+    input.focus();
+  }
+
+  function renderWho() {
+    if (!auth.on) return;
+    const who = h('p', { class: 'who', id: 'who' },
+      h('span', { class: 'mono', id: 'who-subject' }, auth.subject), ' ', badge(auth.scope, 'scope-' + auth.scope), ' ',
+      h('button', { type: 'button', id: 'sign-out', onclick: () => signOut('') }, 'Sign out'));
+    $('header.top').appendChild(who);
+  }
+
   async function api(path) {
-    const res = await fetch(apiURL(path), { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    const res = await fetch(apiURL(path), { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+    if (res.status === 401 && auth.on) signOut('The API refused the token; sign in again.');
     let body = null;
     try {
       body = await res.json();
@@ -311,8 +365,20 @@
     $('#conn-text').textContent = text;
   }
 
-  function connectEvents() {
+  async function connectEvents() {
     setConn('connecting', 'connecting…');
+    if (auth.on) {
+      // A fresh event-stream cookie for this connection (see above).
+      try {
+        const res = await fetch(apiURL('v1/session'), { method: 'POST', headers: authHeaders(), cache: 'no-store' });
+        if (res.status === 401) {
+          signOut('The API refused the token; sign in again.');
+          return;
+        }
+      } catch {
+        // unreachable: the stream's own error path retries
+      }
+    }
     const es = new EventSource(apiURL('v1/events'));
     events = es;
     es.onopen = () => {
@@ -353,8 +419,8 @@
         eventsBackoff = Math.min(eventsBackoff * 2, 15000);
       } else {
         // The browser reconnects by itself, resuming with Last-Event-ID.
-        // The server ends every stream after its request timeout, so a
-        // quick reconnection is routine and not worth a flicker.
+        // A node restarting or a network blip ends a stream; a quick
+        // reconnection is routine and not worth a flicker.
         clearTimeout(reconnecting);
         reconnecting = setTimeout(() => setConn('connecting', 'reconnecting…'), 2000);
       }
@@ -1161,24 +1227,59 @@
 
   // ---- start --------------------------------------------------------------
 
+  let started = false;
   window.addEventListener('hashchange', () => {
+    if (!started) return; // the sign-in form stays until a token is given
     state.rows = ROWS;
     route();
     $('#view').focus({ preventScroll: true });
   });
-  renderStrip();
-  route();
-  connectEvents();
-  loadCluster();
-  setInterval(loadCluster, CLUSTER_EVERY);
-  setInterval(tick, 1000);
-  // If the stream never opens (for example, it is disabled), read the list
-  // anyway.
-  setTimeout(() => {
-    if (!state.tasksLoaded && reloadOnOpen) {
-      reloadOnOpen = false;
-      loadTasks();
-      loadNodes();
+  function start() {
+    started = true;
+    renderWho();
+    renderStrip();
+    route();
+    connectEvents();
+    loadCluster();
+    setInterval(loadCluster, CLUSTER_EVERY);
+    setInterval(tick, 1000);
+    // If the stream never opens (for example, it is disabled), read the
+    // list anyway.
+    setTimeout(() => {
+      if (!state.tasksLoaded && reloadOnOpen) {
+        reloadOnOpen = false;
+        loadTasks();
+        loadNodes();
+      }
+    }, 4000);
+  }
+
+  // boot asks who we are: without a valid token (when the API wants one)
+  // the page shows only the sign-in form.
+  async function boot() {
+    let res;
+    try {
+      res = await fetch(apiURL('v1/whoami'), { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+    } catch (e) {
+      setConn('down', 'cannot reach the node; retrying');
+      setTimeout(boot, 2000);
+      return;
     }
-  }, 4000);
+    if (res.status === 401) {
+      const msg = sessionStorage.getItem(TOKEN_KEY + '.msg') || (token ? 'The API refused that token.' : '');
+      sessionStorage.removeItem(TOKEN_KEY + '.msg');
+      showLogin(msg);
+      return;
+    }
+    try {
+      const who = await res.json();
+      auth.on = !!who.auth;
+      auth.subject = who.subject || '';
+      auth.scope = who.scope || 'admin';
+    } catch {
+      // an old node without /v1/whoami: no authentication
+    }
+    start();
+  }
+  boot();
 })();
