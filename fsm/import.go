@@ -156,6 +156,9 @@ func (f *FSM) applyImportTask(c ImportTask, res *Result) {
 		AgentSessionID: c.AgentSessionID, ErrorMessage: c.ErrorMessage, CreatedAt: c.CreatedAt, UpdatedAt: c.At,
 		StartedAt: c.StartedAt, Output: c.Output, Policy: c.Policy,
 		Imported: &ImportInfo{At: c.At, Status: c.Status, Step: c.Step, ServerID: c.ServerID},
+		// The old system's user owns the task: with API tokens on, the
+		// user token whose subject is that user id sees it.
+		Owner: c.Spec.UserID,
 	}
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = c.At

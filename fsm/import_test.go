@@ -44,6 +44,9 @@ func TestImportAtEveryStep(t *testing.T) {
 			if task.Imported == nil || task.Imported.Step != s || task.Alarm == nil || task.Alarm.Kind != AlarmRun {
 				t.Fatalf("imported task = %+v", task)
 			}
+			if task.Owner != "u1" {
+				t.Fatalf("owner = %q, want the old system's user u1", task.Owner)
+			}
 			adopted := s.Order() >= StepNodeAgentReady.Order()
 			if task.Adopting != adopted || task.Step != s {
 				t.Fatalf("adopting = %v at %q, want %v at %s", task.Adopting, task.Step, adopted, s)
