@@ -21,6 +21,7 @@ Usage:
   tdf cluster status|members|remove|transfer-leadership
   tdf errors [--task ID] [--node ID] [--kind K]
   tdf nodes [--status S] [--user U]
+  tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)
   tdf completion bash
   tdf version
 
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string) error {
 		return runErrors(ctx, args[1:])
 	case "nodes":
 		return runNodes(ctx, args[1:])
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:])
 	case "completion":
 		return runCompletion(args[1:])
 	case "version":
