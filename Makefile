@@ -48,7 +48,7 @@ CLUSTER ?= tdf
 CLUSTER_COMPOSE = TDF_IMAGE=$(IMAGE) $(COMPOSE) -f docker-compose.cluster.yml -p $(CLUSTER)
 
 .PHONY: image
-image: ## build the FROM-scratch image $(IMAGE) (static binary + host CA certificates; nothing is pulled)
+image: ## build the FROM-scratch image (IMAGE, default tdf:dev: static binary + host CA certificates; nothing is pulled)
 	rm -rf bin/image && mkdir -p bin/image/data
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o bin/image/tdf ./cmd/tdf
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/
