@@ -49,18 +49,18 @@ var (
 )
 
 const (
-	// leaderWait bounds waiting for a leader every node agrees on (after a
+	// composeLeaderWait bounds waiting for a leader every node agrees on (after a
 	// fault is repaired: a restarted container replays its log first).
-	leaderWait = 2 * time.Minute
-	// failoverWait bounds waiting for the other nodes to elect a leader
+	composeLeaderWait = 2 * time.Minute
+	// composeFailoverWait bounds waiting for the other nodes to elect a leader
 	// while the old one is down, frozen or cut off.
-	failoverWait = time.Minute
-	// drainWait bounds waiting, once every task completed, for every node
+	composeFailoverWait = time.Minute
+	// composeDrainWait bounds waiting, once every task completed, for every node
 	// to be destroyed (5 s warm timeout, then the server's deletion).
-	drainWait = 2 * time.Minute
-	// submitWait bounds one task's submission, retries included.
-	submitWait = 2 * time.Minute
-	pollEvery  = 500 * time.Millisecond
+	composeDrainWait = 2 * time.Minute
+	// composeSubmitWait bounds one task's submission, retries included.
+	composeSubmitWait = 2 * time.Minute
+	composePollEvery  = 500 * time.Millisecond
 )
 
 func TestComposeChaos(t *testing.T) {
@@ -95,7 +95,7 @@ func TestComposeChaos(t *testing.T) {
 		probe: &http.Client{Timeout: 3 * time.Second}, acked: map[string]string{}}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, svc := range []string{"n1", "n2", "n3", fakecloudService} {
+			for _, svc := range []string{"n1", "n2", "n3", dockerFakecloud} {
 				t.Logf("--- %s log (last 40 lines)\n%s", svc, d.Logs(svc, 40))
 			}
 		}
@@ -103,7 +103,7 @@ func TestComposeChaos(t *testing.T) {
 			t.Errorf("close: %v", err)
 		}
 	})
-	r.waitLeader(leaderWait)
+	r.waitLeader(composeLeaderWait)
 	t.Logf("cluster %s up with a leader after %s", d.Project(), time.Since(began).Round(time.Second))
 
 	// Tasks are submitted all through the faults, so that every kind of
@@ -125,9 +125,9 @@ func TestComposeChaos(t *testing.T) {
 	faultTime := time.Since(faultsBegan)
 
 	r.waitCompleted(v.settle)
-	r.waitDrained(drainWait)
+	r.waitDrained(composeDrainWait)
 	r.check()
-	r.waitConverged(leaderWait)
+	r.waitConverged(composeLeaderWait)
 	t.Logf("%s run: %d kills, %d pauses, %d network disconnects of the leader, %d tasks completed; faults took %s, whole run %s",
 		v.name, r.done["kill"], r.done["pause"], r.done["isolate"], len(r.ackedTasks()), faultTime.Round(time.Second), time.Since(began).Round(time.Second))
 	t.Logf("failover (fault → another node leads): %s", r.failoverSummary())
@@ -155,7 +155,7 @@ type composeRun struct {
 // run goes on once all three nodes agree on a leader again.
 func (r *composeRun) fault(kind string, n, of int) {
 	r.t.Helper()
-	victim := r.waitLeader(leaderWait)
+	victim := r.waitLeader(composeLeaderWait)
 	hold := map[string]time.Duration{
 		"kill":    time.Duration(500+rand.IntN(1500)) * time.Millisecond,
 		"pause":   time.Duration(1500+rand.IntN(1500)) * time.Millisecond, // > election timeout (500 ms) several times
@@ -171,7 +171,7 @@ func (r *composeRun) fault(kind string, n, of int) {
 	if err := do(victim); err != nil {
 		r.t.Fatalf("%s %s: %v", kind, victim, err)
 	}
-	newLeader, took := r.waitFailover(victim, failoverWait)
+	newLeader, took := r.waitFailover(victim, composeFailoverWait)
 	if rest := hold - time.Since(start); rest > 0 {
 		time.Sleep(rest)
 	}
@@ -207,15 +207,15 @@ func (r *composeRun) failoverSummary() string {
 
 // statuses asks every node for its view of the cluster (GET /v1/cluster)
 // at once; a node that does not answer is missing from the map.
-func (r *composeRun) statuses(nodes []string) map[string]clusterView {
+func (r *composeRun) statuses(nodes []string) map[string]composeClusterView {
 	var mu sync.Mutex
-	out := map[string]clusterView{}
+	out := map[string]composeClusterView{}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var v clusterView
+			var v composeClusterView
 			if err := r.get(r.probe, r.d.APIURL(n)+"/v1/cluster", &v); err == nil {
 				mu.Lock()
 				out[n] = v
@@ -227,7 +227,7 @@ func (r *composeRun) statuses(nodes []string) map[string]clusterView {
 	return out
 }
 
-type clusterView struct {
+type composeClusterView struct {
 	State    string `json:"state"`
 	LeaderID string `json:"leader_id"`
 	Term     uint64 `json:"term"`
@@ -238,17 +238,17 @@ type clusterView struct {
 // just healed may still be starting an election).
 func (r *composeRun) waitLeader(timeout time.Duration) string {
 	r.t.Helper()
-	var last map[string]clusterView
-	var agreed clusterView
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(pollEvery) {
+	var last map[string]composeClusterView
+	var agreed composeClusterView
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(composePollEvery) {
 		last = r.statuses(r.d.Nodes())
 		if len(last) != 3 {
-			agreed = clusterView{}
+			agreed = composeClusterView{}
 			continue
 		}
 		leader := last["n1"].LeaderID
 		if leader == "" || last["n2"].LeaderID != leader || last["n3"].LeaderID != leader || last[leader].State != "leader" {
-			agreed = clusterView{}
+			agreed = composeClusterView{}
 			continue
 		}
 		if last[leader] == agreed {
@@ -271,7 +271,7 @@ func (r *composeRun) waitFailover(victim string, timeout time.Duration) (string,
 			others = append(others, n)
 		}
 	}
-	var last map[string]clusterView
+	var last map[string]composeClusterView
 	for time.Since(start) < timeout {
 		last = r.statuses(others)
 		for _, n := range others {
@@ -331,7 +331,7 @@ func (r *composeRun) submit(i int) error {
 	nodes := r.d.Nodes()
 	first := rand.IntN(len(nodes))
 	var last string
-	for attempt, deadline := 0, time.Now().Add(submitWait); time.Now().Before(deadline); attempt++ {
+	for attempt, deadline := 0, time.Now().Add(composeSubmitWait); time.Now().Before(deadline); attempt++ {
 		if attempt > 0 {
 			r.mu.Lock()
 			r.retries++
@@ -375,7 +375,7 @@ func (r *composeRun) submit(i int) error {
 		r.acked[got.Task.ID] = key
 		return nil
 	}
-	return fmt.Errorf("task %d (key %s): not acknowledged within %s: %s", i, key, submitWait, last)
+	return fmt.Errorf("task %d (key %s): not acknowledged within %s: %s", i, key, composeSubmitWait, last)
 }
 
 func (r *composeRun) ackedTasks() map[string]string {
@@ -405,16 +405,16 @@ func (r *composeRun) get(c *http.Client, u string, out any) error {
 
 // tasks lists every task (paging GET /v1/tasks) from the first node that
 // answers.
-func (r *composeRun) tasks() ([]apiTask, error) {
+func (r *composeRun) tasks() ([]composeTask, error) {
 	var errs []error
 	for _, n := range r.d.Nodes() {
-		var out []apiTask
+		var out []composeTask
 		cursor := ""
 		var err error
 		for page := 0; page < 100; page++ {
 			var got struct {
-				Tasks      []apiTask `json:"tasks"`
-				NextCursor string    `json:"next_cursor"`
+				Tasks      []composeTask `json:"tasks"`
+				NextCursor string        `json:"next_cursor"`
 			}
 			u := r.d.APIURL(n) + "/v1/tasks?limit=500"
 			if cursor != "" {
@@ -434,9 +434,9 @@ func (r *composeRun) tasks() ([]apiTask, error) {
 	return nil, errors.Join(errs...)
 }
 
-func (r *composeRun) nodes() ([]apiNode, error) {
+func (r *composeRun) nodes() ([]composeNode, error) {
 	var got struct {
-		Nodes []apiNode `json:"nodes"`
+		Nodes []composeNode `json:"nodes"`
 	}
 	err := r.get(r.http, r.d.APIURL(r.d.Nodes()[rand.IntN(3)])+"/v1/nodes", &got)
 	return got.Nodes, err
@@ -458,9 +458,9 @@ func (r *composeRun) servers() ([]string, error) {
 	return names, nil
 }
 
-func (r *composeRun) ledger() ([]ledgerEvent, error) {
+func (r *composeRun) ledger() ([]composeLedgerEvent, error) {
 	var got struct {
-		Events []ledgerEvent `json:"events"`
+		Events []composeLedgerEvent `json:"events"`
 	}
 	err := r.get(r.http, r.d.LedgerURL()+"/fake/ledger", &got)
 	return got.Events, err
@@ -477,7 +477,7 @@ func (r *composeRun) waitCompleted(timeout time.Duration) {
 		tasks, err := r.tasks()
 		if err != nil {
 			last = err.Error()
-			time.Sleep(pollEvery)
+			time.Sleep(composePollEvery)
 			continue
 		}
 		pending, byState := 0, map[string]int{}
@@ -498,7 +498,7 @@ func (r *composeRun) waitCompleted(timeout time.Duration) {
 			return
 		}
 		last = fmt.Sprintf("%d of %d not done: %v", pending, len(acked), byState)
-		time.Sleep(pollEvery)
+		time.Sleep(composePollEvery)
 	}
 	r.t.Fatalf("tasks not completed within %s: %s", timeout, last)
 }
@@ -508,7 +508,7 @@ func (r *composeRun) waitCompleted(timeout time.Duration) {
 func (r *composeRun) waitDrained(timeout time.Duration) {
 	r.t.Helper()
 	var bad []string
-	for start := time.Now(); time.Since(start) < timeout; time.Sleep(pollEvery) {
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(composePollEvery) {
 		nodes, err := r.nodes()
 		if err != nil {
 			bad = []string{err.Error()}
@@ -519,7 +519,7 @@ func (r *composeRun) waitDrained(timeout time.Duration) {
 			bad = []string{err.Error()}
 			continue
 		}
-		if bad = checkNoLeak(nodes, servers); len(bad) == 0 {
+		if bad = checkComposeNoLeak(nodes, servers); len(bad) == 0 {
 			return
 		}
 	}
@@ -541,7 +541,7 @@ func (r *composeRun) check() {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	bad := append(checkTasks(tasks, r.ackedTasks()), checkLedger(events, tasks, nodes)...)
+	bad := append(checkComposeTasks(tasks, r.ackedTasks()), checkComposeLedger(events, tasks, nodes)...)
 	for i, b := range bad {
 		if i == 20 {
 			r.t.Errorf("… and %d more", len(bad)-i)
@@ -564,18 +564,18 @@ func (r *composeRun) check() {
 func (r *composeRun) waitConverged(timeout time.Duration) {
 	r.t.Helper()
 	var bad []string
-	for start := time.Now(); time.Since(start) < timeout; time.Sleep(pollEvery) {
-		var hashes []stateHash
+	for start := time.Now(); time.Since(start) < timeout; time.Sleep(composePollEvery) {
+		var hashes []composeStateHash
 		bad = nil
 		for _, n := range r.d.Nodes() {
-			var h stateHash
+			var h composeStateHash
 			if err := r.get(r.probe, r.d.APIURL(n)+"/v1/cluster/state-hash", &h); err != nil {
 				bad = append(bad, err.Error())
 			}
 			hashes = append(hashes, h)
 		}
 		if bad == nil {
-			if bad = checkConverged(hashes); bad == nil {
+			if bad = checkComposeConverged(hashes); bad == nil {
 				r.t.Logf("nodes converged at index %d, hash %.16s", hashes[0].AppliedIndex, hashes[0].Hash)
 				return
 			}

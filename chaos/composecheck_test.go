@@ -12,8 +12,8 @@ import (
 	"sort"
 )
 
-// apiTask is the part of a task (GET /v1/tasks) the checks read.
-type apiTask struct {
+// composeTask is the part of a task (GET /v1/tasks) the checks read.
+type composeTask struct {
 	ID             string `json:"id"`
 	Status         string `json:"status"`
 	Step           string `json:"execution_step"`
@@ -31,15 +31,15 @@ type apiTask struct {
 	} `json:"steps"`
 }
 
-// apiNode is the part of a cluster node (GET /v1/nodes) the checks read.
-type apiNode struct {
+// composeNode is the part of a cluster node (GET /v1/nodes) the checks read.
+type composeNode struct {
 	ID         string `json:"id"`
 	Status     string `json:"status"`
 	ServerName string `json:"server_name"`
 }
 
-// ledgerEvent is one effect in the fake cloud's ledger (GET /fake/ledger).
-type ledgerEvent struct {
+// composeLedgerEvent is one effect in the fake cloud's ledger (GET /fake/ledger).
+type composeLedgerEvent struct {
 	Kind        string `json:"kind"`
 	Name        string `json:"name,omitempty"`
 	NodeID      string `json:"node_id,omitempty"`
@@ -48,23 +48,23 @@ type ledgerEvent struct {
 	TaskID      string `json:"task_id,omitempty"`
 }
 
-// stateHash is a node's GET /v1/cluster/state-hash.
-type stateHash struct {
+// composeStateHash is a node's GET /v1/cluster/state-hash.
+type composeStateHash struct {
 	NodeID       string `json:"node_id"`
 	AppliedIndex uint64 `json:"applied_index"`
 	Hash         string `json:"hash"`
 }
 
-// completedPath is the status history of a task that runs through.
-var completedPath = []string{"queued", "delegated", "in_progress", "completed"}
+// composeCompletedPath is the status history of a task that runs through.
+var composeCompletedPath = []string{"queued", "delegated", "in_progress", "completed"}
 
-// effectSteps are the steps each completed task succeeds in exactly once.
-var effectSteps = []string{"node_selection", "node_agent_ready", "workspace_creation", "agent_session", "cleanup"}
+// composeEffectSteps are the steps each completed task succeeds in exactly once.
+var composeEffectSteps = []string{"node_selection", "node_agent_ready", "workspace_creation", "agent_session", "cleanup"}
 
-// checkTasks: the cluster holds exactly the acknowledged tasks (acked:
-// task id → idempotency key), each completed along completedPath with
+// checkComposeTasks: the cluster holds exactly the acknowledged tasks (acked:
+// task id → idempotency key), each completed along composeCompletedPath with
 // node, workspace and session set, each effect step succeeding once.
-func checkTasks(tasks []apiTask, acked map[string]string) []string {
+func checkComposeTasks(tasks []composeTask, acked map[string]string) []string {
 	var bad []string
 	seen := map[string]bool{}
 	for _, tk := range tasks {
@@ -77,8 +77,8 @@ func checkTasks(tasks []apiTask, acked map[string]string) []string {
 		for _, h := range tk.History {
 			path = append(path, h.To)
 		}
-		if !slices.Equal(path, completedPath) {
-			bad = append(bad, fmt.Sprintf("task %s: history %v, want %v", tk.ID, path, completedPath))
+		if !slices.Equal(path, composeCompletedPath) {
+			bad = append(bad, fmt.Sprintf("task %s: history %v, want %v", tk.ID, path, composeCompletedPath))
 		}
 		if tk.Status != "completed" || tk.Cleanup || tk.NodeID == "" || tk.WorkspaceID == "" || tk.AgentSessionID == "" {
 			bad = append(bad, fmt.Sprintf("task %s: %s (cleanup pending %v), node %q, workspace %q, session %q, error %q; want completed with all three",
@@ -90,7 +90,7 @@ func checkTasks(tasks []apiTask, acked map[string]string) []string {
 				succeeded[s.Step]++
 			}
 		}
-		for _, step := range effectSteps {
+		for _, step := range composeEffectSteps {
 			if succeeded[step] != 1 {
 				bad = append(bad, fmt.Sprintf("task %s: step %s succeeded %d times, want once", tk.ID, step, succeeded[step]))
 			}
@@ -105,12 +105,12 @@ func checkTasks(tasks []apiTask, acked map[string]string) []string {
 	return bad
 }
 
-// checkLedger: every server was created once and deleted once and
+// checkComposeLedger: every server was created once and deleted once and
 // belongs to a cluster node; each task has exactly one workspace (its
 // own, created once, on its node) and one session (its own, created once).
-func checkLedger(events []ledgerEvent, tasks []apiTask, nodes []apiNode) []string {
+func checkComposeLedger(events []composeLedgerEvent, tasks []composeTask, nodes []composeNode) []string {
 	var bad []string
-	count := func(kind string, key func(ledgerEvent) string) map[string]int {
+	count := func(kind string, key func(composeLedgerEvent) string) map[string]int {
 		m := map[string]int{}
 		for _, e := range events {
 			if e.Kind == kind {
@@ -119,8 +119,8 @@ func checkLedger(events []ledgerEvent, tasks []apiTask, nodes []apiNode) []strin
 		}
 		return m
 	}
-	created := count("server_create", func(e ledgerEvent) string { return e.Name })
-	deleted := count("server_delete", func(e ledgerEvent) string { return e.Name })
+	created := count("server_create", func(e composeLedgerEvent) string { return e.Name })
+	deleted := count("server_delete", func(e composeLedgerEvent) string { return e.Name })
 	owned := map[string]bool{}
 	for _, n := range nodes {
 		owned[n.ServerName] = true
@@ -168,9 +168,9 @@ func checkLedger(events []ledgerEvent, tasks []apiTask, nodes []apiNode) []strin
 	return bad
 }
 
-// checkNoLeak: once idle nodes have timed out, no cluster node is left
+// checkComposeNoLeak: once idle nodes have timed out, no cluster node is left
 // undeleted and the fake cloud holds no server.
-func checkNoLeak(nodes []apiNode, servers []string) []string {
+func checkComposeNoLeak(nodes []composeNode, servers []string) []string {
 	var bad []string
 	for _, n := range nodes {
 		if n.Status != "deleted" {
@@ -183,8 +183,8 @@ func checkNoLeak(nodes []apiNode, servers []string) []string {
 	return bad
 }
 
-// checkConverged: every node reports the same applied index and state hash.
-func checkConverged(hashes []stateHash) []string {
+// checkComposeConverged: every node reports the same applied index and state hash.
+func checkComposeConverged(hashes []composeStateHash) []string {
 	if len(hashes) == 0 {
 		return []string{"no state hashes"}
 	}

@@ -5,42 +5,42 @@ import (
 	"testing"
 )
 
-// goodRun is one task that ran through, its node and the ledger it left.
-func goodRun() ([]apiTask, map[string]string, []apiNode, []ledgerEvent) {
-	tk := apiTask{ID: "t1", Status: "completed", NodeID: "nd1", WorkspaceID: "ws1", AgentSessionID: "s1"}
-	for _, s := range completedPath {
+// goodComposeRun is one task that ran through, its node and the ledger it left.
+func goodComposeRun() ([]composeTask, map[string]string, []composeNode, []composeLedgerEvent) {
+	tk := composeTask{ID: "t1", Status: "completed", NodeID: "nd1", WorkspaceID: "ws1", AgentSessionID: "s1"}
+	for _, s := range composeCompletedPath {
 		tk.History = append(tk.History, struct {
 			To string `json:"to"`
 		}{s})
 	}
-	for _, s := range effectSteps {
+	for _, s := range composeEffectSteps {
 		tk.Steps = append(tk.Steps, struct {
 			Step    string `json:"step"`
 			Outcome string `json:"outcome"`
 		}{s, "success"})
 	}
-	nodes := []apiNode{{ID: "nd1", Status: "deleted", ServerName: "node-nd1"}}
-	events := []ledgerEvent{
+	nodes := []composeNode{{ID: "nd1", Status: "deleted", ServerName: "node-nd1"}}
+	events := []composeLedgerEvent{
 		{Kind: "server_create", Name: "node-nd1"},
 		{Kind: "workspace_create", NodeID: "nd1", WorkspaceID: "ws1", TaskID: "t1"},
 		{Kind: "session_create", NodeID: "nd1", WorkspaceID: "ws1", SessionID: "s1"},
 		{Kind: "server_delete", Name: "node-nd1"},
 	}
-	return []apiTask{tk}, map[string]string{"t1": "key-1"}, nodes, events
+	return []composeTask{tk}, map[string]string{"t1": "key-1"}, nodes, events
 }
 
 func TestComposeChecksPassAGoodRun(t *testing.T) {
-	tasks, acked, nodes, events := goodRun()
-	if bad := checkTasks(tasks, acked); bad != nil {
+	tasks, acked, nodes, events := goodComposeRun()
+	if bad := checkComposeTasks(tasks, acked); bad != nil {
 		t.Errorf("checkTasks: %v", bad)
 	}
-	if bad := checkLedger(events, tasks, nodes); bad != nil {
+	if bad := checkComposeLedger(events, tasks, nodes); bad != nil {
 		t.Errorf("checkLedger: %v", bad)
 	}
-	if bad := checkNoLeak(nodes, nil); bad != nil {
+	if bad := checkComposeNoLeak(nodes, nil); bad != nil {
 		t.Errorf("checkNoLeak: %v", bad)
 	}
-	if bad := checkConverged([]stateHash{{"n1", 9, "ab"}, {"n2", 9, "ab"}, {"n3", 9, "ab"}}); bad != nil {
+	if bad := checkComposeConverged([]composeStateHash{{"n1", 9, "ab"}, {"n2", 9, "ab"}, {"n3", 9, "ab"}}); bad != nil {
 		t.Errorf("checkConverged: %v", bad)
 	}
 }
@@ -48,60 +48,60 @@ func TestComposeChecksPassAGoodRun(t *testing.T) {
 // TestComposeChecksCatchViolations breaks a good run in one way at a time.
 func TestComposeChecksCatchViolations(t *testing.T) {
 	for name, tc := range map[string]struct {
-		mutate func(tasks []apiTask, acked map[string]string, nodes []apiNode, events []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent)
+		mutate func(tasks []composeTask, acked map[string]string, nodes []composeNode, events []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent)
 		want   string
 	}{
-		"lost task": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
+		"lost task": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			a["t2"] = "key-2"
 			return tk, n, e
 		}, "t2 (key key-2) is missing"},
-		"task done twice": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
+		"task done twice": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			dup := tk[0]
 			dup.ID = "t9"
 			return append(tk, dup), n, e
 		}, "no submission was acknowledged"},
-		"failed task": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
+		"failed task": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			tk[0].Status = "failed"
 			return tk, n, e
 		}, "want completed"},
-		"step twice": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
+		"step twice": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			tk[0].Steps = append(tk[0].Steps, tk[0].Steps[2])
 			return tk, n, e
 		}, "workspace_creation succeeded 2 times"},
-		"history backwards": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
+		"history backwards": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			tk[0].History = append(tk[0].History[:2], tk[0].History[1:]...)
 			return tk, n, e
 		}, "history"},
-		"duplicate server": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
-			return tk, n, append(e, ledgerEvent{Kind: "server_create", Name: "node-nd1"})
+		"duplicate server": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
+			return tk, n, append(e, composeLedgerEvent{Kind: "server_create", Name: "node-nd1"})
 		}, "created 2 times"},
-		"leaked server": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
+		"leaked server": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			return tk, n, e[:3]
 		}, "deleted 0 times"},
-		"orphan server": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
-			return tk, n, append(e, ledgerEvent{Kind: "server_create", Name: "node-x"}, ledgerEvent{Kind: "server_delete", Name: "node-x"})
+		"orphan server": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
+			return tk, n, append(e, composeLedgerEvent{Kind: "server_create", Name: "node-x"}, composeLedgerEvent{Kind: "server_delete", Name: "node-x"})
 		}, "belongs to no cluster node"},
-		"duplicate workspace": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
-			return tk, n, append(e, ledgerEvent{Kind: "workspace_create", NodeID: "nd1", WorkspaceID: "ws2", TaskID: "t1"})
+		"duplicate workspace": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
+			return tk, n, append(e, composeLedgerEvent{Kind: "workspace_create", NodeID: "nd1", WorkspaceID: "ws2", TaskID: "t1"})
 		}, "workspaces created for it"},
-		"duplicate session": {func(tk []apiTask, a map[string]string, n []apiNode, e []ledgerEvent) ([]apiTask, []apiNode, []ledgerEvent) {
-			return tk, n, append(e, ledgerEvent{Kind: "session_create", NodeID: "nd1", WorkspaceID: "ws1", SessionID: "s2"})
+		"duplicate session": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
+			return tk, n, append(e, composeLedgerEvent{Kind: "session_create", NodeID: "nd1", WorkspaceID: "ws1", SessionID: "s2"})
 		}, "sessions created in its workspace"},
 	} {
-		tasks, acked, nodes, events := goodRun()
+		tasks, acked, nodes, events := goodComposeRun()
 		tasks, nodes, events = tc.mutate(tasks, acked, nodes, events)
-		bad := append(checkTasks(tasks, acked), checkLedger(events, tasks, nodes)...)
+		bad := append(checkComposeTasks(tasks, acked), checkComposeLedger(events, tasks, nodes)...)
 		if !strings.Contains(strings.Join(bad, "\n"), tc.want) {
 			t.Errorf("%s: violations %q, want one with %q", name, bad, tc.want)
 		}
 	}
-	if bad := checkNoLeak([]apiNode{{ID: "nd1", Status: "warm"}}, []string{"node-nd1"}); len(bad) != 2 {
+	if bad := checkComposeNoLeak([]composeNode{{ID: "nd1", Status: "warm"}}, []string{"node-nd1"}); len(bad) != 2 {
 		t.Errorf("checkNoLeak of a warm node and its server: %q, want two violations", bad)
 	}
-	if bad := checkConverged([]stateHash{{"n1", 9, "ab"}, {"n2", 9, "ac"}}); len(bad) != 1 {
+	if bad := checkComposeConverged([]composeStateHash{{"n1", 9, "ab"}, {"n2", 9, "ac"}}); len(bad) != 1 {
 		t.Errorf("checkConverged of different hashes: %q", bad)
 	}
-	if bad := checkConverged([]stateHash{{"n1", 9, "ab"}, {"n2", 8, "ab"}}); len(bad) != 1 {
+	if bad := checkComposeConverged([]composeStateHash{{"n1", 9, "ab"}, {"n2", 8, "ab"}}); len(bad) != 1 {
 		t.Errorf("checkConverged of different indexes: %q", bad)
 	}
 }

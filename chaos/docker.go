@@ -39,10 +39,10 @@ type DockerOptions struct {
 
 // Service names of docker-compose.cluster.yml.
 const (
-	fakecloudService = "fakecloud"
-	clusterNetwork   = "cluster"
-	nodeAPIPort      = "8000/tcp"
-	fakecloudPort    = "9000/tcp"
+	dockerFakecloud      = "fakecloud"
+	dockerClusterNetwork = "cluster"
+	dockerAPIPort        = "8000/tcp"
+	dockerFakecloudPort  = "9000/tcp"
 	// dockerCommandTimeout bounds one docker command; `up` and `down`
 	// get composeTimeout (containers on a loaded machine start slowly).
 	dockerCommandTimeout = 2 * time.Minute
@@ -60,14 +60,14 @@ type Docker struct {
 	env  []string
 
 	mu         sync.Mutex
-	containers map[string]string   // service → container id
-	urls       map[string]string   // service → http://127.0.0.1:<port>
-	detached   map[string]endpoint // isolated node → how it was attached
+	containers map[string]string         // service → container id
+	urls       map[string]string         // service → http://127.0.0.1:<port>
+	detached   map[string]dockerEndpoint // isolated node → how it was attached
 	paused     map[string]bool
 }
 
-// endpoint is a container's attachment to a network, to restore it.
-type endpoint struct {
+// dockerEndpoint is a container's attachment to a network, to restore it.
+type dockerEndpoint struct {
 	IP      string
 	Aliases []string
 }
@@ -91,13 +91,13 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 		opts.Compose = "docker-compose"
 	}
 	if opts.Run == nil {
-		opts.Run = execRun
+		opts.Run = dockerExec
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
 	d := &Docker{opts: opts, containers: map[string]string{}, urls: map[string]string{},
-		detached: map[string]endpoint{}, paused: map[string]bool{}}
+		detached: map[string]dockerEndpoint{}, paused: map[string]bool{}}
 	fixedNet := opts.Net != ""
 	for attempt := 0; ; attempt++ {
 		if !fixedNet {
@@ -105,7 +105,7 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 			if err != nil {
 				return nil, err
 			}
-			if d.opts.Net, err = pickNet(used, rand.IntN); err != nil {
+			if d.opts.Net, err = pickDockerNet(used, rand.IntN); err != nil {
 				return nil, err
 			}
 		}
@@ -156,7 +156,7 @@ func (d *Docker) down() error {
 
 // discover finds each service's container and published port.
 func (d *Docker) discover(ctx context.Context) error {
-	for _, svc := range append([]string{fakecloudService}, dockerNodes...) {
+	for _, svc := range append([]string{dockerFakecloud}, dockerNodes...) {
 		out, err := d.opts.Run(ctx, d.env, d.opts.Compose, d.composeArgs("ps", "-q", svc)...)
 		if err != nil {
 			return err
@@ -178,15 +178,15 @@ func (d *Docker) discover(ctx context.Context) error {
 // refreshURL reads the host port a service's container publishes; a
 // container started again may get a new one.
 func (d *Docker) refreshURL(ctx context.Context, svc string) error {
-	port := nodeAPIPort
-	if svc == fakecloudService {
-		port = fakecloudPort
+	port := dockerAPIPort
+	if svc == dockerFakecloud {
+		port = dockerFakecloudPort
 	}
 	out, err := d.docker(ctx, "port", d.container(svc), port)
 	if err != nil {
 		return err
 	}
-	hostPort, err := parsePublished(out)
+	hostPort, err := parseDockerPort(out)
 	if err != nil {
 		return fmt.Errorf("docker target: %s: %w", svc, err)
 	}
@@ -196,9 +196,9 @@ func (d *Docker) refreshURL(ctx context.Context, svc string) error {
 	return nil
 }
 
-// parsePublished picks the 127.0.0.1 binding from `docker port` output
+// parseDockerPort picks the 127.0.0.1 binding from `docker port` output
 // ("127.0.0.1:49153", one binding a line).
-func parsePublished(out string) (string, error) {
+func parseDockerPort(out string) (string, error) {
 	for _, line := range strings.Split(out, "\n") {
 		ap, err := netip.ParseAddrPort(strings.TrimSpace(line))
 		if err == nil && ap.Addr() == netip.MustParseAddr("127.0.0.1") && ap.Port() != 0 {
@@ -243,7 +243,7 @@ func (d *Docker) APIURL(node string) string {
 }
 
 // LedgerURL is the fake cloud's base URL.
-func (d *Docker) LedgerURL() string { return d.APIURL(fakecloudService) }
+func (d *Docker) LedgerURL() string { return d.APIURL(dockerFakecloud) }
 
 // Kill sends SIGKILL to the node's container.
 func (d *Docker) Kill(node string) error {
@@ -282,7 +282,7 @@ func (d *Docker) Resume(node string) error {
 
 // networkName is the compose network's docker name (compose v1:
 // <project>_<network>).
-func (d *Docker) networkName() string { return d.opts.Project + "_" + clusterNetwork }
+func (d *Docker) networkName() string { return d.opts.Project + "_" + dockerClusterNetwork }
 
 // Isolate disconnects the node from the cluster network, remembering its
 // address and DNS aliases (n1, tdf) for Heal.
@@ -295,7 +295,7 @@ func (d *Docker) Isolate(node string) error {
 	if err != nil {
 		return err
 	}
-	ep, err := parseEndpoint(out, d.networkName())
+	ep, err := parseDockerEndpoint(out, d.networkName())
 	if err != nil {
 		return fmt.Errorf("docker target: %s: %w", node, err)
 	}
@@ -308,30 +308,30 @@ func (d *Docker) Isolate(node string) error {
 	return nil
 }
 
-// parseEndpoint reads a network's attachment from the JSON of a
+// parseDockerEndpoint reads a network's attachment from the JSON of a
 // container's .NetworkSettings.Networks.
-func parseEndpoint(inspectJSON, network string) (endpoint, error) {
+func parseDockerEndpoint(inspectJSON, network string) (dockerEndpoint, error) {
 	var nets map[string]struct {
 		IPAMConfig *struct{ IPv4Address string }
 		IPAddress  string
 		Aliases    []string
 	}
 	if err := json.Unmarshal([]byte(inspectJSON), &nets); err != nil {
-		return endpoint{}, fmt.Errorf("container networks %q: %w", strings.TrimSpace(inspectJSON), err)
+		return dockerEndpoint{}, fmt.Errorf("container networks %q: %w", strings.TrimSpace(inspectJSON), err)
 	}
 	n, ok := nets[network]
 	if !ok {
-		return endpoint{}, fmt.Errorf("not attached to network %s", network)
+		return dockerEndpoint{}, fmt.Errorf("not attached to network %s", network)
 	}
-	ep := endpoint{IP: n.IPAddress, Aliases: n.Aliases}
+	ep := dockerEndpoint{IP: n.IPAddress, Aliases: n.Aliases}
 	if n.IPAMConfig != nil && n.IPAMConfig.IPv4Address != "" {
 		ep.IP = n.IPAMConfig.IPv4Address
 	}
 	return ep, nil
 }
 
-// connectArgs reattach a container with its address and aliases.
-func connectArgs(network, container string, ep endpoint) []string {
+// dockerConnectArgs reattach a container with its address and aliases.
+func dockerConnectArgs(network, container string, ep dockerEndpoint) []string {
 	args := []string{"network", "connect"}
 	if ep.IP != "" {
 		args = append(args, "--ip", ep.IP)
@@ -350,7 +350,7 @@ func (d *Docker) Heal(node string) error {
 	if !ok {
 		return fmt.Errorf("docker target: %s is not isolated", node)
 	}
-	if err := d.act(node, "network connect", connectArgs(d.networkName(), d.container(node), ep)...); err != nil {
+	if err := d.act(node, "network connect", dockerConnectArgs(d.networkName(), d.container(node), ep)...); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -404,9 +404,9 @@ func (d *Docker) usedSubnets(ctx context.Context) ([]netip.Prefix, error) {
 	return used, nil
 }
 
-// pickNet chooses a 10.213.N.0/24 that overlaps none of the used subnets,
+// pickDockerNet chooses a 10.213.N.0/24 that overlaps none of the used subnets,
 // and returns its first three octets.
-func pickNet(used []netip.Prefix, intn func(int) int) (string, error) {
+func pickDockerNet(used []netip.Prefix, intn func(int) int) (string, error) {
 	start := intn(256)
 	for i := range 256 {
 		n := (start + i) % 256
@@ -425,8 +425,8 @@ func pickNet(used []netip.Prefix, intn func(int) int) (string, error) {
 	return "", errors.New("docker target: every 10.213.N.0/24 overlaps a docker network")
 }
 
-// execRun runs a command; its error carries the standard error.
-func execRun(ctx context.Context, env []string, name string, args ...string) (string, error) {
+// dockerExec runs a command; its error carries the standard error.
+func dockerExec(ctx context.Context, env []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer

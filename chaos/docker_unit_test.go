@@ -10,25 +10,25 @@ import (
 	"testing"
 )
 
-// fakeDocker answers docker and docker-compose commands from a script and
+// fakeDockerCLI answers docker and docker-compose commands from a script and
 // records every call.
-type fakeDocker struct {
+type fakeDockerCLI struct {
 	calls  []string
 	envs   [][]string
 	answer func(cmd string) (string, error)
 }
 
-func (f *fakeDocker) run(_ context.Context, env []string, name string, args ...string) (string, error) {
+func (f *fakeDockerCLI) run(_ context.Context, env []string, name string, args ...string) (string, error) {
 	cmd := name + " " + strings.Join(args, " ")
 	f.calls = append(f.calls, cmd)
 	f.envs = append(f.envs, env)
 	return f.answer(cmd)
 }
 
-const inspectN1 = `{"tdfchaostest_cluster":{"IPAMConfig":{"IPv4Address":"10.213.9.11"},"Aliases":["8bc86b80be5f","tdf","n1"],"IPAddress":"10.213.9.11"},` +
+const dockerInspectN1 = `{"tdfchaostest_cluster":{"IPAMConfig":{"IPv4Address":"10.213.9.11"},"Aliases":["8bc86b80be5f","tdf","n1"],"IPAddress":"10.213.9.11"},` +
 	`"tdfchaostest_edge_n1":{"IPAMConfig":null,"Aliases":["8bc86b80be5f","n1"],"IPAddress":"172.19.0.2"}}`
 
-func scripted(ports map[string]string) func(string) (string, error) {
+func scriptedDocker(ports map[string]string) func(string) (string, error) {
 	return func(cmd string) (string, error) {
 		switch {
 		case strings.HasPrefix(cmd, "docker network ls"):
@@ -42,7 +42,7 @@ func scripted(ports map[string]string) func(string) (string, error) {
 			svc := strings.Fields(cmd)[2][len("id-"):]
 			return ports[svc], nil
 		case strings.HasPrefix(cmd, "docker inspect"):
-			return inspectN1, nil
+			return dockerInspectN1, nil
 		}
 		return "", nil
 	}
@@ -50,7 +50,7 @@ func scripted(ports map[string]string) func(string) (string, error) {
 
 func TestDockerTargetCommands(t *testing.T) {
 	ports := map[string]string{"n1": "127.0.0.1:49001\n", "n2": "127.0.0.1:49002\n", "n3": "127.0.0.1:49003\n", "fakecloud": "127.0.0.1:49000\n"}
-	f := &fakeDocker{answer: scripted(ports)}
+	f := &fakeDockerCLI{answer: scriptedDocker(ports)}
 	d, err := StartDocker(context.Background(), DockerOptions{ComposeFile: "dc.yml", Project: "tdfchaostest", Run: f.run})
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +117,8 @@ func TestDockerTargetCommands(t *testing.T) {
 func TestDockerTargetRetriesTakenPool(t *testing.T) {
 	ports := map[string]string{"n1": "127.0.0.1:1\n", "n2": "127.0.0.1:2\n", "n3": "127.0.0.1:3\n", "fakecloud": "127.0.0.1:4\n"}
 	ups := 0
-	base := scripted(ports)
-	f := &fakeDocker{answer: func(cmd string) (string, error) {
+	base := scriptedDocker(ports)
+	f := &fakeDockerCLI{answer: func(cmd string) (string, error) {
 		if strings.HasSuffix(cmd, " up -d") {
 			if ups++; ups == 1 {
 				return "", errors.New("Pool overlaps with other one on this address space")
@@ -139,7 +139,7 @@ func TestDockerTargetRetriesTakenPool(t *testing.T) {
 		t.Errorf("%d ups and %d downs, want 2 and 1: %q", ups, downs, f.calls)
 	}
 
-	f = &fakeDocker{answer: func(cmd string) (string, error) {
+	f = &fakeDockerCLI{answer: func(cmd string) (string, error) {
 		if strings.HasSuffix(cmd, " up -d") {
 			return "", errors.New("image tdf:dev not found")
 		}
@@ -159,7 +159,7 @@ func TestParsePublished(t *testing.T) {
 		"":                                "",
 		"Error: No public port published": "",
 	} {
-		got, err := parsePublished(out)
+		got, err := parseDockerPort(out)
 		if got != want || (want == "") != (err != nil) {
 			t.Errorf("parsePublished(%q) = %q, %v; want %q", out, got, err, want)
 		}
@@ -167,20 +167,20 @@ func TestParsePublished(t *testing.T) {
 }
 
 func TestParseEndpoint(t *testing.T) {
-	ep, err := parseEndpoint(inspectN1, "tdfchaostest_cluster")
+	ep, err := parseDockerEndpoint(dockerInspectN1, "tdfchaostest_cluster")
 	if err != nil || ep.IP != "10.213.9.11" || !slices.Equal(ep.Aliases, []string{"8bc86b80be5f", "tdf", "n1"}) {
-		t.Errorf("cluster endpoint %+v, %v", ep, err)
+		t.Errorf("cluster dockerEndpoint %+v, %v", ep, err)
 	}
-	if ep, err = parseEndpoint(inspectN1, "tdfchaostest_edge_n1"); err != nil || ep.IP != "172.19.0.2" {
-		t.Errorf("edge endpoint (no IPAM config: the assigned address) %+v, %v", ep, err)
+	if ep, err = parseDockerEndpoint(dockerInspectN1, "tdfchaostest_edge_n1"); err != nil || ep.IP != "172.19.0.2" {
+		t.Errorf("edge dockerEndpoint (no IPAM config: the assigned address) %+v, %v", ep, err)
 	}
-	if _, err := parseEndpoint(inspectN1, "other_cluster"); err == nil {
+	if _, err := parseDockerEndpoint(dockerInspectN1, "other_cluster"); err == nil {
 		t.Errorf("missing network: no error")
 	}
-	if _, err := parseEndpoint("not json", "x"); err == nil {
+	if _, err := parseDockerEndpoint("not json", "x"); err == nil {
 		t.Errorf("bad JSON: no error")
 	}
-	got := connectArgs("net", "c1", endpoint{IP: "10.0.0.2", Aliases: []string{"a", "b"}})
+	got := dockerConnectArgs("net", "c1", dockerEndpoint{IP: "10.0.0.2", Aliases: []string{"a", "b"}})
 	if want := "network connect --ip 10.0.0.2 --alias a --alias b net c1"; strings.Join(got, " ") != want {
 		t.Errorf("connectArgs = %q, want %q", got, want)
 	}
@@ -190,15 +190,15 @@ func TestPickNet(t *testing.T) {
 	used := []netip.Prefix{netip.MustParsePrefix("10.213.5.0/24"), netip.MustParsePrefix("10.213.6.128/25")}
 	fixed := func(n int) func(int) int { return func(int) int { return n } }
 	for start, want := range map[int]string{4: "10.213.4", 5: "10.213.7", 6: "10.213.7"} {
-		if got, err := pickNet(used, fixed(start)); err != nil || got != want {
+		if got, err := pickDockerNet(used, fixed(start)); err != nil || got != want {
 			t.Errorf("pickNet from %d = %q, %v; want %s", start, got, err, want)
 		}
 	}
-	if _, err := pickNet([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, fixed(0)); err == nil {
+	if _, err := pickDockerNet([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, fixed(0)); err == nil {
 		t.Errorf("every /24 taken: no error")
 	}
 	for i := range 3 {
-		if got, _ := pickNet(nil, fixed(i*100)); got != fmt.Sprintf("10.213.%d", i*100) {
+		if got, _ := pickDockerNet(nil, fixed(i*100)); got != fmt.Sprintf("10.213.%d", i*100) {
 			t.Errorf("free start %d: %s", i*100, got)
 		}
 	}
