@@ -58,13 +58,38 @@ type composeStateHash struct {
 // composeCompletedPath is the status history of a task that runs through.
 var composeCompletedPath = []string{"queued", "delegated", "in_progress", "completed"}
 
+// composeLostPath is the status history of a task whose agent's status
+// callback was lost: it fails when its running step's deadline passes.
+var composeLostPath = []string{"queued", "delegated", "in_progress", "failed"}
+
 // composeEffectSteps are the steps each completed task succeeds in exactly once.
 var composeEffectSteps = []string{"node_selection", "node_agent_ready", "workspace_creation", "agent_session", "cleanup"}
 
-// checkComposeTasks: the cluster holds exactly the acknowledged tasks (acked:
-// task id → idempotency key), each completed along composeCompletedPath with
-// node, workspace and session set, each effect step succeeding once.
-func checkComposeTasks(tasks []composeTask, acked map[string]string) []string {
+// lostStatusCallbacks names the tasks whose agent finished its run but
+// whose status callback no node acknowledged (the fake cloud records each
+// delivered one): the agent sends it once, so a leader that was down,
+// frozen or cut off when it came may have lost it.
+func lostStatusCallbacks(events []composeLedgerEvent) map[string]bool {
+	lost := map[string]bool{}
+	for _, e := range events {
+		if e.Kind == "agent_run_done" {
+			lost[e.TaskID] = true
+		}
+	}
+	for _, e := range events {
+		if e.Kind == "callback_delivered" {
+			delete(lost, e.TaskID)
+		}
+	}
+	return lost
+}
+
+// checkComposeTasks: the cluster holds exactly the acknowledged tasks
+// (acked: task id → idempotency key), each completed along
+// composeCompletedPath with node, workspace and session set, each effect
+// step succeeding once. A task whose status callback was lost (lost) must
+// instead have failed on its running deadline, its effects still once.
+func checkComposeTasks(tasks []composeTask, acked map[string]string, lost map[string]bool) []string {
 	var bad []string
 	seen := map[string]bool{}
 	for _, tk := range tasks {
@@ -77,12 +102,16 @@ func checkComposeTasks(tasks []composeTask, acked map[string]string) []string {
 		for _, h := range tk.History {
 			path = append(path, h.To)
 		}
-		if !slices.Equal(path, composeCompletedPath) {
-			bad = append(bad, fmt.Sprintf("task %s: history %v, want %v", tk.ID, path, composeCompletedPath))
+		wantPath, wantStatus, wantError := composeCompletedPath, "completed", ""
+		if lost[tk.ID] {
+			wantPath, wantStatus, wantError = composeLostPath, "failed", "max execution time exceeded"
 		}
-		if tk.Status != "completed" || tk.Cleanup || tk.NodeID == "" || tk.WorkspaceID == "" || tk.AgentSessionID == "" {
-			bad = append(bad, fmt.Sprintf("task %s: %s (cleanup pending %v), node %q, workspace %q, session %q, error %q; want completed with all three",
-				tk.ID, tk.Status, tk.Cleanup, tk.NodeID, tk.WorkspaceID, tk.AgentSessionID, tk.ErrorMessage))
+		if !slices.Equal(path, wantPath) {
+			bad = append(bad, fmt.Sprintf("task %s: history %v, want %v (status callback lost: %v)", tk.ID, path, wantPath, lost[tk.ID]))
+		}
+		if tk.Status != wantStatus || tk.ErrorMessage != wantError || tk.Cleanup || tk.NodeID == "" || tk.WorkspaceID == "" || tk.AgentSessionID == "" {
+			bad = append(bad, fmt.Sprintf("task %s: %s (cleanup pending %v), node %q, workspace %q, session %q, error %q; want %s (error %q) with all three",
+				tk.ID, tk.Status, tk.Cleanup, tk.NodeID, tk.WorkspaceID, tk.AgentSessionID, tk.ErrorMessage, wantStatus, wantError))
 		}
 		succeeded := map[string]int{}
 		for _, s := range tk.Steps {

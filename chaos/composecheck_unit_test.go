@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,8 @@ func goodComposeRun() ([]composeTask, map[string]string, []composeNode, []compos
 		{Kind: "server_create", Name: "node-nd1"},
 		{Kind: "workspace_create", NodeID: "nd1", WorkspaceID: "ws1", TaskID: "t1"},
 		{Kind: "session_create", NodeID: "nd1", WorkspaceID: "ws1", SessionID: "s1"},
+		{Kind: "agent_run_done", NodeID: "nd1", WorkspaceID: "ws1", TaskID: "t1"},
+		{Kind: "callback_delivered", NodeID: "nd1", WorkspaceID: "ws1", TaskID: "t1"},
 		{Kind: "server_delete", Name: "node-nd1"},
 	}
 	return []composeTask{tk}, map[string]string{"t1": "key-1"}, nodes, events
@@ -31,7 +34,7 @@ func goodComposeRun() ([]composeTask, map[string]string, []composeNode, []compos
 
 func TestComposeChecksPassAGoodRun(t *testing.T) {
 	tasks, acked, nodes, events := goodComposeRun()
-	if bad := checkComposeTasks(tasks, acked); bad != nil {
+	if bad := checkComposeTasks(tasks, acked, lostStatusCallbacks(events)); bad != nil {
 		t.Errorf("checkTasks: %v", bad)
 	}
 	if bad := checkComposeLedger(events, tasks, nodes); bad != nil {
@@ -76,8 +79,16 @@ func TestComposeChecksCatchViolations(t *testing.T) {
 			return tk, n, append(e, composeLedgerEvent{Kind: "server_create", Name: "node-nd1"})
 		}, "created 2 times"},
 		"leaked server": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
-			return tk, n, e[:3]
+			return tk, n, e[:len(e)-1]
 		}, "deleted 0 times"},
+		"failed though its status callback was delivered": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
+			tk[0].Status, tk[0].ErrorMessage = "failed", "max execution time exceeded"
+			tk[0].History[3].To = "failed"
+			return tk, n, e
+		}, "want completed"},
+		"completed though its status callback was lost": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
+			return tk, n, slices.DeleteFunc(e, func(ev composeLedgerEvent) bool { return ev.Kind == "callback_delivered" })
+		}, "want failed"},
 		"orphan server": {func(tk []composeTask, a map[string]string, n []composeNode, e []composeLedgerEvent) ([]composeTask, []composeNode, []composeLedgerEvent) {
 			return tk, n, append(e, composeLedgerEvent{Kind: "server_create", Name: "node-x"}, composeLedgerEvent{Kind: "server_delete", Name: "node-x"})
 		}, "belongs to no cluster node"},
@@ -90,7 +101,7 @@ func TestComposeChecksCatchViolations(t *testing.T) {
 	} {
 		tasks, acked, nodes, events := goodComposeRun()
 		tasks, nodes, events = tc.mutate(tasks, acked, nodes, events)
-		bad := append(checkComposeTasks(tasks, acked), checkComposeLedger(events, tasks, nodes)...)
+		bad := append(checkComposeTasks(tasks, acked, lostStatusCallbacks(events)), checkComposeLedger(events, tasks, nodes)...)
 		if !strings.Contains(strings.Join(bad, "\n"), tc.want) {
 			t.Errorf("%s: violations %q, want one with %q", name, bad, tc.want)
 		}
@@ -103,5 +114,22 @@ func TestComposeChecksCatchViolations(t *testing.T) {
 	}
 	if bad := checkComposeConverged([]composeStateHash{{"n1", 9, "ab"}, {"n2", 8, "ab"}}); len(bad) != 1 {
 		t.Errorf("checkConverged of different indexes: %q", bad)
+	}
+}
+
+// TestComposeChecksAcceptALostCallback: a task whose agent's status
+// callback no node acknowledged fails on its running deadline, and that
+// is the one outcome the checks accept for it.
+func TestComposeChecksAcceptALostCallback(t *testing.T) {
+	tasks, acked, nodes, events := goodComposeRun()
+	events = slices.DeleteFunc(events, func(e composeLedgerEvent) bool { return e.Kind == "callback_delivered" })
+	tasks[0].Status, tasks[0].ErrorMessage = "failed", "max execution time exceeded"
+	tasks[0].History[3].To = "failed"
+	lost := lostStatusCallbacks(events)
+	if !lost["t1"] || len(lost) != 1 {
+		t.Fatalf("lost status callbacks %v, want t1", lost)
+	}
+	if bad := append(checkComposeTasks(tasks, acked, lost), checkComposeLedger(events, tasks, nodes)...); bad != nil {
+		t.Errorf("a task failed on its deadline after a lost callback: %q", bad)
 	}
 }
