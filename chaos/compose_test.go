@@ -45,7 +45,7 @@ type composeVariant struct {
 
 var (
 	composeShort = composeVariant{name: "short", faults: 3, pace: 700 * time.Millisecond, settle: 4 * time.Minute}
-	composeLong  = composeVariant{name: "long", faults: 12, pace: 500 * time.Millisecond, settle: 8 * time.Minute}
+	composeLong  = composeVariant{name: "long", faults: 15, pace: 500 * time.Millisecond, settle: 8 * time.Minute}
 )
 
 const (
@@ -131,8 +131,9 @@ func TestComposeChaos(t *testing.T) {
 	r.waitDrained(composeDrainWait)
 	r.check()
 	r.waitConverged(composeLeaderWait)
-	t.Logf("%s run: %d kills, %d pauses, %d network disconnects of the leader, %d tasks completed; faults took %s, whole run %s",
-		v.name, r.done["kill"], r.done["pause"], r.done["isolate"], len(r.ackedTasks()), faultTime.Round(time.Second), time.Since(began).Round(time.Second))
+	t.Logf("%s run: %d kills, %d pauses, %d network disconnects of the leader; %d tasks, %d completed, %d failed on their deadline after a lost status callback; faults took %s, whole run %s",
+		v.name, r.done["kill"], r.done["pause"], r.done["isolate"], len(r.ackedTasks()), len(r.ackedTasks())-r.lost, r.lost,
+		faultTime.Round(time.Second), time.Since(began).Round(time.Second))
 	t.Logf("failover (fault → another node leads): %s", r.failoverSummary())
 }
 
@@ -148,6 +149,7 @@ type composeRun struct {
 	done      map[string]int    // faults done by kind
 	failovers map[string][]time.Duration
 	retries   int
+	lost      int // tasks whose status callback was lost (check)
 }
 
 // ---------------------------------------------------------------------------
@@ -548,6 +550,7 @@ func (r *composeRun) check() {
 		r.t.Fatal(err)
 	}
 	lost := lostStatusCallbacks(events)
+	r.lost = len(lost)
 	bad := append(checkComposeTasks(tasks, r.ackedTasks(), lost), checkComposeLedger(events, tasks, nodes)...)
 	for i, b := range bad {
 		if i == 20 {
