@@ -38,3 +38,31 @@ lint: ## gofmt and go vet
 .PHONY: clean
 clean: ## remove the binary and the dev cluster's data
 	rm -rf bin $(DATA)
+
+# ---------------------------------------------------------------------------
+# The docker-compose cluster (docker-compose v1: the docker-compose command)
+
+IMAGE   ?= tdf:dev
+COMPOSE ?= docker-compose
+CLUSTER ?= tdf
+CLUSTER_COMPOSE = TDF_IMAGE=$(IMAGE) $(COMPOSE) -f docker-compose.cluster.yml -p $(CLUSTER)
+
+.PHONY: image
+image: ## build the FROM-scratch image (IMAGE, default tdf:dev: static binary + host CA certificates; nothing is pulled)
+	rm -rf bin/image && mkdir -p bin/image/data
+	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o bin/image/tdf ./cmd/tdf
+	cp /etc/ssl/certs/ca-certificates.crt bin/image/
+	docker build -q -f build/Dockerfile -t $(IMAGE) bin/image
+
+.PHONY: cluster-up
+cluster-up: image ## start three nodes and the fake cloud in docker (APIs on 127.0.0.1:8001-8003, fake cloud on :9000)
+	$(CLUSTER_COMPOSE) up -d
+	@echo "cluster up: tdf cluster status --addr http://127.0.0.1:8001; stop it with make cluster-down"
+
+.PHONY: cluster-down
+cluster-down: ## stop the docker cluster and delete its containers, network and volumes
+	$(CLUSTER_COMPOSE) down -v --remove-orphans
+
+.PHONY: chaos-docker
+chaos-docker: ## the long compose chaos run: kills, pauses and network disconnects of the leader (needs docker)
+	TDF_CHAOS_DOCKER=long $(GO) test -count=1 -timeout 60m -run '^TestComposeChaos$$' -v ./chaos/

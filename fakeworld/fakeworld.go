@@ -32,6 +32,12 @@ import (
 // "task_status: fault DropTaskStatusRate 0.2 (drew 0.1234)".
 const EventCallbackDropped = "callback_dropped"
 
+// EventCallbackDelivered is the ledger kind of a task status callback the
+// control plane answered with a 2xx (Detail: the URL). The agent sends it
+// once: a task without one may rightly fail on its running deadline, one
+// with it must not (the chaos checkers' evidence).
+const EventCallbackDelivered = "callback_delivered"
+
 // Options configure the world.
 type Options struct {
 	Cloud fakecloud.Options
@@ -169,9 +175,13 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 	// shows, yet checkers must know of it (a task whose status callback
 	// was dropped is expected to fail on its deadline): record the drop.
 	cfg.OnCallback = func(r sim.CallbackRecord) {
-		if r.Outcome == sim.OutcomeDropped {
+		switch {
+		case r.Outcome == sim.OutcomeDropped:
 			w.Cloud.Record(fakecloud.Event{Kind: EventCallbackDropped, ServerID: s.ID, NodeID: r.NodeID, WorkspaceID: r.WorkspaceID,
 				TaskID: r.TaskID, Detail: string(r.Kind) + ": " + r.Error, Time: r.Time})
+		case r.Kind == sim.KindTaskStatus && r.Outcome == sim.OutcomeDelivered && !r.Duplicate:
+			w.Cloud.Record(fakecloud.Event{Kind: EventCallbackDelivered, ServerID: s.ID, NodeID: r.NodeID, WorkspaceID: r.WorkspaceID,
+				TaskID: r.TaskID, Detail: r.URL, Time: r.Time})
 		}
 	}
 	if w.opts.VerifyTokens {

@@ -29,6 +29,7 @@ func runFakecloud(ctx context.Context, args []string) error {
 	rate := fs.Int("rate-limit", 0, "API requests per hour before 429 (0: no limit; Hetzner's is 3600)")
 	firstIP := fs.String("first-ip", "127.0.1.1", "address of the first server; each server's agent listens on its own address")
 	agentPort := fs.Int("agent-port", 8080, "port each simulated agent listens on")
+	agentSubnet := fs.String("agent-subnet", "", "IPv4 CIDR to give servers addresses from instead of loopback: the fakecloud makes the whole range local (an AnyIP route; needs CAP_NET_ADMIN) so that other hosts of its network reach the agents, as in docker-compose; servers start at --first-ip if it lies inside, else at the range's first address")
 	verify := fs.Bool("verify-tokens", true, "agents verify management tokens against the control plane's JWKS, as the real agent does")
 	fs.DurationVar(&ac.BootDelay, "agent-boot-delay", ac.BootDelay, "time from server start to the agent's node-ready callback")
 	fs.DurationVar(&ac.WorkspaceReadyDelay, "workspace-ready-delay", ac.WorkspaceReadyDelay, "time from POST /workspaces to the ready callback")
@@ -58,15 +59,20 @@ func runFakecloud(ctx context.Context, args []string) error {
 			return fmt.Errorf("--%s %v: want a probability between 0 and 1", r.flag, r.v)
 		}
 	}
-	first, err := netip.ParseAddr(*firstIP)
-	if err != nil || !first.Is4() {
-		return fmt.Errorf("--first-ip %q is not an IPv4 address", *firstIP)
+	first, within, err := agentAddresses(*agentSubnet, *firstIP)
+	if err != nil {
+		return err
+	}
+	if *agentSubnet != "" {
+		if err := addLocalRoute(within); err != nil {
+			return fmt.Errorf("--agent-subnet: %w", err)
+		}
 	}
 	co.RateLimit = *rate
 	if co.RateLimit == 0 {
 		co.RateLimit = -1
 	}
-	co.Addresses = fakecloud.NewSequentialAllocator(first, netip.MustParsePrefix("127.0.0.0/8"))
+	co.Addresses = fakecloud.NewSequentialAllocator(first, within)
 	log := logOpts.logger("fakecloud")
 	w := fakeworld.New(fakeworld.Options{Cloud: co, Agent: ac, AgentPort: *agentPort, VerifyTokens: *verify, Logger: log})
 	defer w.Close()
@@ -89,4 +95,31 @@ func runFakecloud(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+}
+
+// loopbackAgents is where servers get their addresses by default: each
+// agent on its own loopback address, reachable from this host only.
+var loopbackAgents = netip.MustParsePrefix("127.0.0.0/8")
+
+// agentAddresses returns the first server address and the range servers
+// are given addresses from: loopback from firstIP by default, or the given
+// subnet, from firstIP if it lies inside (else from the subnet's first
+// host address).
+func agentAddresses(subnet, firstIP string) (first netip.Addr, within netip.Prefix, err error) {
+	first, err = netip.ParseAddr(firstIP)
+	if err != nil || !first.Is4() {
+		return first, within, fmt.Errorf("--first-ip %q is not an IPv4 address", firstIP)
+	}
+	if subnet == "" {
+		return first, loopbackAgents, nil
+	}
+	within, err = netip.ParsePrefix(subnet)
+	if err != nil || !within.Addr().Is4() || within.Bits() > 30 {
+		return first, within, fmt.Errorf("--agent-subnet %q is not an IPv4 CIDR with room for hosts, such as 10.213.0.128/25", subnet)
+	}
+	within = within.Masked()
+	if !within.Contains(first) {
+		first = within.Addr().Next()
+	}
+	return first, within, nil
 }

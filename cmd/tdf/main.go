@@ -23,6 +23,7 @@ Usage:
   tdf nodes [--status S] [--user U]
   tdf import [--dry-run] FILE  import the old system's in-flight tasks (docs/import.md)
   tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
+  tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)
   tdf completion bash
   tdf version
 
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string) error {
 		return runImport(ctx, args[1:])
 	case "tls":
 		return runTLS(ctx, args[1:])
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:])
 	case "completion":
 		return runCompletion(args[1:])
 	case "version":
