@@ -163,7 +163,7 @@ func (r *composeRun) fault(kind string, n, of int) {
 	victim := r.waitLeader(composeLeaderWait)
 	hold := map[string]time.Duration{
 		"kill":    time.Duration(500+rand.IntN(1500)) * time.Millisecond,
-		"pause":   time.Duration(1500+rand.IntN(1500)) * time.Millisecond, // > election timeout (500 ms) several times
+		"pause":   time.Duration(1500+rand.IntN(1500)) * time.Millisecond, // > election timeout (300 ms) several times
 		"isolate": time.Duration(2000+rand.IntN(2000)) * time.Millisecond,
 	}[kind]
 	actions := map[string][2]func(string) error{
