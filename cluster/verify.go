@@ -1,0 +1,133 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/tdf-project/tdf/fsm"
+)
+
+// ErrCorruptData marks a data directory that failed the start-up check: a
+// snapshot whose checksum does not match, or a raft log that cannot be
+// read or decoded. The node refuses to start rather than panic later in
+// raft (a missing log entry) or in the FSM (an undecodable command), which
+// under a supervisor would be a crash loop.
+var ErrCorruptData = errors.New("corrupt data")
+
+// corruptAdvice is what to do about a corrupt data directory: the cluster
+// still holds every committed entry, so this node's copy can be dropped.
+func corruptAdvice(cfg Config) string {
+	return fmt.Sprintf("this node's copy of the state cannot be trusted; the other members still hold it. "+
+		"Move %s aside, remove the member (tdf cluster remove %s), and start the node again with an empty data dir and --join <URL of a member> "+
+		"(docs/operations.md, \"Corrupt data\")", cfg.DataDir, cfg.NodeID)
+}
+
+// verifyData checks the snapshots and the raft log before raft reads them.
+//
+// raft itself falls back to an older snapshot when the newest fails its
+// CRC, but that is only sound if the log still holds every entry after the
+// older snapshot; otherwise raft panics when it reaches the gap. So: a
+// corrupt newest snapshot is accepted (with a warning) only when an older
+// one verifies and the log reaches back to it.
+func verifyData(cfg Config, log hclog.Logger, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) error {
+	first, last, err := verifyLog(store)
+	if err != nil {
+		return fmt.Errorf("%w: raft log %s: %v; %s", ErrCorruptData, filepath.Join(cfg.DataDir, "raft.db"), err, corruptAdvice(cfg))
+	}
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("%w: list snapshots in %s: %v; %s", ErrCorruptData, filepath.Join(cfg.DataDir, "snapshots"), err, corruptAdvice(cfg))
+	}
+	for i, m := range metas {
+		verr := verifySnapshot(snaps, m.ID)
+		if verr == nil {
+			if i > 0 {
+				log.Warn("starting from an older snapshot; the log covers the entries after it", "snapshot", m.ID, "index", m.Index)
+			}
+			return nil
+		}
+		path := filepath.Join(cfg.DataDir, "snapshots", m.ID)
+		if i+1 < len(metas) && last > 0 && first <= metas[i+1].Index+1 {
+			log.Error("snapshot is corrupt; trying the older one", "path", path, "error", verr)
+			continue
+		}
+		return fmt.Errorf("%w: snapshot %s: %v, and no older snapshot plus the log (entries %d..%d) can stand in for it; %s",
+			ErrCorruptData, path, verr, first, last, corruptAdvice(cfg))
+	}
+	return nil
+}
+
+// verifySnapshot reads one snapshot through raft's CRC check and the FSM's
+// own decoder (which checks its CRC-32C trailer).
+func verifySnapshot(snaps raft.SnapshotStore, id string) error {
+	_, rc, err := snaps.Open(id)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return fsm.New().Restore(io.NopCloser(rc))
+}
+
+// verifyLog reads every entry of the raft log and decodes every command in
+// it. Reading walks every page of the log bucket, so a damaged page turns
+// up here (bbolt panics on some; that is recovered into an error) instead
+// of in the middle of replication.
+func verifyLog(store *raftboltdb.BoltStore) (first, last uint64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("reading the log failed: %v", p)
+		}
+	}()
+	if first, err = store.FirstIndex(); err != nil {
+		return 0, 0, err
+	}
+	if last, err = store.LastIndex(); err != nil {
+		return 0, 0, err
+	}
+	if last == 0 {
+		return first, last, nil
+	}
+	var l raft.Log
+	for i := first; i <= last; i++ {
+		if err := store.GetLog(i, &l); err != nil {
+			return first, last, fmt.Errorf("entry %d of %d..%d: %v", i, first, last, err)
+		}
+		if l.Index != i {
+			return first, last, fmt.Errorf("entry %d is stored as index %d", i, l.Index)
+		}
+		if l.Type == raft.LogCommand {
+			if _, derr := fsm.Decode(l.Data); derr != nil && (len(l.Data) == 0 || fsm.CommandType(l.Data[0])&fsm.IgnoreUnknown == 0) {
+				return first, last, fmt.Errorf("entry %d does not decode: %v", i, derr)
+			}
+		}
+	}
+	if _, err := store.GetUint64(keyCurrentTerm); err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return first, last, fmt.Errorf("stable store: %v", err)
+	}
+	return first, last, nil
+}
+
+// keyCurrentTerm is where raft keeps its term in the stable store.
+var keyCurrentTerm = []byte("CurrentTerm")
+
+// openStore opens raft.db, turning a panic of bbolt on a damaged file into
+// an error that names the file and what to do.
+func openStore(cfg Config) (store *raftboltdb.BoltStore, err error) {
+	path := filepath.Join(cfg.DataDir, "raft.db")
+	defer func() {
+		if p := recover(); p != nil {
+			store, err = nil, fmt.Errorf("%w: raft log %s: %v; %s", ErrCorruptData, path, p, corruptAdvice(cfg))
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		return nil, fmt.Errorf("%w: open raft log %s: %v; %s", ErrCorruptData, path, err, corruptAdvice(cfg))
+	}
+	return store, nil
+}
