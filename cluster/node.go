@@ -68,6 +68,9 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
+	if cfg.DeadServerAfter > 0 {
+		n.OnLeader(n.cleanupDeadServers)
+	}
 	return n, nil
 }
 
