@@ -1,0 +1,431 @@
+package e2e_test
+
+// Acceptance tests of membership changes and data safety (issue 8, items
+// 2 and 6), with real processes, the fakecloud and tasks running through
+// the whole pipeline while the membership changes:
+//
+//   - TestReplaceNodesUnderLoad: a dead node is replaced (tdf cluster
+//     join of a fresh n4; the leader's dead-server cleanup removes the dead
+//     n2 only once n4 has joined), a node with a wiped data dir rejoins via
+//     InstallSnapshot (tdf cluster remove, then tdf server --join), a node
+//     with a corrupt snapshot refuses to start with a clear message and
+//     rejoins after following it; then tdf snapshot save, and restore into
+//     a fresh cluster.
+//   - TestRollingRestartUnderLoad: each node in turn gets SIGTERM and is
+//     started again while tasks run: no task fails, and no node's election
+//     timer fires (the leader hands over before it stops).
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tdf-project/tdf/e2e"
+)
+
+// safetyArgs make raft snapshot and compact its log often, so that a node
+// that rejoins needs InstallSnapshot, and turn dead-server cleanup on with
+// a short delay.
+var safetyArgs = []string{
+	"--snapshot-interval", "1s",
+	"--snapshot-threshold", "40",
+	"--trailing-logs", "10",
+	"--dead-server-cleanup", "3s",
+}
+
+func startSafetyCluster(t *testing.T, extra ...string) *e2e.Cluster {
+	t.Helper()
+	c := e2e.StartCluster(t, e2e.Options{
+		ExtraArgs: append(slices.Clone(pipeServerArgs), extra...),
+		FakeCloud: &e2e.FakeCloudOptions{Args: slices.Clone(pipeCloudArgs)},
+	})
+	c.Leader()
+	c.WaitFor(e2e.DefaultElectionWait, "every node has a signing key", func() error {
+		for _, n := range c.Nodes {
+			var jwks struct {
+				Keys []json.RawMessage `json:"keys"`
+			}
+			if err := c.GetJSON(n, "/.well-known/jwks.json", &jwks); err != nil {
+				return err
+			}
+			if len(jwks.Keys) == 0 {
+				return fmt.Errorf("%s publishes no key yet", n.ID)
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+// voters is the leader's raft configuration: voter ids, sorted.
+func voters(c *e2e.Cluster, n *e2e.Node) ([]string, error) {
+	st, err := c.Status(n)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range st.Members {
+		if m.Voter && m.State != "removed" {
+			out = append(out, m.ID)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func waitVoters(t *testing.T, c *e2e.Cluster, via *e2e.Node, want ...string) {
+	t.Helper()
+	sort.Strings(want)
+	c.WaitFor(e2e.DefaultCatchUpWait, "voters "+strings.Join(want, ","), func() error {
+		got, err := voters(c, via)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("voters %v", got)
+		}
+		return nil
+	})
+}
+
+// waitLog waits until the node's current log (since its last start) has a
+// line matching re, and returns that line.
+func waitLog(t *testing.T, c *e2e.Cluster, n *e2e.Node, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	var line string
+	c.WaitFor(e2e.DefaultCatchUpWait, fmt.Sprintf("%s logs %q", n.ID, re), func() error {
+		log, err := e2e.LogSince(n)
+		if err != nil {
+			return err
+		}
+		if line = rx.FindString(log); line == "" {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	return line
+}
+
+func TestReplaceNodesUnderLoad(t *testing.T) {
+	began := time.Now()
+	c := startSafetyCluster(t, safetyArgs...)
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	r := newPipeRun(t, c)
+	const tasks = 40
+	// Submissions go through n1, which stays up; they are spread over the
+	// membership changes below.
+	done := make(chan error, 1)
+	go func() { done <- r.submitAll(r.specs(0, tasks), 2, 400*time.Millisecond, []*e2e.Node{n1}) }()
+
+	// 1. n2 dies for good. With three voters the cleanup keeps it: two
+	// healthy voters would be below --min-quorum 3.
+	c.Kill(n2)
+	leader := c.Leader()
+	waitLog(t, c, leader, `dead server kept.*id=n2`)
+	r.logProgress("n2 killed; the leader keeps it until a replacement joins")
+
+	// 2. A fresh n4 is started and added with tdf cluster join; then the
+	// cleanup removes n2 (unreachable for more than 3s, three healthy
+	// voters left).
+	n4 := c.AddNode("n4")
+	c.Start(n4)
+	out, err := c.CLI("cluster", "join", "--addr", n3.URL, "--id", n4.ID, "--raft-addr", n4.RaftAddr, "--api-url", n4.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tdf cluster join: %s", strings.TrimSpace(out))
+	waitVoters(t, c, n1, "n1", "n3", "n4")
+	waitLog(t, c, c.Leader(), `removing dead server.*id=n2`)
+	c.WaitConverged([]*e2e.Node{n1, n3, n4}, 0)
+	r.logProgress("n4 joined, n2 removed by the dead-server cleanup")
+
+	// 3. n3's data dir is wiped: it is removed (tdf cluster remove), then
+	// started with --join; it catches up through InstallSnapshot.
+	c.Stop(n3)
+	c.Wipe(n3)
+	if out, err = c.CLI("cluster", "remove", n3.ID, "--addr", n1.URL); err != nil {
+		t.Fatal(err)
+	}
+	waitVoters(t, c, n1, "n1", "n4")
+	n3.UseJoin(n1.URL)
+	c.Start(n3)
+	waitVoters(t, c, n1, "n1", "n3", "n4")
+	waitLog(t, c, n3, `Installed remote snapshot`)
+	h := c.WaitConverged([]*e2e.Node{n1, n3, n4}, 0)
+	r.logProgress(fmt.Sprintf("n3 rejoined with a wiped data dir via snapshot; hashes agree at %d", h.AppliedIndex))
+
+	// 4. n4's newest snapshot is damaged while it is stopped. The log no
+	// longer covers the older one (--trailing-logs 10), so the node must
+	// refuse to start, exit non-zero, and name the file and the way out.
+	c.Stop(n4)
+	snap := newestSnapshot(t, n4)
+	flip(t, filepath.Join(snap, "state.bin"))
+	code, msg, err := c.RunOnce(n4, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{snap, "CRC mismatch", "tdf cluster remove n4", "--join"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("start with a corrupt snapshot: output does not mention %q:\n%s", want, msg)
+		}
+	}
+	if code == 0 || strings.Contains(msg, "panic:") || strings.Contains(msg, "goroutine ") {
+		t.Fatalf("start with a corrupt snapshot: exit %d, want a clean non-zero exit without a panic:\n%s", code, msg)
+	}
+	t.Logf("n4 refused to start (exit %d): %s", code, lastLine(msg))
+	// Following the advice brings it back.
+	if err := os.Rename(n4.DataDir, n4.DataDir+".corrupt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CLI("cluster", "remove", "n4", "--addr", n1.URL); err != nil {
+		t.Fatal(err)
+	}
+	n4.UseJoin(n1.URL)
+	c.Start(n4)
+	waitVoters(t, c, n1, "n1", "n3", "n4")
+	r.logProgress("n4 back after the corrupt snapshot")
+
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.waitCompleted(pipeCompleteWait)
+	r.logStats()
+	r.checkEnd()
+	live := []*e2e.Node{n1, n3, n4}
+	h = c.WaitConverged(live, 0)
+
+	// 5. A backup (tdf snapshot save) restored into a fresh cluster.
+	backup := filepath.Join(t.TempDir(), "tdf.backup")
+	if out, err = c.CLI("snapshot", "save", "--out", backup, "--addr", n3.URL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tdf snapshot save: %s", strings.TrimSpace(out))
+	sum := fileHash(t, backup)
+	if !strings.Contains(out, sum) {
+		t.Errorf("save printed %q, want the file's SHA-256 %s as the state hash", out, sum)
+	}
+	before, _, err := r.readTasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := e2e.StartCluster(t, e2e.Options{})
+	fresh.Leader()
+	if out, err = fresh.CLI("snapshot", "restore", "--in", backup, "--addr", fresh.Nodes[1].URL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tdf snapshot restore: %s", strings.TrimSpace(out))
+	if !strings.Contains(out, "state hash "+sum) {
+		t.Errorf("restore printed %q, want the backup's state hash %s", out, sum)
+	}
+	// A second restore into the now non-empty cluster is refused.
+	if out, err := fresh.CLI("snapshot", "restore", "--in", backup, "--addr", fresh.Nodes[0].URL); err == nil || !strings.Contains(out, "not empty") {
+		t.Errorf("second restore: %v, output %q; want a refusal: the cluster is not empty", err, out)
+	}
+	fh := fresh.WaitConverged(fresh.Nodes, 0)
+	fr := &pipeRun{t: t, c: fresh, ids: map[int]string{}}
+	for _, n := range fresh.Nodes {
+		after, err := fr.listTasks(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := diffTasks(before, after); d != "" {
+			t.Errorf("%s after the restore: %s", n.ID, d)
+		}
+	}
+	t.Logf("source converged at %d (%.12s); restored cluster converged at %d (%.12s) with the %d tasks", h.AppliedIndex, h.Hash, fh.AppliedIndex, fh.Hash, len(before))
+	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
+}
+
+func newestSnapshot(t *testing.T, n *e2e.Node) string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(n.DataDir, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		t.Fatalf("%s has no snapshot", n.ID)
+	}
+	// Names are term-index-millis: compare by index.
+	sort.Slice(names, func(i, j int) bool { return snapIndex(names[i]) > snapIndex(names[j]) })
+	return filepath.Join(n.DataDir, "snapshots", names[0])
+}
+
+func snapIndex(name string) int {
+	var term, index, ms int
+	fmt.Sscanf(name, "%d-%d-%d", &term, &index, &ms)
+	return index
+}
+
+func flip(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xFF
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileHash(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// diffTasks compares two task lists by id, status, step and history.
+func diffTasks(want, got []pipeTask) string {
+	key := func(tk pipeTask) string {
+		var h []string
+		for _, e := range tk.History {
+			h = append(h, e.To)
+		}
+		return fmt.Sprintf("%s %s %s %v %d", tk.ID, tk.Status, tk.Step, h, len(tk.Steps))
+	}
+	var a, b []string
+	for _, tk := range want {
+		a = append(a, key(tk))
+	}
+	for _, tk := range got {
+		b = append(b, key(tk))
+	}
+	sort.Strings(a)
+	sort.Strings(b)
+	if slices.Equal(a, b) {
+		return ""
+	}
+	return fmt.Sprintf("%d tasks, want %d (first: %v vs %v)", len(b), len(a), firstFew(b), firstFew(a))
+}
+
+// TestRollingRestartUnderLoad restarts the three nodes one after another
+// (SIGTERM, start, wait until it has caught up) while tasks are submitted
+// and run. Every task completes, nothing is done twice (checkEnd), and no
+// node's election timer fires: each SIGTERMed leader hands leadership over
+// first (raft's TimeoutNow), so every term change is a transfer. Raft
+// logs "heartbeat timeout reached" whenever a follower's timer fires, and
+// a transfer's target becomes a candidate without it; the counts of
+// transfers, candidacies and term changes must then all agree.
+func TestRollingRestartUnderLoad(t *testing.T) {
+	began := time.Now()
+	c := startSafetyCluster(t)
+	r := newPipeRun(t, c)
+	const tasks = 45
+	done := make(chan error, 1)
+	go func() { done <- r.submitAll(r.specs(0, tasks), 2, 300*time.Millisecond, c.Nodes) }()
+
+	first := c.Leader()
+	st, err := c.Status(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	termBefore := st.Term
+	offsets := logSizes(t, c)
+	for _, n := range c.Nodes {
+		wasLeader := n == c.Leader()
+		c.Stop(n)
+		c.Start(n)
+		// Back and caught up: the live nodes agree on a leader, and n has
+		// applied everything the leader had committed when n answered.
+		var target uint64
+		c.WaitFor(e2e.DefaultCatchUpWait, n.ID+" caught up", func() error {
+			leader, err := c.LeaderAmong(c.Nodes)
+			if err != nil {
+				return err
+			}
+			if target == 0 {
+				ls, err := c.Status(leader)
+				if err != nil {
+					return err
+				}
+				target = ls.CommitIndex
+			}
+			ns, err := c.Status(n)
+			if err != nil {
+				return err
+			}
+			if ns.AppliedIndex < target {
+				return fmt.Errorf("%s applied %d of %d", n.ID, ns.AppliedIndex, target)
+			}
+			return nil
+		})
+		r.logProgress(fmt.Sprintf("%s restarted (was leader: %v) and caught up to %d", n.ID, wasLeader, target))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.waitCompleted(pipeCompleteWait)
+	last := c.Leader()
+	st, err = c.Status(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	termAfter := st.Term
+
+	counts := map[string]int{}
+	msgs := []string{"heartbeat timeout reached", "entering candidate state", "leadership transferred", "election won", "pre-vote campaign failed"}
+	for _, n := range c.Nodes {
+		data, err := os.ReadFile(n.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			counts[m] += strings.Count(string(data[offsets[n.ID]:]), m)
+		}
+	}
+	t.Logf("rolling restart: term %d → %d; log counts %v", termBefore, termAfter, counts)
+	transfers := counts["leadership transferred"]
+	if counts["heartbeat timeout reached"] != 0 {
+		t.Errorf("%d election timeouts (heartbeat timeout reached) during the rolling restart, want 0", counts["heartbeat timeout reached"])
+	}
+	if transfers == 0 {
+		t.Errorf("no leadership transfer logged: the leader was restarted, so one must have happened")
+	}
+	if int(termAfter-termBefore) != transfers || counts["entering candidate state"] != transfers {
+		t.Errorf("term moved by %d with %d candidacies, but %d leadership transfers: some election was not a transfer",
+			termAfter-termBefore, counts["entering candidate state"], transfers)
+	}
+	r.logStats()
+	r.checkEnd()
+	c.WaitConverged(c.Nodes, 0)
+	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
+}
+
+// logSizes records where each node's log ends now.
+func logSizes(t *testing.T, c *e2e.Cluster) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, n := range c.Nodes {
+		fi, err := os.Stat(n.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n.ID] = int(fi.Size())
+	}
+	return out
+}
