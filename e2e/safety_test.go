@@ -217,6 +217,15 @@ func TestReplaceNodesUnderLoad(t *testing.T) {
 	if !strings.Contains(out, sum) {
 		t.Errorf("save printed %q, want the file's SHA-256 %s as the state hash", out, sum)
 	}
+	// The cluster is idle now: the replicas still hold the state backed up,
+	// and their state hash is the file's SHA-256.
+	if hs, err := c.Converged(live); err == nil && strings.Contains(out, fmt.Sprintf("at index %d:", hs.AppliedIndex)) {
+		if hs.Hash != sum {
+			t.Errorf("state hash at the backup's index %d = %s, backup file's SHA-256 = %s", hs.AppliedIndex, hs.Hash, sum)
+		}
+	} else {
+		t.Logf("the source moved on after the backup (%v, %+v); the restore below checks the hash", err, hs)
+	}
 	before, _, err := r.readTasks()
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +361,15 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	termBefore := st.Term
 	offsets := logSizes(t, c)
-	for _, n := range c.Nodes {
+	for i, n := range c.Nodes {
+		// Spread the restarts over the submissions: each waits until
+		// another quarter of the tasks has been accepted.
+		c.WaitFor(e2e.DefaultCatchUpWait, "more submissions", func() error {
+			if got, want := len(r.taskIDs()), (i+1)*tasks/4; got < want {
+				return fmt.Errorf("%d tasks accepted, waiting for %d", got, want)
+			}
+			return nil
+		})
 		wasLeader := n == c.Leader()
 		c.Stop(n)
 		c.Start(n)
