@@ -156,10 +156,12 @@ func (n *Node) reconcileMembers(ctx context.Context, before []fsm.Member) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	known := map[string]bool{}
 	for _, m := range before {
 		if !inConfig[m.ID] {
 			continue
 		}
+		known[m.ID] = true
 		if cur, ok := n.fsm.Member(m.ID); ok && cur == m {
 			continue
 		}
@@ -167,8 +169,11 @@ func (n *Node) reconcileMembers(ctx context.Context, before []fsm.Member) error 
 			return err
 		}
 	}
+	// Every other record is the old cluster's: a member of ours that had
+	// not registered yet must not be reached at the old cluster's address.
+	// It registers itself again (registerSelf keeps checking its record).
 	for _, m := range n.fsm.Members() {
-		if inConfig[m.ID] {
+		if known[m.ID] {
 			continue
 		}
 		if _, err := n.ApplyIdempotent(ctx, fsm.RemoveMember{ID: m.ID}); err != nil {

@@ -90,6 +90,15 @@ func TestBackupRestoreIntoFreshCluster(t *testing.T) {
 	if _, err := dleader.Node.Restore(ctx, bytes.NewReader(backup.Bytes()), false); !errors.Is(err, cluster.ErrNotEmpty) {
 		t.Errorf("second Restore without force = %v, want %v", err, cluster.ErrNotEmpty)
 	}
+	// A registered node repairs its record with register_only, which
+	// never adds a voter: a node an operator removed stays removed.
+	err = dleader.Node.Join(ctx, cluster.JoinRequest{ID: "n9", RaftAddr: "127.0.0.1:1", APIAddr: "http://127.0.0.1:1", RegisterOnly: true})
+	if !errors.Is(err, fsm.ErrNotFound) {
+		t.Errorf("Join(register_only, not a voter) = %v, want %v", err, fsm.ErrNotFound)
+	}
+	if v := voterIDs(t, dleader.Node.Raft()); len(v) != 3 || v["n9"] {
+		t.Errorf("voters after a register_only join of n9: %v", v)
+	}
 	// The restored cluster takes writes, and its leader still leads duties.
 	lead := dst.Leader()
 	res, err := lead.Node.Apply(ctx, submitCmd("after", "t-after"))
