@@ -290,3 +290,17 @@ func wantRefusal(t *testing.T, err error, path, detail string) {
 	}
 	t.Logf("refused: %v", err)
 }
+
+// A snapshot whose meta.json is gone is invisible to raft; with the log
+// compacted past it, the node must refuse rather than replay from a gap.
+func TestSnapshotMetaLostRefused(t *testing.T) {
+	s := single{t: t, dir: t.TempDir(), cfg: func(c *cluster.Config) { c.TrailingLogs = 0 }}
+	s.fill()
+	for _, d := range snapshotDirs(t, s.dir) {
+		if err := os.Remove(filepath.Join(d, "meta.json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := s.open()
+	wantRefusal(t, err, filepath.Join(s.dir, "snapshots"), "meta.json missing or unreadable")
+}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -30,37 +32,74 @@ func corruptAdvice(cfg Config) string {
 
 // verifyData checks the snapshots and the raft log before raft reads them.
 //
-// raft itself falls back to an older snapshot when the newest fails its
-// CRC, but that is only sound if the log still holds every entry after the
-// older snapshot; otherwise raft panics when it reaches the gap. So: a
-// corrupt newest snapshot is accepted (with a warning) only when an older
-// one verifies and the log reaches back to it.
+// The state is rebuilt from the newest snapshot that verifies plus the log
+// entries after it, so that snapshot must reach the log: the log may not
+// start after snapshot index + 1. raft itself falls back to an older
+// snapshot when the newest fails its CRC, but it does not check that the
+// log still holds the entries after the older one; if not, it panics when
+// it reaches the gap. So a corrupt snapshot is accepted (with an error and
+// a warning in the log) only when an older one verifies and connects to
+// the log; otherwise the node refuses to start.
 func verifyData(cfg Config, log hclog.Logger, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) error {
 	first, last, err := verifyLog(store)
 	if err != nil {
 		return fmt.Errorf("%w: raft log %s: %v; %s", ErrCorruptData, filepath.Join(cfg.DataDir, "raft.db"), err, corruptAdvice(cfg))
 	}
+	snapDir := filepath.Join(cfg.DataDir, "snapshots")
 	metas, err := snaps.List()
 	if err != nil {
-		return fmt.Errorf("%w: list snapshots in %s: %v; %s", ErrCorruptData, filepath.Join(cfg.DataDir, "snapshots"), err, corruptAdvice(cfg))
+		return fmt.Errorf("%w: list snapshots in %s: %v; %s", ErrCorruptData, snapDir, err, corruptAdvice(cfg))
 	}
+	problems := unlistedSnapshots(snapDir, metas)
+	for _, p := range problems {
+		log.Error("snapshot without a readable meta.json is ignored", "problem", p)
+	}
+	connects := func(index uint64) bool { return last == 0 || first <= index+1 }
 	for i, m := range metas {
-		verr := verifySnapshot(snaps, m.ID)
-		if verr == nil {
-			if i > 0 {
-				log.Warn("starting from an older snapshot; the log covers the entries after it", "snapshot", m.ID, "index", m.Index)
-			}
-			return nil
-		}
-		path := filepath.Join(cfg.DataDir, "snapshots", m.ID)
-		if i+1 < len(metas) && last > 0 && first <= metas[i+1].Index+1 {
-			log.Error("snapshot is corrupt; trying the older one", "path", path, "error", verr)
+		path := filepath.Join(snapDir, m.ID)
+		if verr := verifySnapshot(snaps, m.ID); verr != nil {
+			log.Error("snapshot is corrupt", "path", path, "error", verr)
+			problems = append(problems, fmt.Sprintf("snapshot %s: %v", path, verr))
 			continue
 		}
-		return fmt.Errorf("%w: snapshot %s: %v, and no older snapshot plus the log (entries %d..%d) can stand in for it; %s",
-			ErrCorruptData, path, verr, first, last, corruptAdvice(cfg))
+		if !connects(m.Index) {
+			problems = append(problems, fmt.Sprintf("snapshot %s (index %d) does not reach the log, which starts at entry %d", path, m.Index, first))
+			continue
+		}
+		if i > 0 {
+			log.Warn("starting from an older snapshot; the log holds every entry after it", "path", path, "index", m.Index)
+		}
+		return nil
 	}
-	return nil
+	if len(metas) == 0 && connects(0) {
+		// No snapshot raft would read: the log holds every entry.
+		return nil
+	}
+	if len(metas) == 0 {
+		problems = append(problems, fmt.Sprintf("no snapshot in %s holds the entries before the log's first, %d", snapDir, first))
+	}
+	return fmt.Errorf("%w: %s; no snapshot plus the log (entries %d..%d) can rebuild the state; %s",
+		ErrCorruptData, strings.Join(problems, "; "), first, last, corruptAdvice(cfg))
+}
+
+// unlistedSnapshots names snapshot directories raft's store skips (it
+// lists only those whose meta.json it can read).
+func unlistedSnapshots(dir string, metas []*raft.SnapshotMeta) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	listed := map[string]bool{}
+	for _, m := range metas {
+		listed[m.ID] = true
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") && !listed[e.Name()] {
+			out = append(out, fmt.Sprintf("snapshot %s: meta.json missing or unreadable", filepath.Join(dir, e.Name())))
+		}
+	}
+	return out
 }
 
 // verifySnapshot reads one snapshot through raft's CRC check and the FSM's
