@@ -27,10 +27,7 @@ func (c *Cluster) AddNode(id string) *Node {
 	if c.Node(id) != nil {
 		c.tb.Fatalf("AddNode(%s): a node with that id exists", id)
 	}
-	ports, err := FreePorts(2)
-	if err != nil {
-		c.tb.Fatalf("AddNode(%s): %v", id, err)
-	}
+	ports := c.newPorts(id)
 	tmpl := c.Nodes[0]
 	n := &Node{
 		ID:       id,
@@ -57,6 +54,29 @@ func (c *Cluster) AddNode(id string) *Node {
 	}
 	c.Nodes = append(c.Nodes, n)
 	return n
+}
+
+// newPorts returns two free ports that no node of the cluster has used: a
+// dead node's port is free again, and a new node on it would take the dead
+// one's place in the raft configuration (a join on a known address
+// replaces that server), which is not what a test of replacement wants.
+func (c *Cluster) newPorts(id string) []int {
+	c.tb.Helper()
+	used := map[string]bool{}
+	for _, n := range c.procs() {
+		used[n.RaftAddr], used[n.HTTPAddr] = true, true
+	}
+	for range 100 {
+		ports, err := FreePorts(2)
+		if err != nil {
+			c.tb.Fatalf("AddNode(%s): %v", id, err)
+		}
+		if !used[fmt.Sprintf("127.0.0.1:%d", ports[0])] && !used[fmt.Sprintf("127.0.0.1:%d", ports[1])] {
+			return ports
+		}
+	}
+	c.tb.Fatalf("AddNode(%s): no unused ports", id)
+	return nil
 }
 
 // UseJoin makes the node's next start join the cluster through the member
