@@ -155,7 +155,19 @@ func TestReplaceNodesUnderLoad(t *testing.T) {
 	r.logProgress("n4 joined, n2 removed by the dead-server cleanup")
 
 	// 3. n3's data dir is wiped: it is removed (tdf cluster remove), then
-	// started with --join; it catches up through InstallSnapshot.
+	// started with --join; it catches up through InstallSnapshot. The
+	// leader must first have compacted its log (a snapshot every 100
+	// entries, 200 kept after it), or it would send the whole log instead.
+	c.WaitFor(e2e.DefaultCatchUpWait, "the log long enough to have been compacted", func() error {
+		st, err := c.Status(n1)
+		if err != nil {
+			return err
+		}
+		if st.CommitIndex < 400 {
+			return fmt.Errorf("commit index %d", st.CommitIndex)
+		}
+		return nil
+	})
 	c.Stop(n3)
 	c.Wipe(n3)
 	cli(t, c, "cluster", "remove", n3.ID, "--addr", n1.URL)
