@@ -33,6 +33,7 @@ const (
 	CodeInvalidTrans    = "invalid_transition"
 	CodeIdempotencyKey  = "idempotency_key_reused"
 	CodeNoLeader        = "no_leader"
+	CodeNotLeader       = "not_leader"
 	CodeUnavailable     = "unavailable"
 	CodeInternal        = "internal"
 	CodeMethodNotAllow  = "method_not_allowed"

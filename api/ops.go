@@ -122,6 +122,15 @@ func (s *Server) jwks(c *gin.Context) {
 		c.JSON(http.StatusOK, tokens.JWKS{Keys: []tokens.JWK{}})
 		return
 	}
+	set := s.cfg.Tokens.JWKS()
+	if len(set.Keys) == 0 {
+		// A node that has just started serves its JWKS from a state that
+		// may not have caught up yet. An empty set would make an agent
+		// that boots now reject every token for as long as it caches the
+		// set; an error makes it ask again (or ask another node).
+		abortError(c, http.StatusServiceUnavailable, CodeUnavailable, "no signing key yet: this node has not caught up with the cluster; retry")
+		return
+	}
 	c.Header("Cache-Control", "max-age=300")
-	c.JSON(http.StatusOK, s.cfg.Tokens.JWKS())
+	c.JSON(http.StatusOK, set)
 }

@@ -166,6 +166,8 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/cluster/join", s.onLeader, s.joinCluster)
 	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
 	v1.POST("/cluster/transfer-leadership", s.onLeader, s.transferLeadership)
+	v1.GET(pathSnapshot, s.onLeader, s.saveSnapshot)
+	v1.POST(pathRestore, s.restoreSnapshot)
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
 	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.listNodes)
@@ -186,12 +188,12 @@ func (s *Server) common(c *gin.Context) {
 	if id, _ := s.cfg.Node.Leader(); id != "" {
 		c.Header("X-Tdf-Leader", id)
 	}
-	if c.Request.Body != nil {
+	if c.Request.Body != nil && !snapshotPath(c.Request.URL.Path) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
 	}
-	// The event stream lives as long as its client; everything else is
-	// bounded.
-	if c.Request.URL.Path != "/v1/events" {
+	// The event stream lives as long as its client, a backup or restore as
+	// long as its size takes; everything else is bounded.
+	if c.Request.URL.Path != "/v1/events" && !snapshotPath(c.Request.URL.Path) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		c.Request = c.Request.WithContext(ctx)

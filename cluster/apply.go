@@ -112,14 +112,23 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 		}
 		return err
 	}
-	t := time.NewTicker(time.Millisecond)
-	defer t.Stop()
-	for n.fsm.AppliedIndex() < commit {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+	if n.fsm.AppliedIndex() >= commit {
+		return nil
+	}
+	// The FSM's index moves only with commands: raft's no-op of a new
+	// term, configuration changes and a user restore's jump are committed
+	// without reaching it, so it may never reach commit by itself in a
+	// quiet cluster. A barrier returns once the FSM has processed every
+	// entry before it.
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		return context.DeadlineExceeded
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return mapRaftErr(err)
 	}
 	return nil
 }

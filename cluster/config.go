@@ -50,6 +50,12 @@ type Config struct {
 	// ApplyTimeout bounds how long one Apply waits to be enqueued.
 	ApplyTimeout time.Duration
 
+	// DeadServerAfter: the leader removes a voter unreachable for this
+	// long, if MinQuorum healthy voters remain (cleanup.go); 0 disables.
+	DeadServerAfter time.Duration
+	// MinQuorum is how many healthy voters dead-server cleanup leaves.
+	MinQuorum int
+
 	// Transport replaces the TCP transport (tests use raft's in-memory one).
 	Transport raft.Transport
 	// RaftTLS, if set, runs the raft transport over mutual TLS
@@ -78,6 +84,8 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		ApplyTimeout:       10 * time.Second,
+		DeadServerAfter:    5 * time.Minute,
+		MinQuorum:          3,
 	}
 }
 
@@ -104,6 +112,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max append entries %d must be in [1, 1024]", c.MaxAppendEntries)
 	case c.ApplyTimeout <= 0:
 		return fmt.Errorf("apply timeout must be positive")
+	case c.DeadServerAfter < 0:
+		return fmt.Errorf("dead server cleanup delay %s is negative (0 disables it)", c.DeadServerAfter)
+	case c.DeadServerAfter > 0 && c.DeadServerAfter < 2*c.ElectionTimeout:
+		return fmt.Errorf("dead server cleanup delay %s is below twice the election timeout %s: a slow server would be removed", c.DeadServerAfter, c.ElectionTimeout)
+	case c.DeadServerAfter > 0 && c.MinQuorum < 2:
+		return fmt.Errorf("min quorum %d must be at least 2 when dead server cleanup is on", c.MinQuorum)
 	}
 	if c.RaftAddr != "" {
 		if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {

@@ -20,16 +20,56 @@ func (n *Node) monitorLeadership() {
 		n.log.Info("leadership revoked")
 	}
 	defer revoke()
+	suspended := false
 	for {
 		select {
 		case isLeader := <-n.raft.LeaderCh():
 			revoke()
-			if isLeader {
+			if isLeader && !suspended {
 				current = n.startLeaderTerm()
 			}
+		case req := <-n.leaderCtl:
+			// A user restore replaces the whole state under the leader's
+			// duties: stop them first, start them again on the new state.
+			suspended = req.suspend
+			if suspended {
+				revoke()
+			} else if current == nil && n.IsLeader() {
+				current = n.startLeaderTerm()
+			}
+			close(req.done)
 		case <-n.shutdownCh:
 			return
 		}
+	}
+}
+
+// leaderCtlReq suspends or resumes the leader loop.
+type leaderCtlReq struct {
+	suspend bool
+	done    chan struct{}
+}
+
+// suspendLeaderDuties stops this term's leader loop and its hooks and keeps
+// new ones from starting until resumeLeaderDuties. It returns false if the
+// node is shutting down.
+func (n *Node) suspendLeaderDuties() bool { return n.sendLeaderCtl(true) }
+
+// resumeLeaderDuties starts the leader loop again if this node leads.
+func (n *Node) resumeLeaderDuties() { n.sendLeaderCtl(false) }
+
+func (n *Node) sendLeaderCtl(suspend bool) bool {
+	req := leaderCtlReq{suspend: suspend, done: make(chan struct{})}
+	select {
+	case n.leaderCtl <- req:
+	case <-n.shutdownCh:
+		return false
+	}
+	select {
+	case <-req.done:
+		return true
+	case <-n.shutdownCh:
+		return false
 	}
 }
 

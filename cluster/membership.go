@@ -21,6 +21,10 @@ type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
+	// RegisterOnly updates the member record of a server that is already
+	// a voter and never adds one: how a registered node repairs its record
+	// without re-adding itself after an operator removed it.
+	RegisterOnly bool `json:"register_only,omitempty"`
 }
 
 // Validate checks a join request's fields.
@@ -57,6 +61,7 @@ func (n *Node) Join(ctx context.Context, j JoinRequest) error {
 		switch {
 		case sameID && sameAddr:
 			present = true
+		case j.RegisterOnly:
 		case sameID || sameAddr:
 			// A server re-joining with a new address, or a new server on a
 			// dead one's address: drop the stale entry first.
@@ -64,6 +69,9 @@ func (n *Node) Join(ctx context.Context, j JoinRequest) error {
 				return fmt.Errorf("remove stale server %s: %w", s.ID, mapRaftErr(err))
 			}
 		}
+	}
+	if !present && j.RegisterOnly {
+		return fmt.Errorf("%w: %s at %s is not a voter; join it without register_only", fsm.ErrNotFound, j.ID, j.RaftAddr)
 	}
 	if !present {
 		if err := n.raft.AddVoter(raft.ServerID(j.ID), raft.ServerAddress(j.RaftAddr), 0, 0).Error(); err != nil {
@@ -132,27 +140,32 @@ func (n *Node) selfJoinRequest() JoinRequest {
 // addresses: the leader applies its own record, a follower asks the leader
 // (through its join endpoint), and a fresh node given --join asks that
 // member, which forwards to the leader. It retries until the record is
-// right or the node shuts down.
+// right, and keeps checking it until the node shuts down: a restored
+// backup replaces the member table, and may drop or change the record.
 func (n *Node) registerSelf() {
 	req := n.selfJoinRequest()
 	delay := 100 * time.Millisecond
 	for {
+		wait := delay
 		if m, ok := n.fsm.Member(req.ID); ok && m.RaftAddr == req.RaftAddr && m.APIAddr == req.APIAddr {
-			n.log.Debug("member record up to date")
-			return
-		}
-		err := n.tryRegister(req)
-		if err != nil {
+			// Registered: from now on only repair the record, never
+			// re-add this node as a voter (an operator may remove it).
+			req.RegisterOnly = true
+			delay, wait = 100*time.Millisecond, recheckMember
+		} else if err := n.tryRegister(req); err != nil {
 			n.log.Debug("registration pending", "error", err)
+			delay = min(2*delay, 2*time.Second)
 		}
 		select {
 		case <-n.shutdownCh:
 			return
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
-		delay = min(2*delay, 2*time.Second)
 	}
 }
+
+// recheckMember is how often a registered node checks its member record.
+const recheckMember = time.Second
 
 func (n *Node) tryRegister(req JoinRequest) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +37,9 @@ type Node struct {
 
 	leaderChanges atomic.Uint64
 
+	// leaderCtl suspends and resumes the leader loop (a user restore).
+	leaderCtl chan leaderCtlReq
+
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
 	wg           sync.WaitGroup
@@ -61,18 +63,21 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{}), leaderCtl: make(chan leaderCtlReq)}
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
 		return nil, err
+	}
+	if cfg.DeadServerAfter > 0 {
+		n.OnLeader(n.cleanupDeadServers)
 	}
 	return n, nil
 }
 
 func (n *Node) openRaft() error {
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.cfg.DataDir, "raft.db")})
+	store, err := openStore(n.cfg)
 	if err != nil {
-		return fmt.Errorf("open raft log %s: %w", filepath.Join(n.cfg.DataDir, "raft.db"), err)
+		return err
 	}
 	n.store = store
 	logs, err := raft.NewLogCache(1024, store)
@@ -82,6 +87,9 @@ func (n *Node) openRaft() error {
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, n.cfg.Logger.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	if err := verifyData(n.cfg, n.log, store, snaps); err != nil {
+		return err
 	}
 	n.transport = n.cfg.Transport
 	if n.transport == nil {

@@ -292,8 +292,11 @@ func showTask(t *fsm.Task, asJSON bool) error {
 
 func runCluster(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: tdf cluster status|members|remove ID|transfer-leadership [--to ID] [--addr URL]")
+		fmt.Fprintln(os.Stderr, "usage: tdf cluster status|members|join --id ID --raft-addr HOST:PORT --api-url URL|remove ID|transfer-leadership [--to ID] [--addr URL]")
 		return errUsage
+	}
+	if args[0] == "join" {
+		return runClusterJoin(ctx, args[1:])
 	}
 	fs := flag.NewFlagSet("cluster "+args[0], flag.ContinueOnError)
 	addr := clientFlags(fs)
@@ -336,6 +339,6 @@ func runCluster(ctx context.Context, args []string) error {
 		fmt.Printf("leadership handed over by %s\n", out["transferred_from"])
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "tdf cluster: unknown subcommand %q (status, members, remove, transfer-leadership)\n", args[0])
+	fmt.Fprintf(os.Stderr, "tdf cluster: unknown subcommand %q (status, members, join, remove, transfer-leadership)\n", args[0])
 	return errUsage
 }

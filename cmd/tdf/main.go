@@ -18,7 +18,8 @@ Usage:
   tdf dev [flags]             run a local three-node cluster with the simulated cloud
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
   tdf task submit|get|list|cancel|watch|idle-reset ...
-  tdf cluster status|members|remove|transfer-leadership
+  tdf cluster status|members|join|remove|transfer-leadership
+  tdf snapshot save --out FILE | restore --in FILE
   tdf errors [--task ID] [--node ID] [--kind K]
   tdf nodes [--status S] [--user U]
   tdf import [--dry-run] FILE  import the old system's in-flight tasks (docs/import.md)
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string) error {
 		return runTask(ctx, args[1:])
 	case "cluster":
 		return runCluster(ctx, args[1:])
+	case "snapshot":
+		return runSnapshot(ctx, args[1:])
 	case "errors":
 		return runErrors(ctx, args[1:])
 	case "nodes":

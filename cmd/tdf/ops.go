@@ -165,10 +165,11 @@ func runCompletion(args []string) error {
 	fmt.Print(`_tdf() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} sub=${COMP_WORDS[2]}
   case $COMP_CWORD in
-    1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster errors nodes import tls healthcheck completion version help" -- "$cur")); return;;
+    1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster snapshot errors nodes import tls healthcheck completion version help" -- "$cur")); return;;
     2) case $cmd in
          task) COMPREPLY=($(compgen -W "submit get list cancel watch idle-reset" -- "$cur")); return;;
-         cluster) COMPREPLY=($(compgen -W "status members remove transfer-leadership" -- "$cur")); return;;
+         cluster) COMPREPLY=($(compgen -W "status members join remove transfer-leadership" -- "$cur")); return;;
+         snapshot) COMPREPLY=($(compgen -W "save restore" -- "$cur")); return;;
          tls) COMPREPLY=($(compgen -W "init" -- "$cur")); return;;
        esac;;
   esac

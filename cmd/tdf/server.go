@@ -40,6 +40,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.Uint64Var(&cc.SnapshotThreshold, "snapshot-threshold", cc.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	fs.Uint64Var(&cc.TrailingLogs, "trailing-logs", cc.TrailingLogs, "log entries kept after a snapshot, for slow followers")
 	fs.DurationVar(&cc.ApplyTimeout, "apply-timeout", cc.ApplyTimeout, "longest wait to enqueue one raft apply")
+	fs.DurationVar(&cc.DeadServerAfter, "dead-server-cleanup", cc.DeadServerAfter, "the leader removes a voter unreachable this long, if --min-quorum healthy voters remain (0: never)")
+	fs.IntVar(&cc.MinQuorum, "min-quorum", cc.MinQuorum, "healthy voters dead-server cleanup must leave; with 3, a dead server of a 3-node cluster goes only once a replacement joined")
 	fs.DurationVar(&ac.HoldTimeout, "hold-timeout", ac.HoldTimeout, "how long a write waits for a leader before 503")
 	fs.Int64Var(&ac.MaxBodyBytes, "max-body-bytes", ac.MaxBodyBytes, "largest accepted request body")
 	fs.DurationVar(&ac.RequestTimeout, "request-timeout", ac.RequestTimeout, "longest time one API request may take")
