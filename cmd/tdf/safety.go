@@ -109,6 +109,7 @@ func snapshotSave(ctx context.Context, c *client, out string) error {
 	if err != nil {
 		return err
 	}
+	lc.authorize(req)
 	resp, err := lc.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", lc.addr, err)
@@ -183,6 +184,7 @@ func snapshotRestore(ctx context.Context, c *client, in string, force bool) erro
 		return err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	lc.authorize(req)
 	resp, err := lc.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s: %w", lc.addr, err)
