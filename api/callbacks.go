@@ -69,15 +69,18 @@ func (s *Server) callbackRoutes(r *gin.Engine) {
 	node := s.requireCallbackToken(tokens.ScopeNode, "id")
 	ws := s.requireCallbackToken(tokens.ScopeWorkspace, "id")
 	cb := s.countCallback
+	// Callbacks wait longer for a leader than client writes (holdLonger):
+	// the agent does not retry node-ready and task-status callbacks.
+	hold := s.holdLonger
 	for _, prefix := range []string{"/v1", "/api"} {
-		r.POST(prefix+"/nodes/:id/ready", cb("node_ready"), s.validID("id"), s.onLeader, node, s.nodeReady)
-		r.POST(prefix+"/nodes/:id/heartbeat", cb("node_heartbeat"), s.validID("id"), s.onLeader, node, s.nodeHeartbeat)
-		r.POST(prefix+"/nodes/:id/errors", cb("node_errors"), s.validID("id"), s.onLeader, node, s.nodeErrors)
-		r.POST(prefix+"/workspaces/:id/ready", cb("workspace_ready"), s.validID("id"), s.onLeader, ws, s.workspaceReady)
-		r.POST(prefix+"/workspaces/:id/provisioning-failed", cb("workspace_failed"), s.validID("id"), s.onLeader, ws, s.workspaceFailed)
+		r.POST(prefix+"/nodes/:id/ready", cb("node_ready"), s.validID("id"), hold, s.onLeader, node, s.nodeReady)
+		r.POST(prefix+"/nodes/:id/heartbeat", cb("node_heartbeat"), s.validID("id"), hold, s.onLeader, node, s.nodeHeartbeat)
+		r.POST(prefix+"/nodes/:id/errors", cb("node_errors"), s.validID("id"), hold, s.onLeader, node, s.nodeErrors)
+		r.POST(prefix+"/workspaces/:id/ready", cb("workspace_ready"), s.validID("id"), hold, s.onLeader, ws, s.workspaceReady)
+		r.POST(prefix+"/workspaces/:id/provisioning-failed", cb("workspace_failed"), s.validID("id"), hold, s.onLeader, ws, s.workspaceFailed)
 	}
 	r.POST("/api/workspaces/:id/messages", cb("workspace_messages"), s.validID("id"), ws, s.workspaceMessages)
-	r.POST("/v1/tasks/:id/status", cb("task_status"), s.validID("id"), s.onLeader, s.taskStatusAuth, s.taskStatus)
+	r.POST("/v1/tasks/:id/status", cb("task_status"), s.validID("id"), hold, s.onLeader, s.taskStatusAuth, s.taskStatus)
 	r.POST("/api/projects/:pid/tasks/:id/status/callback", cb("task_status"), s.validID("id"), s.onLeader, s.taskStatusAuth, s.taskStatus)
 }
 

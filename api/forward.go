@@ -24,6 +24,8 @@ const (
 	// leader disagree during an election.
 	maxHops = 3
 	ctxBody = "tdf.body"
+	// ctxHold overrides the hold timeout for one route (callbacks).
+	ctxHold = "tdf.hold"
 )
 
 // hopByHop headers are not forwarded (RFC 9110 §7.6.1).
@@ -44,9 +46,23 @@ func (s *Server) onLeader(c *gin.Context) {
 	if s.cfg.Node.IsLeader() || !s.proxyToLeader(c) {
 		// A leader just elected may not have applied every earlier entry
 		// yet; what the handler reads (a task, the signing keys) must be.
-		s.cfg.Node.WaitLeaderReady(c.Request.Context(), s.cfg.HoldTimeout)
+		s.cfg.Node.WaitLeaderReady(c.Request.Context(), s.hold(c))
 		c.Next()
 	}
+}
+
+// holdLonger gives the rest of the chain the callback hold timeout.
+func (s *Server) holdLonger(c *gin.Context) {
+	c.Set(ctxHold, s.cfg.CallbackHoldTimeout)
+	c.Next()
+}
+
+// hold is how long this request waits for a leader.
+func (s *Server) hold(c *gin.Context) time.Duration {
+	if d := c.GetDuration(ctxHold); d > 0 {
+		return d
+	}
+	return s.cfg.HoldTimeout
 }
 
 // readable lets a read run locally, or, with ?consistent=true, on the
@@ -105,8 +121,8 @@ func readBody(c *gin.Context) ([]byte, bool) {
 
 // leaderURL waits, up to the hold timeout, until a leader with a known API
 // address exists. self is true when that leader is this node.
-func (s *Server) leaderURL(ctx context.Context) (url string, self bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.HoldTimeout)
+func (s *Server) leaderURL(ctx context.Context, hold time.Duration) (url string, self bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
 	for {
 		if id, u, ok := s.cfg.Node.LeaderAPI(); ok {
@@ -141,10 +157,11 @@ func (s *Server) proxyToLeader(c *gin.Context) bool {
 	}
 	body, _ := c.Get(ctxBody)
 	payload, _ := body.([]byte)
-	deadline := time.Now().Add(s.cfg.HoldTimeout)
+	hold := s.hold(c)
+	deadline := time.Now().Add(hold)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		url, self, err := s.leaderURL(c.Request.Context())
+		url, self, err := s.leaderURL(c.Request.Context(), time.Until(deadline))
 		if err != nil {
 			break
 		}
@@ -152,6 +169,14 @@ func (s *Server) proxyToLeader(c *gin.Context) bool {
 			return false
 		}
 		resp, err := s.send(c, url, payload, hops+1)
+		// A 503 means the node we took for the leader had none either (it
+		// was deposed or cut off): ask whoever leads now, while the hold
+		// lasts. Writes we forward are idempotent, so a re-send is safe.
+		if err == nil && resp.StatusCode == http.StatusServiceUnavailable && time.Until(deadline) > 100*time.Millisecond {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			err = fmt.Errorf("%s answered 503", url)
+		}
 		if err == nil {
 			defer resp.Body.Close()
 			s.cfg.Metrics.countForward(c.Request.Method, resp.StatusCode)

@@ -42,6 +42,11 @@ type Config struct {
 	Now func() time.Time
 	// HoldTimeout is how long a write waits for a leader before 503.
 	HoldTimeout time.Duration
+	// CallbackHoldTimeout is the same for the agents' callbacks. It is
+	// longer because the agent sends node-ready and task-status callbacks
+	// once, without retry, and waits 30 s for the answer (VMAGENT.md): a
+	// callback held through a leader change is committed, not lost.
+	CallbackHoldTimeout time.Duration
 	// MaxBodyBytes bounds every request body.
 	MaxBodyBytes int64
 	// RequestTimeout bounds the handling of one request.
@@ -71,12 +76,15 @@ type Config struct {
 // DefaultConfig returns the documented defaults for everything but Node.
 func DefaultConfig() Config {
 	return Config{
-		Now:            time.Now,
-		HoldTimeout:    5 * time.Second,
-		MaxBodyBytes:   1 << 20,
-		RequestTimeout: 30 * time.Second,
-		Client:         &http.Client{Timeout: 30 * time.Second},
-		Policy:         fsm.DefaultPolicy(),
+		Now:         time.Now,
+		HoldTimeout: 5 * time.Second,
+		// Under the agent's 30 s callback timeout, with room for the
+		// leader's answer.
+		CallbackHoldTimeout: 20 * time.Second,
+		MaxBodyBytes:        1 << 20,
+		RequestTimeout:      30 * time.Second,
+		Client:              &http.Client{Timeout: 30 * time.Second},
+		Policy:              fsm.DefaultPolicy(),
 	}
 }
 
@@ -112,6 +120,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.HoldTimeout <= 0 {
 		cfg.HoldTimeout = d.HoldTimeout
+	}
+	if cfg.CallbackHoldTimeout <= 0 {
+		cfg.CallbackHoldTimeout = max(d.CallbackHoldTimeout, cfg.HoldTimeout)
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = d.MaxBodyBytes

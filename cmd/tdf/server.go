@@ -43,6 +43,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&cc.DeadServerAfter, "dead-server-cleanup", cc.DeadServerAfter, "the leader removes a voter unreachable this long, if --min-quorum healthy voters remain (0: never)")
 	fs.IntVar(&cc.MinQuorum, "min-quorum", cc.MinQuorum, "healthy voters dead-server cleanup must leave; with 3, a dead server of a 3-node cluster goes only once a replacement joined")
 	fs.DurationVar(&ac.HoldTimeout, "hold-timeout", ac.HoldTimeout, "how long a write waits for a leader before 503")
+	fs.DurationVar(&ac.CallbackHoldTimeout, "callback-hold-timeout", ac.CallbackHoldTimeout, "how long an agent's callback waits for a leader before 503 (agents send some callbacks once and wait 30s)")
 	fs.Int64Var(&ac.MaxBodyBytes, "max-body-bytes", ac.MaxBodyBytes, "largest accepted request body")
 	fs.DurationVar(&ac.RequestTimeout, "request-timeout", ac.RequestTimeout, "longest time one API request may take")
 	rc, pol := &cfg.Runner, &ac.Policy
