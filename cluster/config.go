@@ -46,6 +46,10 @@ type Config struct {
 
 	// Transport replaces the TCP transport (tests use raft's in-memory one).
 	Transport raft.Transport
+	// FaultInjection puts a FaultLayer under the TCP transport, so that
+	// chaos tests can cut the node off from its peers (Node.Faults). Off
+	// by default; never for production.
+	FaultInjection bool
 
 	// OnApply, if set, is told how long each committed Apply took (metrics).
 	OnApply func(time.Duration)

@@ -38,6 +38,9 @@ type Node struct {
 
 	leaderChanges atomic.Uint64
 
+	// faults is the raft stream layer's fault hook (Config.FaultInjection).
+	faults *FaultLayer
+
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
 	wg           sync.WaitGroup
@@ -119,6 +122,9 @@ func (n *Node) tcpTransport() (raft.Transport, error) {
 	advAddr, err := net.ResolveTCPAddr("tcp", adv)
 	if err != nil {
 		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
+	}
+	if n.cfg.FaultInjection {
+		return n.faultTransport(advAddr)
 	}
 	t, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 4, 10*time.Second, n.cfg.Logger.Named("transport"))
 	if err != nil {

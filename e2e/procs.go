@@ -668,6 +668,52 @@ func (c *Cluster) Restart(n *Node) {
 	c.Start(n)
 }
 
+// Pause freezes the node's process (SIGSTOP); Resume thaws it (SIGCONT).
+// A paused node keeps its sockets: peers and clients see it hang, not
+// refuse, as with a stalled VM or a long GC pause.
+func (c *Cluster) Pause(n *Node) error { return c.signal(n, syscall.SIGSTOP) }
+
+// Resume thaws a node Pause froze.
+func (c *Cluster) Resume(n *Node) error { return c.signal(n, syscall.SIGCONT) }
+
+func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return fmt.Errorf("%s: not started", n.ID)
+	}
+	select {
+	case <-n.done:
+		return fmt.Errorf("%s: not running", n.ID)
+	default:
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s: %v: %w", n.ID, sig, err)
+	}
+	return nil
+}
+
+// Isolate cuts the node's raft traffic in and out (POST
+// /debug/faults/isolate); Heal restores it. The node must run with
+// --fault-injection.
+func (c *Cluster) Isolate(n *Node) error { return c.fault(n, "isolate") }
+
+// Heal reconnects a node Isolate cut off.
+func (c *Cluster) Heal(n *Node) error { return c.fault(n, "heal") }
+
+func (c *Cluster) fault(n *Node, action string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Do(ctx, n, http.MethodPost, "/debug/faults/"+action, nil, nil)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", action, n.ID, err)
+	}
+	if resp.Status != http.StatusOK {
+		return fmt.Errorf("%s %s = %d: %s (does it run with --fault-injection?)", action, n.ID, resp.Status, bytes.TrimSpace(resp.Body))
+	}
+	return nil
+}
+
 // signalAndWait signals the node's process, if running, and waits up to
 // timeout for it to exit. ok is false on timeout.
 func (c *Cluster) signalAndWait(n *Node, sig syscall.Signal, timeout time.Duration) (state *os.ProcessState, ok bool) {

@@ -136,8 +136,12 @@ func Start(cfg Config) (*Server, error) {
 		_ = s.Node.Close()
 		return nil, err
 	}
+	handler := s.API.Handler()
+	if fl := s.Node.Faults(); fl != nil {
+		handler = faultRoutes(fl, handler)
+	}
 	s.http = &http.Server{
-		Handler:           s.API.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
