@@ -61,13 +61,13 @@ func TestChaosShort(t *testing.T) {
 	})
 }
 
-func runProcess(t *testing.T, p chaos.Plan, extraArgs ...string) *chaos.Report {
+func runProcess(t *testing.T, p chaos.Plan) *chaos.Report {
 	t.Helper()
 	if p.ReportDir == "" {
 		p.ReportDir = filepath.Join(t.TempDir(), "report")
 	}
 	p.Logf = t.Logf
-	target := chaos.StartProcessTarget(t, extraArgs...)
+	target := chaos.StartProcessTarget(t, e2e.Options{})
 	rep, err := chaos.Run(target, p)
 	if err != nil {
 		t.Fatal(err)

@@ -44,14 +44,16 @@ type ProcessTarget struct {
 	C *e2e.Cluster
 }
 
-// StartProcessTarget starts the cluster (ServerArgs plus extra) and waits
-// for a leader and for every node to publish a signing key.
-func StartProcessTarget(tb testing.TB, extra ...string) *ProcessTarget {
+// StartProcessTarget starts the cluster and waits for a leader and for
+// every node to publish a signing key. opts.ExtraArgs come after
+// ServerArgs; a nil opts.FakeCloud gets CloudArgs.
+func StartProcessTarget(tb testing.TB, opts e2e.Options) *ProcessTarget {
 	tb.Helper()
-	c := e2e.StartCluster(tb, e2e.Options{
-		ExtraArgs: append(slices.Clone(ServerArgs), extra...),
-		FakeCloud: &e2e.FakeCloudOptions{Args: slices.Clone(CloudArgs)},
-	})
+	opts.ExtraArgs = append(slices.Clone(ServerArgs), opts.ExtraArgs...)
+	if opts.FakeCloud == nil {
+		opts.FakeCloud = &e2e.FakeCloudOptions{Args: slices.Clone(CloudArgs)}
+	}
+	c := e2e.StartCluster(tb, opts)
 	c.Leader()
 	c.WaitFor(e2e.DefaultElectionWait, "every node has a signing key", func() error {
 		for _, n := range c.Nodes {
