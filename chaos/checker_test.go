@@ -216,3 +216,25 @@ func TestStats(t *testing.T) {
 		t.Error("stats of nothing")
 	}
 }
+
+func TestFirstStepsAndInFlight(t *testing.T) {
+	faults := []Fault{
+		{N: 1, Kind: FaultKill, Victim: "n1", At: at(100), NewLeader: "n2", FirstStepAfter: -1},
+		{N: 2, Kind: FaultPause, Victim: "n2", At: at(1000), NewLeader: "n3", FirstStepAfter: -1},
+	}
+	tasks := []Task{{ID: "a", Steps: []StepAttempt{
+		{Step: "node_selection", Attempt: 1, Leader: "n1", Started: at(50), Finished: atp(60), Outcome: "success"},
+		{Step: "node_agent_ready", Attempt: 1, Leader: "n1", Started: at(90)},                                           // in flight at fault 1
+		{Step: "node_agent_ready", Attempt: 2, Leader: "n2", Started: at(400), Finished: atp(1200), Outcome: "success"}, // in flight at fault 2
+		{Step: "workspace_creation", Attempt: 1, Leader: "n3", Started: at(1300), Finished: atp(1310), Outcome: "success"},
+	}}, {ID: "b", Steps: []StepAttempt{
+		{Step: "node_selection", Attempt: 1, Leader: "n2", Started: at(250), Finished: atp(260), Outcome: "success"},
+	}}}
+	FirstSteps(faults, tasks)
+	if f := faults[0]; f.FirstStepAfter != 150*time.Millisecond || f.FirstStepTask != "b" || f.InFlight != 1 {
+		t.Errorf("fault 1: %+v", f)
+	}
+	if f := faults[1]; f.FirstStepAfter != 300*time.Millisecond || f.FirstStepName != "workspace_creation" || f.InFlight != 1 {
+		t.Errorf("fault 2: %+v", f)
+	}
+}

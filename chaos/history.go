@@ -89,8 +89,11 @@ type Fault struct {
 	// the new leader started (from the task timelines; -1: none seen).
 	FirstStepAfter time.Duration `json:"first_step_after_ns"`
 	FirstStepTask  string        `json:"first_step_task,omitempty"`
-	FirstStepName  string        `json:"first_step,omitempty"`
-	Error          string        `json:"error,omitempty"`
+	// InFlight counts the victim's step attempts that were claimed before
+	// the fault and had no result yet at its moment (from the timelines).
+	InFlight      int    `json:"in_flight"`
+	FirstStepName string `json:"first_step,omitempty"`
+	Error         string `json:"error,omitempty"`
 }
 
 // History is everything the run recorded.

@@ -303,7 +303,8 @@ func (n *Nemesis) one(num int, kind FaultKind) (Fault, error) {
 // FirstSteps fills in each fault's first step by its new leader: the
 // earliest step attempt, in any task, whose leader is the new leader and
 // which started at or after the fault (the step timeline's times are the
-// leader's clock; the machine's clock for processes).
+// leader's clock; the machine's clock for processes); and how many of the
+// victim's step attempts were in flight at the fault.
 func FirstSteps(faults []Fault, tasks []Task) {
 	for i := range faults {
 		f := &faults[i]
@@ -316,6 +317,9 @@ func FirstSteps(faults []Fault, tasks []Task) {
 		}
 		for _, t := range tasks {
 			for _, s := range t.Steps {
+				if s.Leader == f.Victim && !s.Started.After(f.At) && (s.Finished == nil || s.Finished.After(f.At)) {
+					f.InFlight++
+				}
 				if s.Leader != f.NewLeader || s.Started.Before(f.At) || (!until.IsZero() && !s.Started.Before(until)) {
 					continue
 				}

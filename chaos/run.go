@@ -90,15 +90,18 @@ func NewStats(ds []time.Duration) Stats {
 
 // Report is the outcome of a run.
 type Report struct {
-	Pass      bool           `json:"pass"`
-	Started   time.Time      `json:"started"`
-	Duration  time.Duration  `json:"duration_ns"`
-	Faults    map[string]int `json:"faults"`
-	Tasks     int            `json:"tasks"`
-	Submitted int            `json:"submitted"`
-	Abandoned []string       `json:"abandoned,omitempty"`
-	Reads     int            `json:"reads"`
-	Statuses  map[string]int `json:"final_statuses"`
+	Pass     bool           `json:"pass"`
+	Started  time.Time      `json:"started"`
+	Duration time.Duration  `json:"duration_ns"`
+	Faults   map[string]int `json:"faults"`
+	// FaultsInFlight counts, by kind, the faults that hit the leader while
+	// it had step attempts in flight.
+	FaultsInFlight map[string]int `json:"faults_with_steps_in_flight"`
+	Tasks          int            `json:"tasks"`
+	Submitted      int            `json:"submitted"`
+	Abandoned      []string       `json:"abandoned,omitempty"`
+	Reads          int            `json:"reads"`
+	Statuses       map[string]int `json:"final_statuses"`
 	// Failover: fault → a survivor names a new leader; fault → the new
 	// leader's first step. Kills only, and every fault.
 	KillToLeader       Stats                 `json:"kill_to_leader"`
@@ -123,7 +126,9 @@ func (r *Report) Summary() string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "chaos run: %s after %s\n", verdict, r.Duration.Round(time.Second))
-	fmt.Fprintf(&b, "  faults: %d kills, %d pauses, %d partitions\n", r.Faults[string(FaultKill)], r.Faults[string(FaultPause)], r.Faults[string(FaultPartition)])
+	fmt.Fprintf(&b, "  faults: %d kills, %d pauses, %d partitions (with the leader's steps in flight: %d, %d, %d)\n",
+		r.Faults[string(FaultKill)], r.Faults[string(FaultPause)], r.Faults[string(FaultPartition)],
+		r.FaultsInFlight[string(FaultKill)], r.FaultsInFlight[string(FaultPause)], r.FaultsInFlight[string(FaultPartition)])
 	fmt.Fprintf(&b, "  tasks: %d acknowledged (%d in the cluster, final statuses %v), %d consistent reads, %d submissions abandoned\n",
 		r.Submitted, r.Tasks, r.Statuses, r.Reads, len(r.Abandoned))
 	fmt.Fprintf(&b, "  kill → new leader:      %s\n", r.KillToLeader)
@@ -159,7 +164,7 @@ func Run(target Target, p Plan) (*Report, error) {
 	probe := NewProbe(target)
 	nodes := target.Nodes()
 	began := time.Now()
-	rep := &Report{Started: began, Faults: map[string]int{}}
+	rep := &Report{Started: began, Faults: map[string]int{}, FaultsInFlight: map[string]int{}}
 	if _, err := probe.WaitLeader(nodes, time.Minute); err != nil {
 		return nil, fmt.Errorf("no leader before the run: %w", err)
 	}
@@ -182,7 +187,7 @@ func Run(target Target, p Plan) (*Report, error) {
 	FirstSteps(h.Faults, final.tasks)
 	check(rep, h, final, p)
 	rep.Duration = time.Since(began)
-	if err := rep.write(p.ReportDir, h); err != nil {
+	if err := rep.write(p.ReportDir, h, final.tasks); err != nil {
 		rep.Errors = append(rep.Errors, "report: "+err.Error())
 		rep.Pass = false
 	}
@@ -295,6 +300,9 @@ func check(rep *Report, h History, fs finalState, p Plan) {
 	var killLeader, killStep, anyLeader, anyStep, outages []time.Duration
 	for _, f := range h.Faults {
 		rep.Faults[string(f.Kind)]++
+		if f.InFlight > 0 {
+			rep.FaultsInFlight[string(f.Kind)]++
+		}
 		anyLeader, anyStep = append(anyLeader, f.LeaderAfter), append(anyStep, f.FirstStepAfter)
 		if f.Kind == FaultKill {
 			killLeader, killStep = append(killLeader, f.LeaderAfter), append(killStep, f.FirstStepAfter)
@@ -326,9 +334,10 @@ func check(rep *Report, h History, fs finalState, p Plan) {
 	rep.Pass = len(vs) == 0 && len(rep.Errors) == 0
 }
 
-// write saves report.json, summary.txt, history.json and, when porcupine
-// found the history illegal, its HTML visualisation.
-func (r *Report) write(dir string, h History) error {
+// write saves report.json, summary.txt, history.json, tasks.json (the
+// final tasks) and, when porcupine found the history illegal, its HTML
+// visualisation.
+func (r *Report) write(dir string, h History, tasks []Task) error {
 	if dir == "" {
 		return nil
 	}
@@ -345,20 +354,10 @@ func (r *Report) write(dir string, h History) error {
 	if err := os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(r.Summary()), 0o644); err != nil {
 		return err
 	}
-	hf, err := os.Create(filepath.Join(dir, "history.json"))
-	if err != nil {
+	if err := writeJSON(filepath.Join(dir, "history.json"), h); err != nil {
 		return err
 	}
-	bw := bufio.NewWriter(hf)
-	if err := json.NewEncoder(bw).Encode(h); err != nil {
-		hf.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		hf.Close()
-		return err
-	}
-	if err := hf.Close(); err != nil {
+	if err := writeJSON(filepath.Join(dir, "tasks.json"), tasks); err != nil {
 		return err
 	}
 	if r.Linearizability.Result != "Ok" && r.Linearizability.Operations > 0 {
@@ -370,6 +369,23 @@ func (r *Report) write(dir string, h History) error {
 		return r.Linearizability.WriteVisualization(f)
 	}
 	return nil
+}
+
+func writeJSON(path string, v any) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	if err := json.NewEncoder(bw).Encode(v); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // ---------------------------------------------------------------------------
