@@ -32,7 +32,34 @@ func TestCheckerCatchesStaleResultsWithoutFencing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	bin := e2e.BuildTagged(t, "nofence")
+	victim, tk := staleResultScenario(t, e2e.BuildTagged(t, "nofence"), true)
+	vs := chaos.CheckTimelines([]chaos.Task{tk})
+	if len(vs) == 0 {
+		t.Fatalf("task %s: the checker reports nothing", victim)
+	}
+	for _, v := range vs {
+		t.Logf("the checker reports: %s", v)
+	}
+}
+
+// TestStaleResultScenarioWithFencing is the same scenario on the normal
+// build: the deposed leader's result is dropped, the task completes and
+// the checker finds nothing wrong with it.
+func TestStaleResultScenarioWithFencing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	victim, tk := staleResultScenario(t, "", false)
+	if vs := chaos.CheckTimelines([]chaos.Task{tk}); len(vs) > 0 {
+		t.Errorf("task %s: %v", victim, vs)
+	}
+}
+
+// staleResultScenario runs the scenario on bin ("" for the normal build).
+// With wantStale it waits until the checker reports a stale result in the
+// victim task's timeline; without, until the task completed. It returns
+// the task's id and its last read.
+func staleResultScenario(t *testing.T, bin string, wantStale bool) (string, chaos.Task) {
 	target := chaos.StartProcessTarget(t, e2e.Options{Binary: bin})
 	c := target.C
 	probe := chaos.NewProbe(target)
@@ -123,26 +150,31 @@ func TestCheckerCatchesStaleResultsWithoutFencing(t *testing.T) {
 		return fmt.Errorf("%s still leads (transfer: %d %s)", lead, resp.Status, strings.TrimSpace(string(resp.Body)))
 	})
 
-	var found []chaos.Violation
-	c.WaitFor(2*time.Minute, "the checker reports the stale result", func() error {
+	var last chaos.Task
+	what := "the task completes"
+	if wantStale {
+		what = "the checker reports the stale result"
+	}
+	c.WaitFor(2*time.Minute, what, func() error {
 		tk, err := getTask(c, leaderA, victim)
 		if err != nil {
 			return err
 		}
-		found = nil
+		last = tk
+		if !wantStale {
+			if tk.Status != "completed" {
+				return fmt.Errorf("task %s is %s", victim, tk.Status)
+			}
+			return nil
+		}
 		for _, v := range chaos.CheckTimelines([]chaos.Task{tk}) {
 			if strings.Contains(v.Detail, "a stale result") {
-				found = append(found, v)
+				return nil
 			}
 		}
-		if len(found) == 0 {
-			return fmt.Errorf("timeline of %s has no stale result yet: %+v", victim, tk.Steps)
-		}
-		return nil
+		return fmt.Errorf("timeline of %s has no stale result yet: %+v", victim, tk.Steps)
 	})
-	for _, v := range found {
-		t.Logf("the checker reports: %s", v)
-	}
+	return victim, last
 }
 
 // provisioningInFlight returns a task whose node_provisioning claim is in
