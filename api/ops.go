@@ -116,6 +116,16 @@ func (s *Server) jwks(c *gin.Context) {
 		c.JSON(http.StatusOK, tokens.JWKS{Keys: []tokens.JWK{}})
 		return
 	}
+	set := s.cfg.Tokens.JWKS()
+	if len(set.Keys) == 0 {
+		// No key yet: a node just restarted has not replayed its log (found
+		// by the chaos run: an agent booting then cached the empty set and
+		// refused every token, failing its tasks). Not an answer to cache:
+		// the agent asks again, or another node.
+		c.Header("Retry-After", "1")
+		abortError(c, http.StatusServiceUnavailable, CodeUnavailable, "no signing key yet: this node is catching up, retry")
+		return
+	}
 	c.Header("Cache-Control", "max-age=300")
-	c.JSON(http.StatusOK, s.cfg.Tokens.JWKS())
+	c.JSON(http.StatusOK, set)
 }

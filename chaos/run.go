@@ -102,6 +102,9 @@ type Report struct {
 	Abandoned      []string       `json:"abandoned,omitempty"`
 	Reads          int            `json:"reads"`
 	Statuses       map[string]int `json:"final_statuses"`
+	// Failed lists the failed tasks and their error messages: a terminal
+	// state, so not a violation, but a task that did not survive the faults.
+	Failed []string `json:"failed,omitempty"`
 	// Failover: fault → a survivor names a new leader; fault → the new
 	// leader's first step. Kills only, and every fault.
 	KillToLeader       Stats                 `json:"kill_to_leader"`
@@ -140,6 +143,13 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "  linearizability (porcupine, per task): %s over %d operations on %d tasks\n", r.Linearizability.Result, r.Linearizability.Operations, r.Linearizability.Tasks)
 	if r.Converged != nil {
 		fmt.Fprintf(&b, "  converged: every node at index %d, hash %.16s\n", r.Converged.AppliedIndex, r.Converged.Hash)
+	}
+	for i, f := range r.Failed {
+		if i == 10 {
+			fmt.Fprintf(&b, "  … %d more failed tasks in the JSON report\n", len(r.Failed)-10)
+			break
+		}
+		fmt.Fprintf(&b, "  failed task %s\n", f)
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "  error: %s\n", e)
@@ -291,6 +301,9 @@ func check(rep *Report, h History, fs finalState, p Plan) {
 	rep.Statuses = map[string]int{}
 	for _, t := range fs.tasks {
 		rep.Statuses[t.Status]++
+		if t.Status == "failed" {
+			rep.Failed = append(rep.Failed, fmt.Sprintf("%s: %s", t.ID, t.ErrorMessage))
+		}
 	}
 	for _, op := range h.Ops {
 		if op.Kind == OpRead {
