@@ -250,6 +250,12 @@ func (n *Nemesis) one(num int, kind FaultKind) (Fault, error) {
 	defer cancel()
 	seen := n.probe.watchNewLeader(ctx, survivors, victim)
 	time.Sleep(15 * time.Millisecond) // let the watchers poll once
+	if kind != FaultKill {
+		// A pause or a partition is meant to catch the leader with steps
+		// in flight (their results then stale): strike as soon as one is
+		// seen (within a few seconds).
+		n.waitInFlight(victim, 5*time.Second)
+	}
 	f.At = time.Now().Round(0)
 
 	var hold time.Duration
@@ -298,6 +304,35 @@ func (n *Nemesis) one(num int, kind FaultKind) (Fault, error) {
 		return f, fmt.Errorf("fault %d: after %s of %s: %w", num, kind, victim, err)
 	}
 	return f, nil
+}
+
+// waitInFlight polls the leader's recent tasks (ids are time-ordered, so a
+// cursor skips the older ones) until one has a claimed step in flight, or
+// timeout passes. It reports whether it saw one.
+func (n *Nemesis) waitInFlight(leader string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		cursor := fmt.Sprintf("t-%012x", time.Now().Add(-time.Minute).UnixMilli())
+		var page struct {
+			Tasks []struct {
+				InFlight bool `json:"in_flight"`
+			} `json:"tasks"`
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := n.probe.GetJSON(ctx, n.target.APIURL(leader)+"/v1/tasks?limit=500&cursor="+cursor, &page)
+		cancel()
+		if err == nil {
+			for _, t := range page.Tasks {
+				if t.InFlight {
+					return true
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // FirstSteps fills in each fault's first step by its new leader: the
