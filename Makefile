@@ -35,6 +35,21 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# The process-level chaos run (chaos/run.sh documents every flag).
+CHAOS_DURATION   ?= 2m
+CHAOS_KILLS      ?= 10
+CHAOS_PAUSES     ?= 4
+CHAOS_PARTITIONS ?= 4
+CHAOS_RATE       ?= 3
+CHAOS_CLIENTS    ?= 4
+CHAOS_SEED       ?= 1
+CHAOS_REPORT     ?= chaos-report
+
+.PHONY: chaos
+chaos: ## chaos run on processes: kill/pause/partition the leader for CHAOS_DURATION (2m), then check; report in CHAOS_REPORT
+	./chaos/run.sh -duration $(CHAOS_DURATION) -kills $(CHAOS_KILLS) -pauses $(CHAOS_PAUSES) -partitions $(CHAOS_PARTITIONS) \
+		-rate $(CHAOS_RATE) -clients $(CHAOS_CLIENTS) -seed $(CHAOS_SEED) -report $(CHAOS_REPORT)
+
 .PHONY: clean
 clean: ## remove the binary and the dev cluster's data
 	rm -rf bin $(DATA)

@@ -128,7 +128,7 @@ func (s *Server) jwks(c *gin.Context) {
 		// may not have caught up yet. An empty set would make an agent
 		// that boots now reject every token for as long as it caches the
 		// set; an error makes it ask again (or ask another node).
-		abortError(c, http.StatusServiceUnavailable, CodeUnavailable, "no signing key yet: this node has not caught up with the cluster; retry")
+		abortError(c, http.StatusServiceUnavailable, CodeUnavailable, "no signing key yet: this node is catching up with the cluster; retry")
 		return
 	}
 	c.Header("Cache-Control", "max-age=300")

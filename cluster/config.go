@@ -65,6 +65,10 @@ type Config struct {
 	// the join endpoint); it carries the CA and the join token. Default
 	// http.DefaultClient.
 	HTTPClient *http.Client
+	// FaultInjection puts a FaultLayer under the TCP transport, so that
+	// chaos tests can cut the node off from its peers (Node.Faults). Off
+	// by default; never for production.
+	FaultInjection bool
 
 	// OnApply, if set, is told how long each committed Apply took (metrics).
 	OnApply func(time.Duration)

@@ -39,6 +39,8 @@ type Node struct {
 
 	// leaderCtl suspends and resumes the leader loop (a user restore).
 	leaderCtl chan leaderCtlReq
+	// faults is the raft stream layer's fault hook (Config.FaultInjection).
+	faults *FaultLayer
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
@@ -127,6 +129,9 @@ func (n *Node) tcpTransport() (raft.Transport, error) {
 	advAddr, err := net.ResolveTCPAddr("tcp", adv)
 	if err != nil {
 		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
+	}
+	if n.cfg.FaultInjection {
+		return n.faultTransport(advAddr)
 	}
 	if n.cfg.RaftTLS != nil {
 		stream, err := NewTLSStreamLayer(n.cfg.RaftAddr, advAddr, n.cfg.RaftTLS)

@@ -94,6 +94,27 @@ func RemoveBinary() {
 }
 
 func buildBinary() (string, error) {
+	dir, err := os.MkdirTemp("", "tdf-e2e-bin-")
+	if err != nil {
+		return "", err
+	}
+	build.dir = dir
+	return buildInto(dir, "")
+}
+
+// BuildTagged builds a tdf binary with the given build tags (e.g.
+// "nofence") into a directory of the test's, with the same race choice as
+// Binary; pass it as Options.Binary.
+func BuildTagged(tb testing.TB, tags string) string {
+	tb.Helper()
+	out, err := buildInto(tb.TempDir(), tags)
+	if err != nil {
+		tb.Fatalf("build tdf -tags %s: %v", tags, err)
+	}
+	return out
+}
+
+func buildInto(dir, tags string) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
@@ -102,15 +123,13 @@ func buildBinary() (string, error) {
 	if err != nil {
 		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	dir, err := os.MkdirTemp("", "tdf-e2e-bin-")
-	if err != nil {
-		return "", err
-	}
-	build.dir = dir
 	out := filepath.Join(dir, "tdf")
 	args := []string{"build", "-o", out}
 	if buildWithRace() {
 		args = append(args, "-race")
+	}
+	if tags != "" {
+		args = append(args, "-tags", tags)
 	}
 	args = append(args, "./cmd/tdf")
 	cmd := exec.Command(gobin, args...)
@@ -243,6 +262,9 @@ type Options struct {
 	// FakeCloud, if not nil, runs a `tdf fakecloud` process alongside the
 	// nodes (see FakeCloudOptions), and points every node at it.
 	FakeCloud *FakeCloudOptions
+	// Binary, if set, is the nodes' tdf binary (e.g. from BuildTagged)
+	// instead of Binary's; the fakecloud runs it too.
+	Binary string
 }
 
 // FakeCloudOptions configure the `tdf fakecloud` process of a cluster.
@@ -348,11 +370,14 @@ func StartCluster(tb testing.TB, opts Options) *Cluster {
 	}
 	c := &Cluster{
 		tb:  tb,
-		bin: Binary(tb),
+		bin: opts.Binary,
 		dir: tb.TempDir(),
 		// Longer than the server's 30s request timeout, so the server, not
 		// the client, decides when a request has taken too long.
 		Client: &http.Client{Timeout: 45 * time.Second},
+	}
+	if c.bin == "" {
+		c.bin = Binary(tb)
 	}
 	nports := 2 * opts.Nodes
 	if opts.FakeCloud != nil {
@@ -666,6 +691,52 @@ func (c *Cluster) Restart(n *Node) {
 		c.Stop(n)
 	}
 	c.Start(n)
+}
+
+// Pause freezes the node's process (SIGSTOP); Resume thaws it (SIGCONT).
+// A paused node keeps its sockets: peers and clients see it hang, not
+// refuse, as with a stalled VM or a long GC pause.
+func (c *Cluster) Pause(n *Node) error { return c.signal(n, syscall.SIGSTOP) }
+
+// Resume thaws a node Pause froze.
+func (c *Cluster) Resume(n *Node) error { return c.signal(n, syscall.SIGCONT) }
+
+func (c *Cluster) signal(n *Node, sig syscall.Signal) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return fmt.Errorf("%s: not started", n.ID)
+	}
+	select {
+	case <-n.done:
+		return fmt.Errorf("%s: not running", n.ID)
+	default:
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%s: %v: %w", n.ID, sig, err)
+	}
+	return nil
+}
+
+// Isolate cuts the node's raft traffic in and out (POST
+// /debug/faults/isolate); Heal restores it. The node must run with
+// --fault-injection.
+func (c *Cluster) Isolate(n *Node) error { return c.fault(n, "isolate") }
+
+// Heal reconnects a node Isolate cut off.
+func (c *Cluster) Heal(n *Node) error { return c.fault(n, "heal") }
+
+func (c *Cluster) fault(n *Node, action string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Do(ctx, n, http.MethodPost, "/debug/faults/"+action, nil, nil)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", action, n.ID, err)
+	}
+	if resp.Status != http.StatusOK {
+		return fmt.Errorf("%s %s = %d: %s (does it run with --fault-injection?)", action, n.ID, resp.Status, bytes.TrimSpace(resp.Body))
+	}
+	return nil
 }
 
 // signalAndWait signals the node's process, if running, and waits up to

@@ -62,7 +62,7 @@ func (f *FSM) applyStepResult(c StepResult, res *Result) {
 	if !ok {
 		return
 	}
-	if !cur.InFlight || cur.RunnableStep() != c.Step || cur.Attempt != c.Attempt || cur.ClaimTerm != c.Term {
+	if fenceResults && (!cur.InFlight || cur.RunnableStep() != c.Step || cur.Attempt != c.Attempt || cur.ClaimTerm != c.Term) {
 		f.fence(res, cur, c.Step, c.Attempt, c.Leader, fmt.Sprintf("result of %s attempt %d (term %d); current claim is %q attempt %d (term %d, in flight %v)",
 			c.Step, c.Attempt, c.Term, cur.RunnableStep(), cur.Attempt, cur.ClaimTerm, cur.InFlight), c.At)
 		return

@@ -209,9 +209,13 @@ func Start(cfg Config) (*Server, error) {
 	if ac.Auth.Len() == 0 {
 		s.log.Warn("API authentication is OFF: no tokens configured (--tokens-file or TDF_TOKENS); anyone who reaches the API can do anything")
 	}
+	handler := s.API.Handler()
+	if fl := s.Node.Faults(); fl != nil {
+		handler = faultRoutes(fl, handler)
+	}
 	lim := cfg.HTTPLimits.withDefaults()
 	s.http = &http.Server{
-		Handler:           s.API.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		ReadTimeout:       lim.ReadTimeout,
 		WriteTimeout:      lim.WriteTimeout,

@@ -234,10 +234,17 @@ func (lt *leaderTerm) runEffect(t *fsm.Task) {
 	start := time.Now()
 	out := lt.call(claimed, step)
 	if lt.ctx.Err() != nil {
+		if !fenceDeposed {
+			r.commitLate(lt.resultCommand(claimed, out))
+		}
 		return // leadership lost: the next leader re-dispatches this claim
 	}
 	cmd := lt.resultCommand(claimed, out)
-	if _, ok := lt.commit(cmd, &r.stats.Results); ok {
+	committed, ok := lt.commit(cmd, &r.stats.Results)
+	if !ok && committed == nil && !fenceDeposed {
+		r.commitLate(cmd) // not committed: leadership lost meanwhile
+	}
+	if ok {
 		took := time.Since(start)
 		r.log.Info("step", "task", t.ID, "step", step, "attempt", claim.Attempt, "outcome", cmd.Outcome,
 			"duration", took, "vm_node", claimed.NodeID, "error", cmd.Error)

@@ -39,6 +39,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&cc.SnapshotInterval, "snapshot-interval", cc.SnapshotInterval, "how often raft checks whether to snapshot")
 	fs.Uint64Var(&cc.SnapshotThreshold, "snapshot-threshold", cc.SnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	fs.Uint64Var(&cc.TrailingLogs, "trailing-logs", cc.TrailingLogs, "log entries kept after a snapshot, for slow followers")
+	fs.BoolVar(&cc.FaultInjection, "fault-injection", false, "chaos testing only: let POST /debug/faults/isolate and /heal cut this node's raft traffic (never in production)")
 	fs.DurationVar(&cc.ApplyTimeout, "apply-timeout", cc.ApplyTimeout, "longest wait to enqueue one raft apply")
 	fs.DurationVar(&cc.DeadServerAfter, "dead-server-cleanup", cc.DeadServerAfter, "the leader removes a voter unreachable this long, if --min-quorum healthy voters remain (0: never)")
 	fs.IntVar(&cc.MinQuorum, "min-quorum", cc.MinQuorum, "healthy voters dead-server cleanup must leave; with 3, a dead server of a 3-node cluster goes only once a replacement joined")
