@@ -22,6 +22,7 @@ Usage:
   tdf errors [--task ID] [--node ID] [--kind K]
   tdf nodes [--status S] [--user U]
   tdf completion bash
+  tdf bench [--only raft,e2e,wheel,fsm,api] [--smoke]   measure (BENCHMARKS.md)
   tdf version
 
 Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR.
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string) error {
 		return runNodes(ctx, args[1:])
 	case "completion":
 		return runCompletion(args[1:])
+	case "bench":
+		return runBench(ctx, args[1:])
 	case "version":
 		fmt.Println("tdf", version)
 		return nil
