@@ -30,6 +30,16 @@ fuzz: ## run each fuzz target for FUZZTIME (default 2000 inputs; a count avoids 
 	@if grep -qs 'func FuzzSubmitHandler' api/*_test.go; then \
 		$(GO) test -run '^$$' -fuzz '^FuzzSubmitHandler$$' -fuzztime $(FUZZTIME) ./api/; fi
 
+BENCH_FAILOVER_KILLS ?= 20
+BENCH_OUT ?= bench-results.md
+
+.PHONY: bench
+bench: ## measure everything of BENCHMARKS.md (≈ 20 min): tdf bench, the timers benchmarks, the failover timing harness; tables to BENCH_OUT
+	$(GO) run ./cmd/tdf bench | tee $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench . -benchmem ./timers/ | tee -a $(BENCH_OUT)
+	TDF_FAILOVER_KILLS=$(BENCH_FAILOVER_KILLS) $(GO) test -count=1 -run 'TestFailoverTiming$$' -v -timeout 40m ./e2e/ \
+		| grep -E -A 20 'over [0-9]+ kills \(|^--- ' | tee -a $(BENCH_OUT)
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

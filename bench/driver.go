@@ -12,9 +12,9 @@ import (
 // commits what the leader's runner would (steps/runner.go process), with
 // the zero-delay fakes as handlers. Used to build finished-task states fast.
 type fsmDriver struct {
-	f        *fsm.FSM
-	index    uint64
-	at       time.Time
+	f     *fsm.FSM
+	index uint64
+	at    time.Time
 }
 
 func newFSMDriver(f *fsm.FSM) *fsmDriver {

@@ -181,6 +181,7 @@ func (f *FSM) enter(t *Task, s Step, at time.Time) {
 			ws := &Workspace{ID: derivedID("ws", t.ID, f.workspaceExists), NodeID: t.NodeID, TaskID: t.ID,
 				Status: WorkspaceCreating, CreatedAt: at, UpdatedAt: at}
 			f.st.workspaces.ReplaceOrInsert(ws)
+			f.st.indexWorkspace(ws)
 			t.WorkspaceID = ws.ID
 		}
 	case StepWorkspaceReady:

@@ -58,6 +58,8 @@ type state struct {
 	settings Settings
 	// keys is replaced, never modified in place, so clones may share it.
 	keys []SigningKey
+	// idx holds derived lookups (index.go), not part of the snapshot.
+	idx indexes
 }
 
 func newState() *state {
@@ -70,6 +72,7 @@ func newState() *state {
 		idemByTime: btree.NewG(btreeDegree, lessIdemByTime),
 		errors:     btree.NewG(btreeDegree, func(a, b *ErrorRecord) bool { return a.Seq < b.Seq }),
 		settings:   DefaultSettings(),
+		idx:        newIndexes(),
 	}
 }
 
@@ -94,6 +97,7 @@ func (s *state) clone() *state {
 		rejected:   s.rejected,
 		settings:   s.settings,
 		keys:       s.keys,
+		idx:        s.idx.clone(),
 	}
 }
 
@@ -224,6 +228,12 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
 	}
+	if res.Task != nil {
+		f.st.indexTask(res.Task)
+	}
+	if res.Node != nil {
+		f.st.indexNode(res.Node)
+	}
 	if res.Err == nil && !res.Duplicate {
 		if res.Task != nil {
 			f.changed = append(f.changed, Change{Task: res.Task})
@@ -353,7 +363,10 @@ func (f *FSM) applyRegisterMember(c RegisterMember, res *Result) {
 }
 
 // notifyNode puts a node changed as a side effect on the change feed.
-func (f *FSM) notifyNode(n *Node) { f.changed = append(f.changed, Change{Node: n}) }
+func (f *FSM) notifyNode(n *Node) {
+	f.st.indexNode(n)
+	f.changed = append(f.changed, Change{Node: n})
+}
 
 // Settings returns the cluster-wide settings in force.
 func (f *FSM) Settings() Settings {
