@@ -38,6 +38,10 @@ type Node struct {
 
 	leaderChanges atomic.Uint64
 
+	// Group commit (batch.go), started by the first Batched call.
+	batchOnce sync.Once
+	batchCh   chan batchReq
+
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
 	wg           sync.WaitGroup

@@ -31,6 +31,8 @@ type Result struct {
 	// Err is a domain error (ErrNotFound, ErrInvalidTransition, …): the
 	// command committed but changed nothing.
 	Err error
+	// Batch holds one result per member of a Batch command, in order.
+	Batch []*Result
 }
 
 // Change is one entry of the change feed: a task or node whose state
@@ -173,6 +175,18 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if b, ok := cmd.(Batch); ok {
+		res := &Result{Index: index, Batch: make([]*Result, len(b.Commands))}
+		for i, c := range b.Commands {
+			res.Batch[i] = f.applyLocked(index, c)
+		}
+		return res
+	}
+	return f.applyLocked(index, cmd)
+}
+
+// applyLocked applies one decoded command (not a batch) under f.mu.
+func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 	f.st.index = index
 	f.changed = f.changed[:0]
 	res := &Result{Index: index}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/tdf-project/tdf/bench"
@@ -17,6 +18,7 @@ func runBench(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "work directory for the clusters' data (default: a temporary directory, removed after)")
 	only := fs.String("only", "", "comma-separated parts to run: "+strings.Join(bench.Parts, ",")+" (default all)")
 	smoke := fs.Bool("smoke", false, "tiny sizes: checks that the harnesses run, in seconds")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +40,17 @@ func runBench(ctx context.Context, args []string) error {
 		}
 		defer os.RemoveAll(tmp)
 		d = tmp
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sz := bench.FullSizes()
 	if *smoke {
