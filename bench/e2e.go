@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/api"
+	"github.com/tdf-project/tdf/steps"
 )
 
 // E2EOptions sizes the end-to-end benchmark.
@@ -22,13 +23,18 @@ type E2EOptions struct {
 	// each one request at a time.
 	Tasks   int
 	Clients int
+	// Rate > 0 sends the tasks open loop at Rate a second instead (for
+	// latency at a load the cluster keeps up with).
+	Rate int
+	// Workers is the runner's worker count (0: the default, 32).
+	Workers int
 	// Timeout bounds the wait for the last task to complete.
 	Timeout time.Duration
 }
 
 // E2EResult is the end-to-end figure.
 type E2EResult struct {
-	Tasks int
+	Tasks, Workers, Rate int
 	// Elapsed runs from the first submission to the last completion.
 	Elapsed time.Duration
 	// SubmitPerSec is how fast the API accepted the tasks.
@@ -53,12 +59,17 @@ func (r E2EResult) PerSec() float64 {
 // EndToEnd runs tasks through all eight steps and cleanup on three nodes
 // with the zero-delay fakes and the default runner (32 workers).
 func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
-	c, err := startCluster(ctx, clusterOptions{Dir: filepath.Join(opts.Dir, "e2e"), Handlers: zeroDelayHandlers,
+	c, err := startCluster(ctx, clusterOptions{Dir: filepath.Join(opts.Dir, fmt.Sprintf("e2e-%d-%d", opts.Workers, opts.Rate)),
+		Workers: opts.Workers, Handlers: zeroDelayHandlers,
 		Policy: benchPolicy(), Settings: benchSettings()})
 	if err != nil {
 		return E2EResult{}, err
 	}
 	defer c.close()
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = steps.DefaultConfig().Workers
+	}
 	leader := c.leader()
 	tr := newTracker(leader.FSM)
 	defer tr.stop()
@@ -71,7 +82,21 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 	var wg sync.WaitGroup
 	i0 := leader.FSM.AppliedIndex()
 	start := time.Now()
-	for w := 0; w < opts.Clients; w++ {
+	submitOne := func(i int) error {
+		t0 := time.Now()
+		id, err := submitHTTP(ctx, client, leader.URL, i)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		submitted[id] = t0
+		mu.Unlock()
+		return nil
+	}
+	if opts.Rate > 0 {
+		_, _, firstErr = openLoop(ctx, opts.Rate, time.Duration(opts.Tasks)*time.Second/time.Duration(opts.Rate), submitOne)
+	}
+	for w := 0; w < opts.Clients && opts.Rate <= 0; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -80,15 +105,10 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 				if i >= opts.Tasks {
 					return
 				}
-				t0 := time.Now()
-				id, err := submitHTTP(ctx, client, leader.URL, i)
-				if err != nil {
+				if err := submitOne(i); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
-				mu.Lock()
-				submitted[id] = t0
-				mu.Unlock()
 			}
 		}()
 	}
@@ -115,7 +135,7 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 		}
 	}
 	return E2EResult{
-		Tasks: opts.Tasks, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
+		Tasks: opts.Tasks, Workers: workers, Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
 		ToRunningP50: percentile(toRun, 50), ToRunningP99: percentile(toRun, 99),
 		ToCompletedP50: percentile(toDone, 50), ToCompletedP99: percentile(toDone, 99),
 		Commits: leader.FSM.AppliedIndex() - i0,

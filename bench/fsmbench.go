@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -87,8 +89,22 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	if err := seed.WriteSnapshot(&seedSnap); err != nil {
 		return res, err
 	}
-	var big bytes.Buffer
-	if err := multiplySnapshot(&big, seedSnap.Bytes(), opts.Tasks/opts.Seed); err != nil {
+	// The synthesized state goes to a file, not memory: at 1M tasks it is
+	// gigabytes of JSON.
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return res, err
+	}
+	bigPath := filepath.Join(opts.Dir, "synthesized.snap")
+	big, err := os.Create(bigPath)
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(bigPath)
+	if err := multiplySnapshot(big, seedSnap.Bytes(), opts.Tasks/opts.Seed); err != nil {
+		big.Close()
+		return res, err
+	}
+	if _, err := big.Seek(0, io.SeekStart); err != nil {
 		return res, err
 	}
 	c, err := newCluster(clusterOptions{Dir: opts.Dir, Handlers: zeroDelayHandlers, Policy: benchPolicy(), Settings: benchSettings()})
@@ -101,14 +117,13 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 	f := fsm.New()
 	h0 := liveHeap()
 	t0 := time.Now()
-	if err := f.Restore(io.NopCloser(bytes.NewReader(big.Bytes()))); err != nil {
+	if err := f.Restore(big); err != nil {
 		return res, fmt.Errorf("restore the synthesized snapshot: %w", err)
 	}
 	res.HeapPerTask = float64(int64(liveHeap())-int64(h0)) / float64(f.TaskCount())
 	if n := f.TaskCount(); n != opts.Tasks {
 		return res, fmt.Errorf("restored %d tasks, want %d", n, opts.Tasks)
 	}
-	big = bytes.Buffer{}
 	// Persist it as raft does, into node 1's snapshot store.
 	store1, err := raft.NewFileSnapshotStoreWithLogger(c.dataDir(0), 2, hclog.NewNullLogger())
 	if err != nil {

@@ -20,6 +20,8 @@ type Sizes struct {
 	StepDuration  time.Duration
 	E2ETasks      int
 	E2EClients    int
+	E2EWorkers    []int
+	E2ERate       int
 	WheelPending  int
 	WheelRate     int
 	WheelDuration time.Duration
@@ -36,7 +38,7 @@ func FullSizes() Sizes {
 	return Sizes{
 		Clients: []int{1, 16, 64, 256}, RawDuration: 8 * time.Second,
 		StepTasks: 3000, StepDuration: 8 * time.Second,
-		E2ETasks: 5000, E2EClients: 32,
+		E2ETasks: 5000, E2EClients: 32, E2EWorkers: []int{32, 256}, E2ERate: 100,
 		WheelPending: 1_000_000, WheelRate: 5000, WheelDuration: 10 * time.Second, RebuildTasks: 1_000_000,
 		MemoryTasks: 20000, SnapshotTasks: 1_000_000, SnapshotSeed: 1000,
 		APIRate: 200, APIDuration: 15 * time.Second,
@@ -48,7 +50,7 @@ func SmokeSizes() Sizes {
 	return Sizes{
 		Clients: []int{1, 4}, RawDuration: 300 * time.Millisecond,
 		StepTasks: 40, StepDuration: 500 * time.Millisecond,
-		E2ETasks: 30, E2EClients: 4,
+		E2ETasks: 30, E2EClients: 4, E2EWorkers: []int{4}, E2ERate: 20,
 		WheelPending: 10000, WheelRate: 1000, WheelDuration: 300 * time.Millisecond, RebuildTasks: 2000,
 		MemoryTasks: 200, SnapshotTasks: 2000, SnapshotSeed: 20,
 		APIRate: 50, APIDuration: 400 * time.Millisecond,
@@ -74,28 +76,41 @@ func Run(ctx context.Context, w io.Writer, dir string, sz Sizes, parts []string)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(w, "| clients | raw raft applies/s | raw p50 / p99 | tdf step commits/s | tdf / raw | tasks completed in window |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| clients | raw raft applies/s | raw p50 / p99 | tdf step commits/s | tdf / raw | tdf raft entries/s | tasks completed in window |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		for i, r := range raw {
 			s := st[i]
 			note := ""
 			if s.Drained {
 				note = " (backlog ran out)"
 			}
-			fmt.Fprintf(w, "| %d | %.0f | %s / %s | %.0f | %.2f | %d in %s%s |\n", r.Clients, r.PerSec(), ms(r.P50), ms(r.P99),
-				s.PerSec(), s.PerSec()/r.PerSec(), s.Completed, s.Elapsed.Round(time.Millisecond), note)
+			fmt.Fprintf(w, "| %d | %.0f | %s / %s | %.0f | %.2f | %.0f | %d in %s%s |\n", r.Clients, r.PerSec(), ms(r.P50), ms(r.P99),
+				s.PerSec(), s.PerSec()/r.PerSec(), s.EntriesPerSec(), s.Completed, s.Elapsed.Round(time.Millisecond), note)
 		}
 		fmt.Fprintln(w)
 	}
 	if want("e2e") {
-		r, err := EndToEnd(ctx, E2EOptions{Dir: dir, Tasks: sz.E2ETasks, Clients: sz.E2EClients, Timeout: 10 * time.Minute})
-		if err != nil {
-			return err
+		fmt.Fprintln(w, "| load | runner workers | tasks | completed tasks/s | submitted/s | submit → running p50 / p99 | submit → completed p50 / p99 | raft entries/task |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+		runs := []E2EOptions{}
+		for _, wk := range sz.E2EWorkers {
+			runs = append(runs, E2EOptions{Tasks: sz.E2ETasks, Clients: sz.E2EClients, Workers: wk})
 		}
-		fmt.Fprintln(w, "| tasks | completed tasks/s | submitted/s | submit → running p50 / p99 | submit → completed p50 / p99 | commits/task |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|")
-		fmt.Fprintf(w, "| %d | %.0f | %.0f | %s / %s | %s / %s | %.1f |\n\n", r.Tasks, r.PerSec(), r.SubmitPerSec, ms(r.ToRunningP50),
-			ms(r.ToRunningP99), ms(r.ToCompletedP50), ms(r.ToCompletedP99), float64(r.Commits)/float64(r.Tasks))
+		runs = append(runs, E2EOptions{Tasks: sz.E2ERate * 10, Rate: sz.E2ERate})
+		for _, o := range runs {
+			o.Dir, o.Timeout = dir, 10*time.Minute
+			r, err := EndToEnd(ctx, o)
+			if err != nil {
+				return err
+			}
+			load := fmt.Sprintf("%d clients, closed loop", o.Clients)
+			if o.Rate > 0 {
+				load = fmt.Sprintf("%d/s open loop", o.Rate)
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.0f | %s / %s | %s / %s | %.1f |\n", load, r.Workers, r.Tasks, r.PerSec(), r.SubmitPerSec,
+				ms(r.ToRunningP50), ms(r.ToRunningP99), ms(r.ToCompletedP50), ms(r.ToCompletedP99), float64(r.Commits)/float64(r.Tasks))
+		}
+		fmt.Fprintln(w)
 	}
 	if want("wheel") {
 		r, err := Wheel(ctx, WheelOptions{Pending: sz.WheelPending, Rate: sz.WheelRate, Duration: sz.WheelDuration, RebuildTasks: sz.RebuildTasks})

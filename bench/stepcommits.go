@@ -25,16 +25,27 @@ type StepOptions struct {
 // StepRow is one concurrency level of the step commit benchmark.
 type StepRow struct {
 	Clients int
-	// Commits is how many raft entries the runner committed in Elapsed:
+	// Commits is how many commands the runner committed in Elapsed:
 	// claims, results, decisions, timeouts and the fakes' callbacks.
-	Commits   int
+	Commits int
+	// Entries is how many raft entries carried them (group commit packs
+	// several commands into one).
+	Entries   int
 	Elapsed   time.Duration
 	Completed int
 	// Drained is set when the backlog ran out before Duration.
 	Drained bool
 }
 
-// PerSec is commits per second.
+// EntriesPerSec is raft entries per second.
+func (r StepRow) EntriesPerSec() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Entries) / r.Elapsed.Seconds()
+}
+
+// PerSec is commands committed per second.
 func (r StepRow) PerSec() float64 {
 	if r.Elapsed <= 0 {
 		return 0
@@ -75,7 +86,7 @@ func stepLevel(ctx context.Context, opts StepOptions, workers int) (StepRow, err
 	if err := submitDirect(ctx, leader.Node.Apply, opts.Tasks, 64); err != nil {
 		return StepRow{}, err
 	}
-	i0 := leader.FSM.AppliedIndex()
+	i0, k0 := leader.FSM.AppliedIndex(), c.commands(leader)
 	t0 := time.Now()
 	done0, _ := tr.counts()
 	end := t0.Add(opts.Duration)
@@ -89,12 +100,12 @@ func stepLevel(ctx context.Context, opts StepOptions, workers int) (StepRow, err
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Since(t0)
-	i1 := leader.FSM.AppliedIndex()
+	i1, k1 := leader.FSM.AppliedIndex(), c.commands(leader)
 	done, failed := tr.counts()
 	if failed > 0 {
 		return StepRow{}, fmt.Errorf("%d tasks failed, e.g. %s", failed, tr.firstFailure())
 	}
-	return StepRow{Clients: workers, Commits: int(i1 - i0), Elapsed: elapsed, Completed: done - done0, Drained: drained}, nil
+	return StepRow{Clients: workers, Commits: int(k1 - k0), Entries: int(i1 - i0), Elapsed: elapsed, Completed: done - done0, Drained: drained}, nil
 }
 
 // submitDirect commits n SubmitTask commands on the leader from `clients`

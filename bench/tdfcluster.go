@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -38,6 +39,8 @@ type tdfCluster struct {
 	addrs   []string
 	voters  []raft.Server
 	opts    clusterOptions
+	// callbacks counts the commands the fakes committed.
+	callbacks atomic.Int64
 }
 
 func startCluster(ctx context.Context, o clusterOptions) (*tdfCluster, error) {
@@ -103,7 +106,11 @@ func (c *tdfCluster) start(i int) error {
 	apply := func() applyFunc {
 		mu.Lock()
 		defer mu.Unlock()
-		return srv.Node.Apply
+		s := srv
+		return func(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+			c.callbacks.Add(1)
+			return s.Node.Apply(ctx, cmd)
+		}
 	}
 	cfg := server.Config{
 		Cluster:  cc,
@@ -170,6 +177,14 @@ func (c *tdfCluster) membersKnown() bool {
 		}
 	}
 	return true
+}
+
+// commands is how many commands the leader's runner and the fakes have
+// committed (a batch counts each member).
+func (c *tdfCluster) commands(leader *server.Server) uint64 {
+	st := leader.Runner.Stats()
+	return st.Claims.Load() + st.Results.Load() + st.Decisions.Load() + st.Timeouts.Load() + st.NodeAlarms.Load() +
+		st.SweeperActions.Load() + uint64(c.callbacks.Load())
 }
 
 func (c *tdfCluster) follower() *server.Server {
