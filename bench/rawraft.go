@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -124,9 +125,33 @@ func RawRaft(ctx context.Context, opts RawOptions) ([]Throughput, error) {
 		}
 		nodes = append(nodes, n)
 	}
-	leader, err := waitRawLeader(ctx, nodes)
+	first, err := waitRawLeader(ctx, nodes)
 	if err != nil {
 		return nil, err
+	}
+	// On a loaded machine the leader can lose its lease; the clients then
+	// find the new one and go on (the time lost stays in the figures).
+	var leader atomic.Pointer[rawNode]
+	leader.Store(first)
+	var mu sync.Mutex
+	apply := func(payload []byte) error {
+		for {
+			l := leader.Load()
+			err := l.r.Apply(payload, 10*time.Second).Error()
+			if err == nil || !(errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrNotLeader)) {
+				return err
+			}
+			mu.Lock()
+			if leader.Load() == l {
+				nl, werr := waitRawLeader(ctx, nodes)
+				if werr != nil {
+					mu.Unlock()
+					return werr
+				}
+				leader.Store(nl)
+			}
+			mu.Unlock()
+		}
 	}
 	payload := make([]byte, opts.Payload)
 	for i := range payload {
@@ -135,7 +160,7 @@ func RawRaft(ctx context.Context, opts RawOptions) ([]Throughput, error) {
 	var out []Throughput
 	for _, c := range opts.Clients {
 		t, err := closedLoop(ctx, c, opts.Duration, func() error {
-			return leader.r.Apply(payload, 10*time.Second).Error()
+			return apply(payload)
 		})
 		if err != nil {
 			return out, fmt.Errorf("raw raft at %d clients: %w", c, err)

@@ -271,6 +271,7 @@ func (s *state) load(kind recordKind, body []byte) error {
 		if err := json.Unmarshal(body, t); err != nil {
 			return err
 		}
+		t.compact()
 		s.tasks.ReplaceOrInsert(t)
 		s.indexTask(t)
 	case kindNode:
