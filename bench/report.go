@@ -37,7 +37,7 @@ type Sizes struct {
 func FullSizes() Sizes {
 	return Sizes{
 		Clients: []int{1, 16, 64, 256}, RawDuration: 8 * time.Second,
-		StepTasks: 3000, StepDuration: 8 * time.Second,
+		StepTasks: 6000, StepDuration: 8 * time.Second,
 		E2ETasks: 5000, E2EClients: 32, E2EWorkers: []int{32, 256}, E2ERate: 100,
 		WheelPending: 1_000_000, WheelRate: 5000, WheelDuration: 10 * time.Second, RebuildTasks: 1_000_000,
 		MemoryTasks: 20000, SnapshotTasks: 1_000_000, SnapshotSeed: 1000,
@@ -68,13 +68,20 @@ func Run(ctx context.Context, w io.Writer, dir string, sz Sizes, parts []string)
 	fmt.Fprintf(w, "tdf bench: %s, GOMAXPROCS %d, %s on %s, started %s\n\n", runtime.Version(), runtime.GOMAXPROCS(0),
 		runtime.GOARCH, host, time.Now().UTC().Format(time.RFC3339))
 	if want("raft") {
-		raw, err := RawRaft(ctx, RawOptions{Dir: filepath.Join(dir, "raw"), Clients: sz.Clients, Duration: sz.RawDuration, Payload: 256})
-		if err != nil {
-			return err
-		}
-		st, err := StepCommits(ctx, StepOptions{Dir: dir, Clients: sz.Clients, Tasks: sz.StepTasks, Duration: sz.StepDuration})
-		if err != nil {
-			return err
+		// Each level runs raw then tdf, back to back, so that the ratio
+		// compares two measurements taken under the same background load.
+		var raw []Throughput
+		var st []StepRow
+		for _, c := range sz.Clients {
+			r, err := RawRaft(ctx, RawOptions{Dir: filepath.Join(dir, fmt.Sprintf("raw-%d", c)), Clients: []int{c}, Duration: sz.RawDuration, Payload: 256})
+			if err != nil {
+				return err
+			}
+			s, err := StepCommits(ctx, StepOptions{Dir: dir, Clients: []int{c}, Tasks: sz.StepTasks, Duration: sz.StepDuration})
+			if err != nil {
+				return err
+			}
+			raw, st = append(raw, r...), append(st, s...)
 		}
 		fmt.Fprintln(w, "| clients | raw raft applies/s | raw p50 / p99 | tdf step commits/s | tdf / raw | tdf raft entries/s | tasks completed in window |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
