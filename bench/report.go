@@ -148,7 +148,7 @@ func Run(ctx context.Context, w io.Writer, dir string, sz Sizes, parts []string)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(w, "| rate | requests | leader p50 / p99 | follower p50 / p99 | forwarding overhead p50 |")
+		fmt.Fprintln(w, "| total rate (alternating) | requests | leader p50 / p99 | follower p50 / p99 | forwarding overhead p50 |")
 		fmt.Fprintln(w, "|---|---|---|---|---|")
 		fmt.Fprintf(w, "| %d/s | %d | %s / %s | %s / %s | %s |\n\n", r.Rate, r.Requests, ms(r.LeaderP50), ms(r.LeaderP99),
 			ms(r.FollowerP50), ms(r.FollowerP99), ms(r.ForwardOverheadP50()))

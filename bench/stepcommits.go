@@ -2,12 +2,14 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
 )
 
@@ -62,6 +64,11 @@ func StepCommits(ctx context.Context, opts StepOptions) ([]StepRow, error) {
 	var out []StepRow
 	for _, c := range opts.Clients {
 		row, err := stepLevel(ctx, opts, c)
+		if errors.Is(err, errLeaderChanged) {
+			// An election on an overloaded machine spoils the window:
+			// measure the level again, once, on a fresh cluster.
+			row, err = stepLevel(ctx, opts, c)
+		}
 		if err != nil {
 			return out, fmt.Errorf("step commits at %d workers: %w", c, err)
 		}
@@ -83,8 +90,11 @@ func stepLevel(ctx context.Context, opts StepOptions, workers int) (StepRow, err
 	// The backlog: every task submitted at once (the runner starts on them
 	// meanwhile). The window opens when the last submission has committed,
 	// so that it holds only the runner's commits.
-	if err := submitDirect(ctx, leader.Node.Apply, opts.Tasks, 64); err != nil {
+	if err := submitDirect(ctx, c.applyOnLeader, opts.Tasks, 64); err != nil {
 		return StepRow{}, err
+	}
+	if c.leader() != leader {
+		return StepRow{}, errLeaderChanged
 	}
 	i0, k0 := leader.FSM.AppliedIndex(), c.commands(leader)
 	t0 := time.Now()
@@ -101,11 +111,37 @@ func stepLevel(ctx context.Context, opts StepOptions, workers int) (StepRow, err
 	}
 	elapsed := time.Since(t0)
 	i1, k1 := leader.FSM.AppliedIndex(), c.commands(leader)
+	if c.leader() != leader {
+		return StepRow{}, errLeaderChanged
+	}
 	done, failed := tr.counts()
 	if failed > 0 {
 		return StepRow{}, fmt.Errorf("%d tasks failed, e.g. %s", failed, tr.firstFailure())
 	}
 	return StepRow{Clients: workers, Commits: int(k1 - k0), Entries: int(i1 - i0), Elapsed: elapsed, Completed: done - done0, Drained: drained}, nil
+}
+
+var errLeaderChanged = errors.New("the leader changed during the measurement")
+
+// applyOnLeader applies cmd on whichever node leads, waiting out an
+// election (commands sent this way carry a request id or are fenced, so a
+// re-send after an unknown outcome is safe).
+func (c *tdfCluster) applyOnLeader(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var err error
+		if l := c.leader(); l != nil {
+			var res *fsm.Result
+			res, err = l.Node.Apply(ctx, cmd)
+			if !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {
+				return res, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no leader accepted the command within a minute: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // submitDirect commits n SubmitTask commands on the leader from `clients`
