@@ -22,6 +22,7 @@ type Sizes struct {
 	E2EClients    int
 	E2EWorkers    []int
 	E2ERate       int
+	E2ERateTasks  int
 	WheelPending  int
 	WheelRate     int
 	WheelDuration time.Duration
@@ -38,7 +39,7 @@ func FullSizes() Sizes {
 	return Sizes{
 		Clients: []int{1, 16, 64, 256}, RawDuration: 8 * time.Second,
 		StepTasks: 6000, StepDuration: 8 * time.Second,
-		E2ETasks: 5000, E2EClients: 32, E2EWorkers: []int{32, 256}, E2ERate: 100,
+		E2ETasks: 5000, E2EClients: 32, E2EWorkers: []int{32, 256}, E2ERate: 100, E2ERateTasks: 1000,
 		WheelPending: 1_000_000, WheelRate: 5000, WheelDuration: 10 * time.Second, RebuildTasks: 1_000_000,
 		MemoryTasks: 20000, SnapshotTasks: 1_000_000, SnapshotSeed: 1000,
 		APIRate: 200, APIDuration: 15 * time.Second,
@@ -50,7 +51,7 @@ func SmokeSizes() Sizes {
 	return Sizes{
 		Clients: []int{1, 4}, RawDuration: 300 * time.Millisecond,
 		StepTasks: 40, StepDuration: 500 * time.Millisecond,
-		E2ETasks: 30, E2EClients: 4, E2EWorkers: []int{4}, E2ERate: 20,
+		E2ETasks: 30, E2EClients: 4, E2EWorkers: []int{4}, E2ERate: 20, E2ERateTasks: 20,
 		WheelPending: 10000, WheelRate: 1000, WheelDuration: 300 * time.Millisecond, RebuildTasks: 2000,
 		MemoryTasks: 200, SnapshotTasks: 2000, SnapshotSeed: 20,
 		APIRate: 50, APIDuration: 400 * time.Millisecond,
@@ -103,7 +104,7 @@ func Run(ctx context.Context, w io.Writer, dir string, sz Sizes, parts []string)
 		for _, wk := range sz.E2EWorkers {
 			runs = append(runs, E2EOptions{Tasks: sz.E2ETasks, Clients: sz.E2EClients, Workers: wk})
 		}
-		runs = append(runs, E2EOptions{Tasks: sz.E2ERate * 10, Rate: sz.E2ERate})
+		runs = append(runs, E2EOptions{Tasks: sz.E2ERateTasks, Rate: sz.E2ERate})
 		for _, o := range runs {
 			o.Dir, o.Timeout = dir, 10*time.Minute
 			r, err := EndToEnd(ctx, o)

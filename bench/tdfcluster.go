@@ -139,7 +139,8 @@ func (c *tdfCluster) start(i int) error {
 // waitReady waits for a leader whose barrier is done and whose member
 // table holds every node's API address (so followers can forward).
 func (c *tdfCluster) waitReady(ctx context.Context) (*server.Server, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	// Generous: on an overloaded machine elections can take many rounds.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	for {
 		if l := c.leader(); l != nil && c.membersKnown() {
@@ -147,7 +148,7 @@ func (c *tdfCluster) waitReady(ctx context.Context) (*server.Server, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, errors.New("cluster not ready within 60s")
+			return nil, errors.New("cluster not ready within 3 minutes (no ready leader, or member tables incomplete)")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
