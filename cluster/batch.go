@@ -18,7 +18,7 @@ import (
 
 // batchLanes is how many batches may be in flight at once: while some wait
 // for their commit, the next ones fill up.
-const batchLanes = 16
+const batchLanes = 4
 
 // maxBatchMembers bounds one batch.
 const maxBatchMembers = 64
