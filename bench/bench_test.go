@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSmoke runs every harness at a tiny size and checks that each
@@ -23,26 +24,20 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
-// TestHarnessFigures checks the figures are sane, not fast: every level
-// committed something, every task completed, percentiles are ordered.
+// TestHarnessFigures checks that the figures are sane, not fast: memory
+// per task is positive (measured first, before any cluster's garbage),
+// raw raft committed something, its percentiles are ordered.
 func TestHarnessFigures(t *testing.T) {
 	ctx := context.Background()
-	raw, err := RawRaft(ctx, RawOptions{Dir: t.TempDir(), Clients: []int{2}, Duration: 200 * 1e6, Payload: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := raw[0]; r.Ops == 0 || r.P50 <= 0 || r.P99 < r.P50 {
-		t.Errorf("raw raft: %+v", r)
-	}
-	e, err := EndToEnd(ctx, E2EOptions{Dir: t.TempDir(), Tasks: 10, Clients: 2, Timeout: 60 * 1e9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.ToRunningP50 <= 0 || e.ToCompletedP50 < e.ToRunningP50 || e.Commits < 10*15 {
-		t.Errorf("end to end: %+v", e)
-	}
-	mem, err := MemoryPerTask(ctx, 50)
+	mem, err := MemoryPerTask(ctx, 300)
 	if err != nil || mem <= 0 {
 		t.Errorf("memory per task %v, %v", mem, err)
+	}
+	raw, err := RawRaft(ctx, RawOptions{Dir: t.TempDir(), Clients: []int{2}, Duration: 200 * time.Millisecond, Payload: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := raw[0]; r.Ops == 0 || r.P50 <= 0 || r.P99 < r.P50 || r.PerSec() <= 0 {
+		t.Errorf("raw raft: %+v", r)
 	}
 }

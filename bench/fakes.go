@@ -21,8 +21,8 @@ type applyFunc func(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
 // "finished, awaiting follow-up" callback; the FSM keeps both and consumes
 // them when the task reaches the waiting step. awaiting_followup then ends
 // by its idle timer (set short in the policy), and cleanup stops the
-// workspace. Per task: 16 commits (submit, decision, 5 claim/result pairs,
-// 2 callbacks, the idle timeout).
+// workspace. Per task: 15 commands (submit, decision, 4 claim/result pairs,
+// 2 callbacks, the idle timeout, cleanup's claim and result).
 func zeroDelayHandlers(apply func() applyFunc) map[fsm.Step]steps.Handler {
 	now := func() time.Time { return time.Now().UTC().Round(0) }
 	callback := func(ctx context.Context, cmd fsm.Command) steps.Result {
