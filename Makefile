@@ -30,6 +30,20 @@ fuzz: ## run each fuzz target for FUZZTIME (default 2000 inputs; a count avoids 
 	@if grep -qs 'func FuzzSubmitHandler' api/*_test.go; then \
 		$(GO) test -run '^$$' -fuzz '^FuzzSubmitHandler$$' -fuzztime $(FUZZTIME) ./api/; fi
 
+BENCH_FAILOVER_KILLS ?= 20
+BENCH_OUT ?= bench-results.md
+
+.PHONY: bench
+bench: ## measure everything of BENCHMARKS.md (≈ 30 min): tdf bench, the timers benchmarks, failover timing; tables to BENCH_OUT
+	@echo "tdf bench (≈ 20 min) → $(BENCH_OUT)"
+	$(GO) run ./cmd/tdf bench > $(BENCH_OUT)
+	@echo "timers benchmarks (≈ 3 min)"
+	$(GO) test -run '^$$' -bench . -benchmem ./timers/ >> $(BENCH_OUT)
+	@echo "failover timing, $(BENCH_FAILOVER_KILLS) kills → bench-failover.log"
+	TDF_FAILOVER_KILLS=$(BENCH_FAILOVER_KILLS) $(GO) test -count=1 -run 'TestFailoverTiming$$' -v -timeout 40m ./e2e/ > bench-failover.log 2>&1
+	grep -E -A 20 'over [0-9]+ kills \(' bench-failover.log >> $(BENCH_OUT)
+	cat $(BENCH_OUT)
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

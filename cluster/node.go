@@ -41,6 +41,9 @@ type Node struct {
 	leaderCtl chan leaderCtlReq
 	// faults is the raft stream layer's fault hook (Config.FaultInjection).
 	faults *FaultLayer
+	// Group commit (batch.go), started by the first Batched call.
+	batchOnce sync.Once
+	batchCh   chan batchReq
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}

@@ -184,6 +184,7 @@ func (f *FSM) enter(t *Task, s Step, at time.Time) {
 			ws := &Workspace{ID: derivedID("ws", t.ID, f.workspaceExists), NodeID: t.NodeID, TaskID: t.ID,
 				Status: WorkspaceCreating, CreatedAt: at, UpdatedAt: at}
 			f.st.workspaces.ReplaceOrInsert(ws)
+			f.st.indexWorkspace(ws)
 			t.WorkspaceID = ws.ID
 		}
 	case StepWorkspaceReady:
@@ -247,6 +248,7 @@ func (f *FSM) cleanupResult(t *Task, c StepResult) {
 	// Stopping the workspace is best effort: once cleanup gives up, the
 	// workspace is taken as stopped so that its node is still released.
 	f.finishCleanup(t, c.Data.WorkspaceStopped || c.Outcome == OutcomeFail, c.At)
+	t.compact() // the run is over: most tasks are never written again
 	if t.Status == StatusQueued {
 		// Re-run requested while the old run was being cleaned up.
 		t.enterStep(StepNodeSelection, c.At)

@@ -123,6 +123,9 @@ func (RemoveMember) Type() CommandType { return CmdRemoveMember }
 
 // Encode serialises a command as its type byte, the body version and the body.
 func Encode(c Command) ([]byte, error) {
+	if b, ok := c.(Batch); ok {
+		return encodeBatch(b)
+	}
 	body, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %T: %w", c, err)
@@ -181,6 +184,9 @@ func Decode(buf []byte) (Command, error) {
 		return nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrDecode, len(buf), headerLen)
 	}
 	t := CommandType(buf[0])
+	if t == CmdBatch && buf[1] == bodyVersion {
+		return decodeBatch(buf[headerLen:])
+	}
 	cmd := newCommand(t &^ IgnoreUnknown)
 	if cmd == nil {
 		return nil, fmt.Errorf("%w %d", ErrUnknownCommand, t)

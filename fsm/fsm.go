@@ -31,6 +31,8 @@ type Result struct {
 	// Err is a domain error (ErrNotFound, ErrInvalidTransition, …): the
 	// command committed but changed nothing.
 	Err error
+	// Batch holds one result per member of a Batch command, in order.
+	Batch []*Result
 }
 
 // Change is one entry of the change feed: a task or node whose state
@@ -58,6 +60,8 @@ type state struct {
 	settings Settings
 	// keys is replaced, never modified in place, so clones may share it.
 	keys []SigningKey
+	// idx holds derived lookups (index.go), not part of the snapshot.
+	idx indexes
 }
 
 func newState() *state {
@@ -70,6 +74,7 @@ func newState() *state {
 		idemByTime: btree.NewG(btreeDegree, lessIdemByTime),
 		errors:     btree.NewG(btreeDegree, func(a, b *ErrorRecord) bool { return a.Seq < b.Seq }),
 		settings:   DefaultSettings(),
+		idx:        newIndexes(),
 	}
 }
 
@@ -94,6 +99,7 @@ func (s *state) clone() *state {
 		rejected:   s.rejected,
 		settings:   s.settings,
 		keys:       s.keys,
+		idx:        s.idx.clone(),
 	}
 }
 
@@ -169,6 +175,18 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if b, ok := cmd.(Batch); ok {
+		res := &Result{Index: index, Batch: make([]*Result, len(b.Commands))}
+		for i, c := range b.Commands {
+			res.Batch[i] = f.applyLocked(index, c)
+		}
+		return res
+	}
+	return f.applyLocked(index, cmd)
+}
+
+// applyLocked applies one decoded command (not a batch) under f.mu.
+func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 	f.st.index = index
 	f.changed = f.changed[:0]
 	res := &Result{Index: index}
@@ -225,6 +243,12 @@ func (f *FSM) ApplyCommand(index uint64, data []byte) *Result {
 		f.applyImportTask(c, res)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
+	}
+	if res.Task != nil {
+		f.st.indexTask(res.Task)
+	}
+	if res.Node != nil {
+		f.st.indexNode(res.Node)
 	}
 	if res.Err == nil && !res.Duplicate {
 		if res.Task != nil {
@@ -356,7 +380,10 @@ func (f *FSM) applyRegisterMember(c RegisterMember, res *Result) {
 }
 
 // notifyNode puts a node changed as a side effect on the change feed.
-func (f *FSM) notifyNode(n *Node) { f.changed = append(f.changed, Change{Node: n}) }
+func (f *FSM) notifyNode(n *Node) {
+	f.st.indexNode(n)
+	f.changed = append(f.changed, Change{Node: n})
+}
 
 // Settings returns the cluster-wide settings in force.
 func (f *FSM) Settings() Settings {

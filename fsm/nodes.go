@@ -40,8 +40,8 @@ func (f *FSM) workspaceExists(id string) bool {
 // liveWorkspaces counts the workspaces occupying a node, except one.
 func (f *FSM) liveWorkspaces(nodeID, except string) int {
 	n := 0
-	f.st.workspaces.Ascend(func(w *Workspace) bool {
-		if w.NodeID == nodeID && w.ID != except && w.Live() {
+	f.st.eachWorkspaceOnNode(nodeID, func(w *Workspace) bool {
+		if w.ID != except && w.Live() {
 			n++
 		}
 		return true
@@ -61,8 +61,8 @@ func (f *FSM) selectNode(t *Task, now time.Time) (*Node, string) {
 		}
 	}
 	var warm, running []*Node
-	f.st.nodes.Ascend(func(n *Node) bool {
-		if n.UserID != t.UserID || !n.Ready {
+	f.st.eachUserNode(t.UserID, func(n *Node) bool {
+		if !n.Ready {
 			return true
 		}
 		switch n.Status {
@@ -156,8 +156,8 @@ func (f *FSM) decideNodeSelection(t *Task, leader string, at time.Time) {
 		return
 	}
 	live := 0
-	f.st.nodes.Ascend(func(n *Node) bool {
-		if n.UserID == t.UserID && n.Live() {
+	f.st.eachUserNode(t.UserID, func(n *Node) bool {
+		if n.Live() {
 			live++
 		}
 		return true
@@ -221,8 +221,8 @@ func (f *FSM) releaseNode(nodeID, exceptTask string, at time.Time) {
 // node, except one.
 func (f *FSM) tasksOnNode(nodeID, except string) int {
 	c := 0
-	f.st.tasks.Ascend(func(t *Task) bool {
-		if t.ID != except && t.NodeID == nodeID && (!t.Status.Terminal() || t.Cleanup) && t.Status != StatusDraft && t.Status != StatusReady {
+	f.st.eachTaskOnNode(nodeID, func(t *Task) bool {
+		if t.ID != except && (!t.Status.Terminal() || t.Cleanup) && t.Status != StatusDraft && t.Status != StatusReady {
 			c++
 		}
 		return true

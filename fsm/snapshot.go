@@ -271,19 +271,23 @@ func (s *state) load(kind recordKind, body []byte) error {
 		if err := json.Unmarshal(body, t); err != nil {
 			return err
 		}
+		t.compact()
 		s.tasks.ReplaceOrInsert(t)
+		s.indexTask(t)
 	case kindNode:
 		n := new(Node)
 		if err := json.Unmarshal(body, n); err != nil {
 			return err
 		}
 		s.nodes.ReplaceOrInsert(n)
+		s.indexNode(n)
 	case kindWorkspace:
 		w := new(Workspace)
 		if err := json.Unmarshal(body, w); err != nil {
 			return err
 		}
 		s.workspaces.ReplaceOrInsert(w)
+		s.indexWorkspace(w)
 	case kindIdem:
 		e := new(idemEntry)
 		if err := json.Unmarshal(body, e); err != nil {

@@ -193,7 +193,8 @@ func Start(cfg Config) (*Server, error) {
 			Now: time.Now, Logger: cfg.Logger.Named("reconciler")}
 		s.Node.OnLeader(rec.Run)
 	}
-	s.Runner = steps.New(rc, s.FSM, s.Node, handlers)
+	// The runner's commits go through group commit (cluster/batch.go).
+	s.Runner = steps.New(rc, s.FSM, s.Node.Batched(), handlers)
 	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
 	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens

@@ -48,7 +48,13 @@ type Runner struct {
 	running  atomic.Bool
 	stats    Stats
 	wheel    atomic.Pointer[timers.Wheel] // the current term's, for metrics
+	// started is set once a term's wheel is rebuilt and its workers run.
+	started atomic.Bool
 }
+
+// Started reports whether the runner leads a term with its wheel rebuilt
+// (benchmarks time a new leader's takeover by it).
+func (r *Runner) Started() bool { return r.started.Load() }
 
 // New returns a runner over the local FSM. handlers maps each effect step
 // (and fsm.StepCleanup) to its handler; a step without one fails
@@ -142,6 +148,8 @@ func (lt *leaderTerm) run() {
 	lt.wheel.Start()
 	lt.wg.Add(1)
 	go lt.sweeper()
+	r.started.Store(true)
+	defer r.started.Store(false)
 
 	<-lt.ctx.Done()
 	lt.wheel.Stop()

@@ -26,6 +26,7 @@ Usage:
   tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
   tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)
   tdf completion bash
+  tdf bench [--only raft,e2e,wheel,fsm,api] [--smoke]   measure (BENCHMARKS.md)
   tdf version
 
 Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR;
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string) error {
 		return runHealthcheck(ctx, args[1:])
 	case "completion":
 		return runCompletion(args[1:])
+	case "bench":
+		return runBench(ctx, args[1:])
 	case "version":
 		fmt.Println("tdf", version)
 		return nil
