@@ -211,8 +211,10 @@ func (f *FSM) importInFlight(t *Task, c ImportTask) {
 	f.importNode(c, NodeActive, c.Step.Order() > StepNodeAgentReady.Order())
 	if c.WorkspaceID != "" && !f.workspaceExists(c.WorkspaceID) {
 		// Created as creating: adoption sets what the agent reports.
-		f.st.workspaces.ReplaceOrInsert(&Workspace{ID: c.WorkspaceID, NodeID: c.NodeID, TaskID: c.TaskID,
-			Status: WorkspaceCreating, CreatedAt: c.At, UpdatedAt: c.At})
+		ws := &Workspace{ID: c.WorkspaceID, NodeID: c.NodeID, TaskID: c.TaskID,
+			Status: WorkspaceCreating, CreatedAt: c.At, UpdatedAt: c.At}
+		f.st.workspaces.ReplaceOrInsert(ws)
+		f.st.indexWorkspace(ws)
 	}
 	t.Step, t.Adopting = c.Step, true
 	t.Alarm = &Alarm{Due: c.At, Kind: AlarmRun}
