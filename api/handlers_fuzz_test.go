@@ -210,6 +210,10 @@ func FuzzCallbackHandlers(f *testing.F) {
 		f.Add(uint8(i), uint8(authValid), []byte(b))
 		f.Add(uint8(i+len(bodies)), uint8(authValid), []byte(b))
 	}
+	for _, b := range []string{`{"activeWorkspaces":-1}`, `{"metrics":{"cpuLoadAvg1":-5}}`, `{"metrics":{"memoryPercent":101}}`,
+		`{"metrics":{"diskPercent":-0.5}}`} {
+		f.Add(uint8(1), uint8(authValid), []byte(b)) // /v1/nodes/{id}/heartbeat
+	}
 	type minted struct{ valid, wrongScope, otherID string }
 	toks := make([]minted, len(routes))
 	for i, rt := range routes {
@@ -268,7 +272,20 @@ func FuzzCallbackHandlers(f *testing.F) {
 		if len(s.fc.cmds) != 1 || !rt.cmd(s.fc.cmds[0]) {
 			t.Fatalf("%s = %d %s having committed %v", what, r.Status, r.Body, s.fc.cmds)
 		}
+		if hb, ok := s.fc.cmds[0].(fsm.NodeHeartbeat); ok && !plausibleHeartbeat(hb) {
+			t.Fatalf("%s = %d accepted an impossible heartbeat %+v %+v", what, r.Status, hb, hb.Metrics)
+		}
 	})
+}
+
+// plausibleHeartbeat: node selection trusts these numbers, so a heartbeat
+// that could not come from a real machine must be refused, not stored.
+func plausibleHeartbeat(hb fsm.NodeHeartbeat) bool {
+	if hb.ActiveWorkspaces < 0 {
+		return false
+	}
+	m := hb.Metrics
+	return m == nil || (m.CPULoad >= 0 && m.MemoryPercent >= 0 && m.MemoryPercent <= 100 && m.DiskPercent >= 0 && m.DiskPercent <= 100)
 }
 
 // readRoutes are the GET routes that answer JSON (/metrics is Prometheus
