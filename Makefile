@@ -4,6 +4,8 @@ BIN     ?= bin/tdf
 DATA    ?= ./data/dev
 PKGS    ?= ./...
 FUZZTIME ?= 2000x
+# Minimizing each new interesting input can take a minute; brief runs skip most of it.
+FUZZMINTIME ?= 100x
 
 .DEFAULT_GOAL := help
 
@@ -35,7 +37,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 2000 inputs; a count avoids 
 	@set -e; for pt in $(FUZZ_TARGETS); do \
 		pkg=$${pt%%:*}; target=$${pt##*:}; \
 		echo "== $$target (./$$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$pkg/; \
+		$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./$$pkg/; \
 	done
 
 .PHONY: lint
