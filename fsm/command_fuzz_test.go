@@ -115,12 +115,13 @@ func TestEveryCommandCoversEveryType(t *testing.T) {
 
 // FuzzApplyCommand decodes arbitrary log entries and applies the decodable
 // ones to a copy of the fixture. Properties: an undecodable entry is an
-// ErrDecode or ErrUnknownCommand; decode→encode→decode→encode gives the same
-// command type and the same bytes; Apply never panics; two replicas applying the same
-// entry reach the same hash; the state snapshots, restores and snapshots
-// again to the same bytes; a command refused with a domain error changes
-// nothing but the applied index (a fenced one also its counter and the
-// error database).
+// ErrDecode or ErrUnknownCommand; decode→encode→decode→encode gives the
+// same command type and the same bytes; Apply never panics; two replicas
+// applying the same entry reach the same state; the state snapshots,
+// restores and snapshots again to the same bytes; every task in a run
+// still has exactly the alarm its step wants (checkAlarmInvariant); a
+// command refused with a domain error changes nothing but the applied
+// index (a fenced one also its counter and the error database).
 func FuzzApplyCommand(f *testing.F) {
 	fx := fuzzFixture(f)
 	for _, c := range everyCommand(fx.f) {
@@ -160,6 +161,7 @@ func FuzzApplyCommand(f *testing.F) {
 		if again := snapshotBytes(t, restoreBytes(t, after)); !bytes.Equal(again, after) {
 			t.Fatalf("after %q the state does not survive snapshot and restore", entry)
 		}
+		checkAlarmInvariant(t, a, 0, int(index))
 		if res.Err != nil && !res.Duplicate && !errors.Is(res.Err, ErrFenced) {
 			unchanged := restoreBytes(t, base)
 			unchanged.ApplyCommand(index, []byte{byte(IgnoreUnknown | 0x7f), bodyVersion})
