@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -16,13 +18,22 @@ import (
 // byte for byte.
 
 // fuzzFixture is a state with something for every command to find: tasks
-// queued, waiting for their workspace, running and cancelled; their nodes
+// queued, at an effect step (claimed and not), waiting for their
+// workspace, running, awaiting follow-up and cancelled; their nodes
 // and workspaces; members, a signing key, error records and settings.
 func fuzzFixture(tb testing.TB) *applier {
 	a := newApplier(tb)
 	submit(a, "t-queued")
+	// First, while there is no node to reuse, so that they provision one.
+	fxDrive(a, "t-provisioning", StepNodeProvisioning)
+	fxDrive(a, "t-claimed", StepNodeProvisioning)
+	c, _ := a.f.Task("t-claimed")
+	a.apply(StepStarted{TaskID: c.ID, Step: c.RunnableStep(), Attempt: c.Attempt + 1, Term: 1, Leader: "n1", At: t0})
 	fxDrive(a, "t-waiting", StepWorkspaceReady)
 	fxDrive(a, "t-running", StepRunning)
+	fxDrive(a, "t-followup", StepRunning)
+	fu, _ := a.f.Task("t-followup")
+	a.apply(TaskStatusCallback{TaskID: fu.ID, WorkspaceID: fu.WorkspaceID, ExecutionStep: StepAwaitingFollowup, At: t0.Add(time.Second)})
 	submit(a, "t-cancelled")
 	a.apply(CancelTask{TaskID: "t-cancelled", Actor: Actor{Type: ActorUser, ID: "u1"}, At: t0})
 	a.apply(RegisterMember{Member: Member{ID: "n1", RaftAddr: "127.0.0.1:7001", APIAddr: "http://127.0.0.1:8001"}})
@@ -68,6 +79,14 @@ func fxDrive(a *applier, id string, to Step) {
 func everyCommand(f *FSM) []Command {
 	w, _ := f.Task("t-waiting")
 	r, _ := f.Task("t-running")
+	p, _ := f.Task("t-provisioning")
+	c, _ := f.Task("t-claimed")
+	fu, _ := f.Task("t-followup")
+	node, _ := f.Node(w.NodeID)
+	nodeDue := t0
+	if node != nil && node.Alarm != nil {
+		nodeDue = node.Alarm.Due
+	}
 	at := t0.Add(time.Minute)
 	return []Command{
 		SubmitTask{RequestID: "r-new", Fingerprint: "fp", TaskID: "t-new", Spec: spec("u2"), Policy: DefaultPolicy(), At: at},
@@ -75,15 +94,16 @@ func everyCommand(f *FSM) []Command {
 		SetStatus{TaskID: "t-cancelled", To: StatusReady, Actor: Actor{Type: ActorUser, ID: "u1"}, At: at},
 		RegisterMember{Member: Member{ID: "n3", RaftAddr: "127.0.0.1:7003", APIAddr: "http://127.0.0.1:8003"}},
 		RemoveMember{ID: "n2"},
-		StepStarted{TaskID: "t-queued", Step: StepNodeProvisioning, Attempt: 1, Term: 2, Leader: "n1", At: at},
-		StepResult{TaskID: "t-running", Step: StepRunning, Attempt: r.Attempt, Term: 1, Outcome: OutcomeSuccess, Leader: "n1", At: at},
+		StepStarted{TaskID: p.ID, Step: p.RunnableStep(), Attempt: p.Attempt + 1, Term: 2, Leader: "n1", At: at},
+		StepResult{TaskID: c.ID, Step: c.Step, Attempt: c.Attempt, Term: c.ClaimTerm, Outcome: OutcomeSuccess,
+			Data: StepData{ServerID: 8, IPv4: "10.0.0.8"}, Leader: "n1", At: at},
 		DecideStep{TaskID: "t-queued", Step: StepNodeSelection, Leader: "n1", At: at},
-		StepTimeout{TaskID: "t-waiting", Step: StepWorkspaceReady, Due: at, At: at},
+		StepTimeout{TaskID: w.ID, Step: w.Step, Due: w.Alarm.Due, At: w.Alarm.Due},
 		FailTask{TaskID: "t-running", Reason: "gave up", Diagnostic: "d", Source: ErrKindSweeper, At: at},
 		Reschedule{TaskID: "t-waiting", Reason: "node lost", At: at},
 		SetSettings{Settings: Settings{MaxWorkspacesPerNode: 2, CPUThreshold: 50, MemoryThreshold: 60, MaxNodesPerUser: 1,
 			NodeWarmTimeout: time.Minute, MaxNodeLifetime: time.Hour, HeartbeatStale: time.Minute}},
-		NodeAlarmFired{NodeID: r.NodeID, Due: at, At: at},
+		NodeAlarmFired{NodeID: w.NodeID, Due: nodeDue, At: nodeDue},
 		NodeDestroyResult{NodeID: r.NodeID, Deleted: true, At: at},
 		NodeReady{NodeID: w.NodeID, At: at},
 		NodeHeartbeat{NodeID: r.NodeID, ActiveWorkspaces: 1, Metrics: &NodeMetrics{CPULoad: 0.5, MemoryPercent: 20, DiskPercent: 30}, At: at},
@@ -91,24 +111,59 @@ func everyCommand(f *FSM) []Command {
 		WorkspaceReady{WorkspaceID: w.WorkspaceID, Status: WorkspaceRunning, At: at},
 		WorkspaceFailed{WorkspaceID: w.WorkspaceID, Message: "no disk", At: at},
 		TaskStatusCallback{TaskID: r.ID, WorkspaceID: r.WorkspaceID, ToStatus: StatusCompleted, Output: Output{Branch: "b", PRURL: "https://x/pr/1", Summary: "done"}, At: at},
-		IdleReset{TaskID: r.ID, Actor: Actor{Type: ActorUser, ID: "u1"}, At: at},
+		IdleReset{TaskID: fu.ID, Actor: Actor{Type: ActorUser, ID: "u1"}, At: at},
 		AddSigningKey{Key: SigningKey{ID: "k2", PEM: []byte("another"), CreatedAt: at}},
 		RecordError{Record: ErrorRecord{Kind: ErrKindReconciler, Message: "leaked", At: at}},
 		PurgeErrors{Before: at},
 	}
 }
 
-// Every command type is in everyCommand, so a new type cannot slip past
-// the fuzz seeds unnoticed.
-func TestEveryCommandCoversEveryType(t *testing.T) {
-	a := fuzzFixture(t)
+// fuzzSeeds encodes everyCommand's commands and, for a registered type
+// that has none there (one added since), its empty command, so that the
+// corpus always starts with every type.
+func fuzzSeeds(tb testing.TB, f *FSM) [][]byte {
+	have := map[CommandType]bool{}
+	var out [][]byte
+	add := func(c Command) {
+		b, err := Encode(c)
+		if err != nil {
+			tb.Fatalf("Encode(%T) = %v", c, err)
+		}
+		out, have[c.Type()] = append(out, b), true
+	}
+	for _, c := range everyCommand(f) {
+		add(c)
+	}
+	for _, typ := range slices.Sorted(maps.Keys(commands)) {
+		if !have[typ] {
+			add(deref(commands[typ]()))
+		}
+	}
+	return out
+}
+
+// The seeds hold a command of every registered type, and everyCommand's
+// are valid: each applies to the fixture without a domain error, so the
+// fuzzer starts from paths that change state.
+func TestFuzzSeeds(t *testing.T) {
+	fx := fuzzFixture(t)
 	seen := map[CommandType]bool{}
-	for _, c := range everyCommand(a.f) {
+	for _, b := range fuzzSeeds(t, fx.f) {
+		c, err := Decode(b)
+		if err != nil {
+			t.Fatalf("seed %q does not decode: %v", b, err)
+		}
 		seen[c.Type()] = true
 	}
 	for typ := range commands {
 		if !seen[typ] {
-			t.Errorf("everyCommand has no command of type %d", typ)
+			t.Errorf("no seed of command type %d", typ)
+		}
+	}
+	for _, c := range everyCommand(fx.f) {
+		a := fuzzFixture(t)
+		if r := a.apply(c); r.Err != nil {
+			t.Errorf("seed %T = %v, want it to apply", c, r.Err)
 		}
 	}
 }
@@ -124,11 +179,7 @@ func TestEveryCommandCoversEveryType(t *testing.T) {
 // index (a fenced one also its counter and the error database).
 func FuzzApplyCommand(f *testing.F) {
 	fx := fuzzFixture(f)
-	for _, c := range everyCommand(fx.f) {
-		b, err := Encode(c)
-		if err != nil {
-			f.Fatalf("Encode(%T) = %v", c, err)
-		}
+	for _, b := range fuzzSeeds(f, fx.f) {
 		f.Add(b)
 		f.Add(append([]byte{b[0] | byte(IgnoreUnknown)}, b[1:]...))
 	}
