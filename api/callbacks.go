@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -113,9 +114,32 @@ type HeartbeatRequest struct {
 	} `json:"metrics"`
 }
 
+// check refuses numbers no machine reports: node selection trusts them
+// (a negative load would make a node look emptier than any other).
+func (r *HeartbeatRequest) check() error {
+	if r.ActiveWorkspaces < 0 {
+		return &fieldError{"activeWorkspaces", fmt.Sprintf("%d is negative", r.ActiveWorkspaces)}
+	}
+	if m := r.Metrics; m != nil {
+		switch {
+		case m.CPULoadAvg1 < 0:
+			return &fieldError{"metrics.cpuLoadAvg1", fmt.Sprintf("%g is negative", m.CPULoadAvg1)}
+		case m.MemoryPercent < 0 || m.MemoryPercent > 100:
+			return &fieldError{"metrics.memoryPercent", fmt.Sprintf("%g is not a percentage from 0 to 100", m.MemoryPercent)}
+		case m.DiskPercent < 0 || m.DiskPercent > 100:
+			return &fieldError{"metrics.diskPercent", fmt.Sprintf("%g is not a percentage from 0 to 100", m.DiskPercent)}
+		}
+	}
+	return nil
+}
+
 func (s *Server) nodeHeartbeat(c *gin.Context) {
 	var req HeartbeatRequest
 	if !decodeLenient(c, &req) {
+		return
+	}
+	if err := req.check(); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
 	cmd := fsm.NodeHeartbeat{NodeID: c.Param("id"), ActiveWorkspaces: req.ActiveWorkspaces, At: s.now()}

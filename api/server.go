@@ -154,6 +154,10 @@ func (s *Server) Handler() http.Handler { return s.engine }
 func (s *Server) routes() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// No redirects to the path without its trailing slash: gin answers them
+	// with an HTML body (or none), and every answer here is JSON; the
+	// NoRoute 404 names the path instead.
+	r.RedirectTrailingSlash = false
 	r.ContextWithFallback = true
 	r.Use(s.recoverJSON, s.common, s.authenticate, s.rateLimit)
 	r.NoRoute(func(c *gin.Context) {
