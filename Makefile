@@ -30,7 +30,8 @@ test: ## run every test under the race detector, then the fuzz targets briefly
 FUZZ_TARGETS := \
 	fsm:FuzzDecode fsm:FuzzApplyCommand \
 	api:FuzzSubmitHandler api:FuzzTaskWriteHandlers api:FuzzClusterHandlers \
-	api:FuzzCallbackHandlers api:FuzzReadHandlers
+	api:FuzzCallbackHandlers api:FuzzReadHandlers \
+	importer:FuzzParse
 
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 2000 inputs; a count avoids a Go 1.26 fuzz coordinator race)
