@@ -96,7 +96,9 @@ func (s *Server) rateLimit(c *gin.Context) {
 		return
 	}
 	switch c.FullPath() {
-	case "/healthz", "/readyz":
+	// Probes, and nodes registering themselves (from the same addresses
+	// as clients on a shared host): not what a per-IP limit is for.
+	case "/healthz", "/readyz", "/v1/cluster/join":
 		c.Next()
 		return
 	}
