@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -55,20 +54,7 @@ func StartProcessTarget(tb testing.TB, opts e2e.Options) *ProcessTarget {
 	}
 	c := e2e.StartCluster(tb, opts)
 	c.Leader()
-	c.WaitFor(e2e.DefaultElectionWait, "every node has a signing key", func() error {
-		for _, n := range c.Nodes {
-			var jwks struct {
-				Keys []json.RawMessage `json:"keys"`
-			}
-			if err := c.GetJSON(n, "/.well-known/jwks.json", &jwks); err != nil {
-				return err
-			}
-			if len(jwks.Keys) == 0 {
-				return fmt.Errorf("%s publishes no key yet", n.ID)
-			}
-		}
-		return nil
-	})
+	c.WaitSigningKeys()
 	return &ProcessTarget{C: c}
 }
 

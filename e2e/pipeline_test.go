@@ -354,20 +354,7 @@ func startPipelineCluster(t *testing.T, cloudArgs []string, logLevel string) *e2
 		FakeCloud: &e2e.FakeCloudOptions{Args: append(slices.Clone(pipeCloudArgs), cloudArgs...)},
 	})
 	c.Leader()
-	c.WaitFor(e2e.DefaultElectionWait, "every node has a signing key", func() error {
-		for _, n := range c.Nodes {
-			var jwks struct {
-				Keys []json.RawMessage `json:"keys"`
-			}
-			if err := c.GetJSON(n, "/.well-known/jwks.json", &jwks); err != nil {
-				return err
-			}
-			if len(jwks.Keys) == 0 {
-				return fmt.Errorf("%s publishes no key yet", n.ID)
-			}
-		}
-		return nil
-	})
+	c.WaitSigningKeys()
 	return c
 }
 

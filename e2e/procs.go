@@ -1152,6 +1152,26 @@ func (c *Cluster) sameAppliedIndex(nodes []*Node, minIndex uint64) error {
 	return nil
 }
 
+// WaitSigningKeys waits until every node publishes a signing key in its
+// JWKS: until then an agent booting against it could not verify tokens.
+func (c *Cluster) WaitSigningKeys() {
+	c.tb.Helper()
+	c.WaitFor(DefaultElectionWait, "every node has a signing key", func() error {
+		for _, n := range c.Nodes {
+			var jwks struct {
+				Keys []json.RawMessage `json:"keys"`
+			}
+			if err := c.GetJSON(n, "/.well-known/jwks.json", &jwks); err != nil {
+				return err
+			}
+			if len(jwks.Keys) == 0 {
+				return fmt.Errorf("%s publishes no key yet", n.ID)
+			}
+		}
+		return nil
+	})
+}
+
 // WaitForEvery is WaitFor polling every interval instead of every
 // pollInterval, for conditions that are costly to check (listing every
 // task of a large run).

@@ -18,7 +18,6 @@ package e2e_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,20 +53,7 @@ func startSafetyCluster(t *testing.T, extra ...string) *e2e.Cluster {
 		FakeCloud: &e2e.FakeCloudOptions{Args: slices.Clone(pipeCloudArgs)},
 	})
 	c.Leader()
-	c.WaitFor(e2e.DefaultElectionWait, "every node has a signing key", func() error {
-		for _, n := range c.Nodes {
-			var jwks struct {
-				Keys []json.RawMessage `json:"keys"`
-			}
-			if err := c.GetJSON(n, "/.well-known/jwks.json", &jwks); err != nil {
-				return err
-			}
-			if len(jwks.Keys) == 0 {
-				return fmt.Errorf("%s publishes no key yet", n.ID)
-			}
-		}
-		return nil
-	})
+	c.WaitSigningKeys()
 	return c
 }
 
