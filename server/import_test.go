@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -50,7 +49,7 @@ func startImportWorld(t *testing.T) *importWorld {
 	co.Addresses = fakecloud.NewSequentialAllocator(first, netip.MustParsePrefix("127.0.0.0/8"))
 	ac := sim.DefaultConfig()
 	ac.BootDelay, ac.WorkspaceReadyDelay, ac.AgentWorkDuration, ac.HeartbeatInterval = 300*time.Millisecond, 200*time.Millisecond, 1500*time.Millisecond, time.Second
-	w := &importWorld{agentPort: importFreePorts(t, 1)[0]}
+	w := &importWorld{agentPort: server.FreePorts(t, 1)[0]}
 	w.world = fakeworld.New(fakeworld.Options{Cloud: co, Agent: ac, AgentPort: w.agentPort, VerifyTokens: true})
 	ts := httptest.NewServer(w.world.Handler())
 	provider, err := hetzner.New(hetzner.Options{Endpoint: ts.URL + "/v1", Token: fakecloud.DefaultToken, PollInterval: 100 * time.Millisecond, Timeout: 10 * time.Second})
@@ -66,7 +65,7 @@ func startImportWorld(t *testing.T) *importWorld {
 		})
 	}
 	t.Cleanup(closeWorld)
-	for _, p := range importFreePorts(t, 3) {
+	for _, p := range server.FreePorts(t, 3) {
 		w.urls = append(w.urls, fmt.Sprintf("http://127.0.0.1:%d", p))
 	}
 	w.c = server.NewTestCluster(t, server.TestOptions{
@@ -88,24 +87,6 @@ func startImportWorld(t *testing.T) *importWorld {
 	})
 	t.Cleanup(closeWorld) // agents stop before the nodes
 	return w
-}
-
-func importFreePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
 
 // sampleExport is docs/import-sample.jsonl.

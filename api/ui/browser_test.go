@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -322,7 +321,7 @@ func startPipelineCluster(t *testing.T) *server.TestCluster {
 	co.Addresses = fakecloud.NewSequentialAllocator(first, netip.MustParsePrefix("127.0.0.0/8"))
 	ac := sim.DefaultConfig()
 	ac.BootDelay, ac.WorkspaceReadyDelay, ac.AgentWorkDuration, ac.HeartbeatInterval = 300*time.Millisecond, 200*time.Millisecond, 1500*time.Millisecond, time.Second
-	agentPort := freePorts(t, 1)[0]
+	agentPort := server.FreePorts(t, 1)[0]
 	world := fakeworld.New(fakeworld.Options{Cloud: co, Agent: ac, AgentPort: agentPort, VerifyTokens: true})
 	ts := httptest.NewServer(world.Handler())
 	provider, err := hetzner.New(hetzner.Options{Endpoint: ts.URL + "/v1", Token: fakecloud.DefaultToken, PollInterval: 100 * time.Millisecond, Timeout: 10 * time.Second})
@@ -341,7 +340,7 @@ func startPipelineCluster(t *testing.T) *server.TestCluster {
 
 	// Agents call back to any node, and tokens name one issuer: the API
 	// addresses must be known before the nodes start.
-	ports := freePorts(t, 3)
+	ports := server.FreePorts(t, 3)
 	var urls []string
 	for _, p := range ports {
 		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", p))
@@ -369,26 +368,6 @@ func startPipelineCluster(t *testing.T) *server.TestCluster {
 	// the cluster shuts down waits for a leader that never comes.
 	t.Cleanup(closeWorld)
 	return c
-}
-
-// freePorts returns n ports free on 127.0.0.1 (held open together, so they
-// differ, then released for the caller to bind).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
 
 // browser is one headless Chromium tab with the page's problems recorded:
