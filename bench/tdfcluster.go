@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -136,11 +135,17 @@ func (c *tdfCluster) start(i int) error {
 	return nil
 }
 
+// readyWait bounds waitReady.
+const readyWait = 15 * time.Minute
+
 // waitReady waits for a leader whose barrier is done and whose member
 // table holds every node's API address (so followers can forward).
 func (c *tdfCluster) waitReady(ctx context.Context) (*server.Server, error) {
-	// Generous: on an overloaded machine elections can take many rounds.
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	// Generous: on an overloaded machine elections can take many rounds,
+	// and three nodes restarting on a 1M-task snapshot each verify and
+	// restore it on two shared cores (more than 3 minutes even on an idle
+	// machine, 2026-11-25).
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
 	for {
 		if l := c.leader(); l != nil && c.membersKnown() {
@@ -148,7 +153,7 @@ func (c *tdfCluster) waitReady(ctx context.Context) (*server.Server, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, errors.New("cluster not ready within 3 minutes (no ready leader, or member tables incomplete)")
+			return nil, fmt.Errorf("cluster not ready within %s (no ready leader, or member tables incomplete)", readyWait)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
