@@ -12,28 +12,11 @@ import (
 // on (partitions), and timers short enough that tasks run through all
 // eight steps and their nodes are destroyed within a run (an idle session
 // ends after 3s, a warm node goes after 5s).
-var ServerArgs = []string{
-	"--fault-injection",
-	"--session-idle-timeout", "3s",
-	"--node-warm-timeout", "5s",
-	"--provisioning-poll-interval", "500ms",
-	"--agent-ready-poll-interval", "500ms",
-	"--node-ready-grace", "5s",
-	"--retry-base-delay", "500ms",
-	"--retry-max-delay", "5s",
-	"--max-nodes-per-user", "50",
-}
+var ServerArgs = append([]string{"--fault-injection"}, e2e.PipelineServerArgs...)
 
 // CloudArgs are the `tdf fakecloud` flags: small delays, so that steps are
 // in flight most of the time.
-var CloudArgs = []string{
-	"--server-create-duration", "500ms",
-	"--server-delete-duration", "200ms",
-	"--agent-boot-delay", "500ms",
-	"--workspace-ready-delay", "200ms",
-	"--agent-work-duration", "1s",
-	"--heartbeat-interval", "2s",
-}
+var CloudArgs = e2e.PipelineCloudArgs
 
 // ProcessTarget is a Target of three `tdf server` processes and a `tdf
 // fakecloud` on loopback, run by the e2e harness. Its methods must be

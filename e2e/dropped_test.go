@@ -133,8 +133,7 @@ func dropWaitTerminal(r *pipeRun, timeout time.Duration) []pipeTask {
 	r.t.Helper()
 	want := r.taskIDs()
 	start := time.Now()
-	deadline := start.Add(timeout)
-	lastChange, lastState := start, ""
+	prog := newProgress(start, timeout)
 	for {
 		if err := r.c.Crashed(); err != nil {
 			r.t.Fatalf("waiting for %d tasks to end: %v", len(want), err)
@@ -159,19 +158,7 @@ func dropWaitTerminal(r *pipeRun, timeout time.Duration) []pipeTask {
 			}
 			err = fmt.Errorf("%s lists %d of the %d tasks, %d not ended: %s", n.ID, len(mine), len(want), len(pending)+len(want)-len(mine), summarize(mine))
 		}
-		now := time.Now()
-		if s := state.String(); s != lastState {
-			lastChange, lastState = now, s
-		}
-		stalled := now.Sub(lastChange) > pipeStallWait
-		if now.After(deadline) || stalled {
-			r.describe(pending)
-			why := fmt.Sprintf("not reached within %s", timeout)
-			if stalled {
-				why = fmt.Sprintf("no progress for %s", pipeStallWait)
-			}
-			r.t.Fatalf("%d tasks end (none wedged): %s: %v", len(want), why, err)
-		}
+		r.failIfStuck(prog, state.String(), pending, fmt.Sprintf("%d tasks end (none wedged)", len(want)), err)
 		time.Sleep(pipeListEvery)
 	}
 }

@@ -31,33 +31,12 @@ import (
 	"github.com/tdf-project/tdf/e2e"
 )
 
-// Timers of the pipeline tests: short enough that 200 tasks run through
-// in a minute or two on a loaded machine, long enough that a warm node is
-// still there when the next wave of tasks arrives.
+// The pipeline tests' flags (e2e.PipelineServerArgs: short timers) and
+// the VM sizes their tasks ask for.
 var (
-	pipeServerArgs = []string{
-		"--session-idle-timeout", "3s",
-		"--node-warm-timeout", "5s",
-		"--provisioning-poll-interval", "500ms",
-		"--agent-ready-poll-interval", "500ms",
-		"--node-ready-grace", "5s",
-		"--retry-base-delay", "500ms",
-		"--retry-max-delay", "5s",
-		// Node selection only reuses nodes that are ready; a burst of a
-		// user's tasks before the first node is up provisions one node
-		// each. The per-user limit is not under test here: keep it out
-		// of the way whatever the machine's speed.
-		"--max-nodes-per-user", "50",
-	}
-	pipeCloudArgs = []string{
-		"--server-create-duration", "500ms",
-		"--server-delete-duration", "200ms",
-		"--agent-boot-delay", "500ms",
-		"--workspace-ready-delay", "200ms",
-		"--agent-work-duration", "1s",
-		"--heartbeat-interval", "2s",
-	}
-	pipeSizes = []string{"small", "medium", "large"}
+	pipeServerArgs = e2e.PipelineServerArgs
+	pipeCloudArgs  = e2e.PipelineCloudArgs
+	pipeSizes      = []string{"small", "medium", "large"}
 )
 
 const (
@@ -680,8 +659,7 @@ func (r *pipeRun) waitCompleted(timeout time.Duration) {
 	r.t.Helper()
 	want := r.taskIDs()
 	start := time.Now()
-	deadline := start.Add(timeout)
-	lastChange, lastState := start, ""
+	prog := newProgress(start, timeout)
 	for {
 		if err := r.c.Crashed(); err != nil {
 			r.t.Fatalf("waiting for %d tasks to complete: %v", len(want), err)
@@ -710,21 +688,42 @@ func (r *pipeRun) waitCompleted(timeout time.Duration) {
 			}
 			err = fmt.Errorf("%s lists %d of the %d tasks, %d not done: %s", n.ID, seen, len(want), len(pending)+len(want)-seen, summarize(tasks))
 		}
-		now := time.Now()
-		if s := state.String(); s != lastState {
-			lastChange, lastState = now, s
-		}
-		stalled := now.Sub(lastChange) > pipeStallWait
-		if now.After(deadline) || stalled {
-			r.describe(pending)
-			why := fmt.Sprintf("not reached within %s", timeout)
-			if stalled {
-				why = fmt.Sprintf("no progress for %s", pipeStallWait)
-			}
-			r.t.Fatalf("%d tasks complete: %s: %v", len(want), why, err)
-		}
+		r.failIfStuck(prog, state.String(), pending, fmt.Sprintf("%d tasks complete", len(want)), err)
 		time.Sleep(pipeListEvery)
 	}
+}
+
+// progress tells a wedged run from a slow one while a wait polls the
+// tasks: it notes when their listed states last changed.
+type progress struct {
+	deadline, lastChange time.Time
+	timeout              time.Duration
+	lastState            string
+}
+
+func newProgress(start time.Time, timeout time.Duration) *progress {
+	return &progress{deadline: start.Add(timeout), lastChange: start, timeout: timeout}
+}
+
+// failIfStuck records this round's state and fails the test, describing
+// the pending tasks, when the deadline has passed or nothing changed for
+// pipeStallWait.
+func (r *pipeRun) failIfStuck(p *progress, state string, pending []pipeTask, what string, err error) {
+	r.t.Helper()
+	now := time.Now()
+	if state != p.lastState {
+		p.lastChange, p.lastState = now, state
+	}
+	stalled := now.Sub(p.lastChange) > pipeStallWait
+	if !now.After(p.deadline) && !stalled {
+		return
+	}
+	r.describe(pending)
+	why := fmt.Sprintf("not reached within %s", p.timeout)
+	if stalled {
+		why = fmt.Sprintf("no progress for %s", pipeStallWait)
+	}
+	r.t.Fatalf("%s: %s: %v", what, why, err)
 }
 
 // describe logs unfinished tasks and the ledger's events about them.

@@ -52,6 +52,38 @@ const (
 	logTailLines = 80
 )
 
+// Pipeline timers for clusters that run tasks through the simulated cloud
+// (the pipeline, safety and chaos tests): short enough that hundreds of
+// tasks run through in a minute or two on a loaded machine, long enough
+// that a warm node is still there when the next wave of tasks arrives.
+// PipelineServerArgs are the `tdf server` flags, PipelineCloudArgs the
+// `tdf fakecloud` ones (small delays, so that steps are in flight most of
+// the time).
+var (
+	PipelineServerArgs = []string{
+		"--session-idle-timeout", "3s",
+		"--node-warm-timeout", "5s",
+		"--provisioning-poll-interval", "500ms",
+		"--agent-ready-poll-interval", "500ms",
+		"--node-ready-grace", "5s",
+		"--retry-base-delay", "500ms",
+		"--retry-max-delay", "5s",
+		// Node selection only reuses nodes that are ready; a burst of a
+		// user's tasks before the first node is up provisions one node
+		// each. The per-user limit is not under test here: keep it out
+		// of the way whatever the machine's speed.
+		"--max-nodes-per-user", "50",
+	}
+	PipelineCloudArgs = []string{
+		"--server-create-duration", "500ms",
+		"--server-delete-duration", "200ms",
+		"--agent-boot-delay", "500ms",
+		"--workspace-ready-delay", "200ms",
+		"--agent-work-duration", "1s",
+		"--heartbeat-interval", "2s",
+	}
+)
+
 // ---------------------------------------------------------------------------
 // Building the binary
 
@@ -1050,23 +1082,29 @@ func (c *Cluster) Leader() *Node {
 	return leader
 }
 
-// Converged returns the common state hash of the given nodes if all of them
-// report the same applied index and hash in one round.
-func (c *Cluster) Converged(nodes []*Node) (StateHash, error) {
-	// Ask all nodes at once: the leader may commit at any moment (its
-	// alarms fire), so the shorter the round, the likelier one index.
-	hashes := make([]StateHash, len(nodes))
+// askAll asks every node at once and returns the answers in node order.
+// At once, because the leader may commit at any moment (its alarms fire):
+// the shorter the round, the likelier the answers share one index.
+func askAll[T any](nodes []*Node, ask func(*Node) (T, error)) ([]T, error) {
+	out := make([]T, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hashes[i], errs[i] = c.StateHash(n)
+			out[i], errs[i] = ask(n)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	return out, errors.Join(errs...)
+}
+
+// Converged returns the common state hash of the given nodes if all of them
+// report the same applied index and hash in one round.
+func (c *Cluster) Converged(nodes []*Node) (StateHash, error) {
+	hashes, err := askAll(nodes, c.StateHash)
+	if err != nil {
 		return StateHash{}, err
 	}
 	var first StateHash
@@ -1116,19 +1154,8 @@ func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
 // sameAppliedIndex returns nil when every node reports one applied index,
 // at least minIndex.
 func (c *Cluster) sameAppliedIndex(nodes []*Node, minIndex uint64) error {
-	// All at once, like Converged: the leader may commit at any moment.
-	sts := make([]ClusterStatus, len(nodes))
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sts[i], errs[i] = c.Status(n)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	sts, err := askAll(nodes, c.Status)
+	if err != nil {
 		return err
 	}
 	var views []string
