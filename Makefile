@@ -28,7 +28,7 @@ test: ## run every test under the race detector, then the fuzz targets briefly
 
 # Every fuzz target, as package:Target (RELIABILITY.md says what each checks).
 FUZZ_TARGETS := \
-	fsm:FuzzDecode fsm:FuzzApplyCommand \
+	fsm:FuzzDecode fsm:FuzzApplyCommand fsm:FuzzTaskRecord \
 	api:FuzzSubmitHandler api:FuzzTaskWriteHandlers api:FuzzClusterHandlers \
 	api:FuzzCallbackHandlers api:FuzzReadHandlers \
 	importer:FuzzParse

@@ -90,7 +90,7 @@ func Snapshot(ctx context.Context, opts SnapshotOptions) (SnapshotResult, error)
 		return res, err
 	}
 	// The synthesized state goes to a file, not memory: at 1M tasks it is
-	// gigabytes of JSON.
+	// hundreds of megabytes.
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return res, err
 	}
@@ -251,15 +251,17 @@ func copySnapshot(from *raft.FileSnapshotStore, id, dir string, index uint64, cf
 	return sink.Close()
 }
 
-// multiplySnapshot writes seed (an FSM snapshot, format in fsm/snapshot.go)
-// with every task record repeated k times under new ids (task-X-rNNNN);
-// the other records are copied once. It re-frames and re-checksums the
-// stream as the FSM writes it.
+// multiplySnapshot writes seed (an FSM snapshot, format 2 of
+// fsm/snapshot.go) with every task record repeated k times under new ids
+// (task-X-rNNNN); the other records are copied once. It re-frames and
+// re-checksums the stream as the FSM writes it. A binary task record
+// starts with its id as a string of fsm/codec.go: a uvarint of 64 + its
+// length, then its bytes.
 func multiplySnapshot(w io.Writer, seed []byte, k int) error {
-	const magic = "TDFSNAP1"
-	const kindTask, kindEnd = 3, 0xFF
+	const magic = "TDFSNAP2"
+	const kindTask, kindEnd, literal = 3, 0xFF, 64
 	if !bytes.HasPrefix(seed, []byte(magic)) {
-		return fmt.Errorf("seed snapshot has no header")
+		return fmt.Errorf("seed snapshot has no format-2 header")
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
@@ -294,18 +296,15 @@ func multiplySnapshot(w io.Writer, seed []byte, k int) error {
 			record(kind, body)
 			continue
 		}
-		idStart := bytes.Index(body, []byte(`{"id":"`))
-		idEnd := bytes.IndexByte(body[idStart+7:], '"')
-		if idStart != 0 || idEnd < 0 {
+		code, m := binary.Uvarint(body)
+		if m <= 0 || code < literal || uint64(len(body)-m) < code-literal {
 			return fmt.Errorf("task record does not start with its id")
 		}
-		id := body[7 : 7+idEnd]
+		id, rest := body[m:m+int(code-literal)], body[m+int(code-literal):]
 		for j := 0; j < k; j++ {
-			nb := make([]byte, 0, len(body)+8)
-			nb = append(nb, body[:7]...)
-			nb = append(nb, id...)
-			nb = append(nb, fmt.Sprintf("-r%04d", j)...)
-			nb = append(nb, body[7+idEnd:]...)
+			nid := fmt.Appendf(append([]byte(nil), id...), "-r%04d", j)
+			nb := binary.AppendUvarint(make([]byte, 0, len(body)+8), literal+uint64(len(nid)))
+			nb = append(append(nb, nid...), rest...)
 			record(kindTask, nb)
 		}
 	}

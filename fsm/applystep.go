@@ -248,7 +248,6 @@ func (f *FSM) cleanupResult(t *Task, c StepResult) {
 	// Stopping the workspace is best effort: once cleanup gives up, the
 	// workspace is taken as stopped so that its node is still released.
 	f.finishCleanup(t, c.Data.WorkspaceStopped || c.Outcome == OutcomeFail, c.At)
-	t.compact() // the run is over: most tasks are never written again
 	if t.Status == StatusQueued {
 		// Re-run requested while the old run was being cleaned up.
 		t.enterStep(StepNodeSelection, c.At)

@@ -1,44 +1,68 @@
 package fsm
 
-import "unique"
+import (
+	"fmt"
+	"unique"
+)
 
 // Memory of stored tasks. Most tasks in the state are finished and are
-// never written again, so each is compacted once: when its run's cleanup
-// is done, and when it is loaded from a snapshot. JSON decoding and
-// one-at-a-time appends leave the Steps and History arrays up to twice
-// their length, and every decoded string (step names, leader ids,
-// outcomes, reasons, user and project ids) is its own allocation although
-// a handful of values repeat across a million tasks.
+// never written again ("dormant"). Their status history and step attempts
+// — a dozen structs of 100–120 bytes, each with 24-byte times and 16-byte
+// string headers — are most of a task's memory, so a dormant task is
+// stored with them packed into the binary form of its snapshot record
+// (taskcodec.go), about a quarter of the size, and unpacked on read.
+//
+// Every *Task the FSM hands out (Task, ListTasks, Result, the change feed)
+// is loaded; only ForEachTask and Watch's visitTask pass stored tasks as
+// they are, for callers that look at status, step and alarm only.
 
-// compact copies the task's slices into arrays of their exact length and
-// replaces its short strings by canonical copies. The arrays are always
-// copied, never modified in place: the old ones may be shared with a
-// snapshot being persisted.
-func (t *Task) compact() {
-	t.History = exactCopy(t.History)
-	for i := range t.History {
-		h := &t.History[i]
-		h.From, h.To = Status(intern(string(h.From))), Status(intern(string(h.To)))
-		h.Actor.Type, h.Actor.ID = ActorType(intern(string(h.Actor.Type))), intern(h.Actor.ID)
-		h.Reason = intern(h.Reason)
-	}
-	t.Steps = exactCopy(t.Steps)
-	for i := range t.Steps {
-		s := &t.Steps[i]
-		s.Step, s.Leader, s.Outcome = Step(intern(string(s.Step))), intern(s.Leader), intern(s.Outcome)
-	}
-	t.Status, t.Step = Status(intern(string(t.Status))), Step(intern(string(t.Step)))
-	t.ProjectID, t.UserID, t.Repository = intern(t.ProjectID), intern(t.UserID), intern(t.Repository)
-	t.Branch, t.VMSize, t.VMLocation = intern(t.Branch), intern(t.VMSize), intern(t.VMLocation)
+// dormant reports whether a task's run is over for good: finished, cleaned
+// up, nothing scheduled.
+func (t *Task) dormant() bool {
+	return t.Status.Terminal() && !t.Cleanup && !t.InFlight && t.Alarm == nil && !t.Adopting
 }
 
-func exactCopy[S ~[]E, E any](s S) S {
-	if s == nil {
-		return nil
+// packed returns the stored form of a dormant task: a copy with its short
+// strings interned and its timeline packed.
+func (t *Task) packed() *Task {
+	c := *t
+	var e encoder
+	e.timeline(t.History, t.Steps)
+	c.timeline = e.b[:len(e.b):len(e.b)]
+	c.History, c.Steps = nil, nil
+	c.Status, c.Step = Status(intern(string(c.Status))), Step(intern(string(c.Step)))
+	c.ProjectID, c.UserID, c.Repository, c.Owner = intern(c.ProjectID), intern(c.UserID), intern(c.Repository), intern(c.Owner)
+	c.Branch, c.VMSize, c.VMLocation = intern(c.Branch), intern(c.VMSize), intern(c.VMLocation)
+	c.Output.Summary = intern(c.Output.Summary)
+	return &c
+}
+
+// loaded returns t with History and Steps in place: t itself when it is
+// not packed, else a fresh copy.
+func (t *Task) loaded() *Task {
+	if t.timeline == nil {
+		return t
 	}
-	c := make(S, len(s))
-	copy(c, s)
-	return c
+	c := *t
+	var err error
+	c.History, c.Steps, err = decodeTimeline(t.timeline, false)
+	if err != nil {
+		// Packed by this process or checked when its snapshot was loaded.
+		panic(fmt.Sprintf("fsm: task %s: packed timeline unreadable: %v", t.ID, err))
+	}
+	c.timeline = nil
+	return &c
+}
+
+// storeDormant replaces t by its packed form if t is what the state
+// stores for its id and its run is over.
+func (s *state) storeDormant(t *Task) {
+	if t.timeline != nil || !t.dormant() {
+		return
+	}
+	if cur, ok := s.tasks.Get(t); ok && cur == t {
+		s.tasks.ReplaceOrInsert(t.packed())
+	}
 }
 
 // maxInterned bounds the strings worth sharing: longer ones (prompts,

@@ -125,6 +125,7 @@ func New() *FSM {
 
 // Watch is the change feed. Under the apply lock, so that no change falls
 // between the two, it calls visitTask and visitNode for every stored task
+// (as ForEachTask passes them: a finished task's timeline is not loaded)
 // and node and then installs obs, which is called synchronously inside
 // Apply for every changed task or node from then on. None may block or call
 // back into the FSM. The returned function removes obs.
@@ -245,7 +246,11 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
 	}
 	if res.Task != nil {
+		// A stored task handed back as it is (a duplicate submit) may be
+		// packed; every task leaving Apply is loaded.
+		res.Task = res.Task.loaded()
 		f.st.indexTask(res.Task)
+		f.st.storeDormant(res.Task)
 	}
 	if res.Node != nil {
 		f.st.indexNode(res.Node)

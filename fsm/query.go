@@ -15,8 +15,12 @@ func (f *FSM) AppliedIndex() uint64 {
 // Task returns the task with the given id.
 func (f *FSM) Task(id string) (*Task, bool) {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.st.tasks.Get(&Task{ID: id})
+	t, ok := f.st.tasks.Get(&Task{ID: id})
+	f.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return t.loaded(), true
 }
 
 // TaskCount is the number of tasks stored.
@@ -42,6 +46,15 @@ type TaskFilter struct {
 // submission order) matching the filter, and the cursor for the next page
 // ("" when there is none).
 func (f *FSM) ListTasks(flt TaskFilter) (page []*Task, next string) {
+	page, next = f.listStored(flt)
+	for i, t := range page {
+		page[i] = t.loaded()
+	}
+	return page, next
+}
+
+// listStored is ListTasks on the stored (maybe packed) tasks.
+func (f *FSM) listStored(flt TaskFilter) (page []*Task, next string) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	visit := func(t *Task) bool {
@@ -59,6 +72,7 @@ func (f *FSM) ListTasks(flt TaskFilter) (page []*Task, next string) {
 		page = append(page, t)
 		return true
 	}
+
 	if flt.After != "" {
 		f.st.tasks.AscendGreaterOrEqual(&Task{ID: flt.After}, visit)
 	} else {
@@ -98,7 +112,9 @@ func (f *FSM) IdempotencyKeys() int {
 }
 
 // ForEachTask calls fn for every task in id order until fn returns false.
-// It holds the read lock throughout: fn must be quick.
+// It holds the read lock throughout: fn must be quick. The tasks are as
+// stored: a finished task's History and Steps are empty (packed, see
+// compact.go); Task(id) returns it whole.
 func (f *FSM) ForEachTask(fn func(*Task) bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

@@ -16,13 +16,20 @@ import (
 )
 
 // The snapshot stream: a magic header, then records of
-// [kind byte][uvarint length][JSON body] in a fixed order (meta, members,
-// tasks, nodes, workspaces, idempotency keys; each sorted by key), then a
-// trailer of [kindEnd][uint64 record count][uint32 CRC-32C of everything
-// before the CRC]. Sorted order makes two replicas with the same state write
-// the same bytes; the CRC turns a truncated or corrupt file into a clear
-// error instead of a half-restored state.
-const snapshotMagic = "TDFSNAP1"
+// [kind byte][uvarint length][body] in a fixed order (meta, members,
+// tasks, nodes, workspaces, idempotency keys, errors; each sorted by key),
+// then a trailer of [kindEnd][uint64 record count][uint32 CRC-32C of
+// everything before the CRC]. Sorted order makes two replicas with the same
+// state write the same bytes; the CRC turns a truncated or corrupt file into
+// a clear error instead of a half-restored state.
+//
+// Format 2 (written): task, workspace and idempotency-key bodies are binary
+// (taskcodec.go), the rest JSON. Format 1 (still read, for snapshots taken
+// before the upgrade): every body is JSON.
+const (
+	snapshotMagic   = "TDFSNAP2"
+	snapshotMagicV1 = "TDFSNAP1"
+)
 
 type recordKind byte
 
@@ -107,6 +114,8 @@ type snapshotWriter struct {
 	count uint64
 	err   error
 	lenb  [binary.MaxVarintLen64]byte
+	// body and scratch are reused for every binary record.
+	body, scratch encoder
 }
 
 func (sw *snapshotWriter) write(p []byte) {
@@ -117,6 +126,15 @@ func (sw *snapshotWriter) write(p []byte) {
 	_, sw.err = sw.w.Write(p)
 }
 
+func (sw *snapshotWriter) frame(kind recordKind, body []byte) bool {
+	sw.write([]byte{byte(kind)})
+	sw.write(sw.lenb[:binary.PutUvarint(sw.lenb[:], uint64(len(body)))])
+	sw.write(body)
+	sw.count++
+	return sw.err == nil
+}
+
+// record writes a JSON record.
 func (sw *snapshotWriter) record(kind recordKind, v any) bool {
 	if sw.err != nil {
 		return false
@@ -126,22 +144,28 @@ func (sw *snapshotWriter) record(kind recordKind, v any) bool {
 		sw.err = fmt.Errorf("fsm: snapshot encode: %w", err)
 		return false
 	}
-	sw.write([]byte{byte(kind)})
-	sw.write(sw.lenb[:binary.PutUvarint(sw.lenb[:], uint64(len(body)))])
-	sw.write(body)
-	sw.count++
-	return sw.err == nil
+	return sw.frame(kind, body)
+}
+
+// binary writes a binary record that enc appends to the body encoder.
+func (sw *snapshotWriter) binary(kind recordKind, enc func(e *encoder)) bool {
+	if sw.err != nil {
+		return false
+	}
+	sw.body.b = sw.body.b[:0]
+	enc(&sw.body)
+	return sw.frame(kind, sw.body.b)
 }
 
 func (s *state) writeTo(w io.Writer) error {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crcTable)}
 	sw.write([]byte(snapshotMagic))
-	sw.record(kindMeta, snapshotMeta{Version: 1, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys})
+	sw.record(kindMeta, snapshotMeta{Version: 2, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys})
 	s.members.Ascend(func(m Member) bool { return sw.record(kindMember, m) })
-	s.tasks.Ascend(func(t *Task) bool { return sw.record(kindTask, t) })
+	s.tasks.Ascend(func(t *Task) bool { return sw.binary(kindTask, func(e *encoder) { e.task(t, &sw.scratch) }) })
 	s.nodes.Ascend(func(n *Node) bool { return sw.record(kindNode, n) })
-	s.workspaces.Ascend(func(ws *Workspace) bool { return sw.record(kindWorkspace, ws) })
-	s.idem.Ascend(func(e *idemEntry) bool { return sw.record(kindIdem, e) })
+	s.workspaces.Ascend(func(ws *Workspace) bool { return sw.binary(kindWorkspace, func(e *encoder) { e.workspace(ws) }) })
+	s.idem.Ascend(func(x *idemEntry) bool { return sw.binary(kindIdem, func(e *encoder) { e.idem(x) }) })
 	s.errors.Ascend(func(e *ErrorRecord) bool { return sw.record(kindError, e) })
 	var trailer [13]byte
 	trailer[0] = byte(kindEnd)
@@ -200,10 +224,14 @@ func corrupt(format string, args ...any) error {
 func readState(r io.Reader) (*state, error) {
 	cr := &crcReader{r: bufio.NewReaderSize(r, 256<<10), crc: crc32.New(crcTable)}
 	magic := make([]byte, len(snapshotMagic))
-	if err := cr.readFull(magic); err != nil || string(magic) != snapshotMagic {
+	if err := cr.readFull(magic); err != nil || (string(magic) != snapshotMagic && string(magic) != snapshotMagicV1) {
 		return nil, corrupt("bad header")
 	}
 	st := newState()
+	load := st.load
+	if string(magic) == snapshotMagicV1 {
+		load = st.loadJSON
+	}
 	var count uint64
 	buf := make([]byte, 0, 4096)
 	for {
@@ -222,7 +250,7 @@ func readState(r io.Reader) (*state, error) {
 		if err := cr.readFull(buf); err != nil {
 			return nil, corrupt("truncated record %d", count)
 		}
-		if err := st.load(recordKind(kb), buf); err != nil {
+		if err := load(recordKind(kb), buf); err != nil {
 			return nil, corrupt("record %d: %v", count, err)
 		}
 		count++
@@ -248,15 +276,45 @@ func readTrailer(cr *crcReader, count uint64) error {
 	return nil
 }
 
-// load decodes one record into the state.
+// load decodes one record of format 2 into the state.
 func (s *state) load(kind recordKind, body []byte) error {
+	d := &decoder{b: body}
+	switch kind {
+	case kindTask:
+		t, err := d.task()
+		if err != nil {
+			return err
+		}
+		s.tasks.ReplaceOrInsert(t)
+		s.indexTask(t)
+	case kindWorkspace:
+		w, err := d.workspace()
+		if err != nil {
+			return err
+		}
+		s.putWorkspace(w)
+	case kindIdem:
+		x, err := d.idem()
+		if err != nil {
+			return err
+		}
+		s.putIdem(x)
+	default:
+		return s.loadJSON(kind, body)
+	}
+	return nil
+}
+
+// loadJSON decodes one JSON record (all of format 1; meta, members, nodes
+// and errors of format 2).
+func (s *state) loadJSON(kind recordKind, body []byte) error {
 	switch kind {
 	case kindMeta:
 		var m snapshotMeta
 		if err := json.Unmarshal(body, &m); err != nil {
 			return err
 		}
-		if m.Version != 1 {
+		if m.Version != 1 && m.Version != 2 {
 			return fmt.Errorf("snapshot version %d is unknown", m.Version)
 		}
 		s.index, s.errSeq, s.rejected, s.settings, s.keys = m.Index, m.ErrSeq, m.Rejected, m.Settings, m.Keys
@@ -271,7 +329,9 @@ func (s *state) load(kind recordKind, body []byte) error {
 		if err := json.Unmarshal(body, t); err != nil {
 			return err
 		}
-		t.compact()
+		if t.dormant() {
+			t = t.packed()
+		}
 		s.tasks.ReplaceOrInsert(t)
 		s.indexTask(t)
 	case kindNode:
@@ -286,15 +346,13 @@ func (s *state) load(kind recordKind, body []byte) error {
 		if err := json.Unmarshal(body, w); err != nil {
 			return err
 		}
-		s.workspaces.ReplaceOrInsert(w)
-		s.indexWorkspace(w)
+		s.putWorkspace(w)
 	case kindIdem:
-		e := new(idemEntry)
-		if err := json.Unmarshal(body, e); err != nil {
+		x := new(idemEntry)
+		if err := json.Unmarshal(body, x); err != nil {
 			return err
 		}
-		s.idem.ReplaceOrInsert(e)
-		s.idemByTime.ReplaceOrInsert(e)
+		s.putIdem(x)
 	case kindError:
 		e := new(ErrorRecord)
 		if err := json.Unmarshal(body, e); err != nil {
@@ -305,4 +363,14 @@ func (s *state) load(kind recordKind, body []byte) error {
 		return fmt.Errorf("unknown record kind %d", kind)
 	}
 	return nil
+}
+
+func (s *state) putWorkspace(w *Workspace) {
+	s.workspaces.ReplaceOrInsert(w)
+	s.indexWorkspace(w)
+}
+
+func (s *state) putIdem(x *idemEntry) {
+	s.idem.ReplaceOrInsert(x)
+	s.idemByTime.ReplaceOrInsert(x)
 }

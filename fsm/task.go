@@ -113,12 +113,20 @@ type Task struct {
 	// Adopting is set while an imported task waits for its adoption
 	// (StepAdopt): Step is then the step the old system reported.
 	Adopting bool `json:"adopting,omitempty"`
+
+	// timeline, when set, holds History and Steps packed (compact.go):
+	// the stored form of a dormant task. Such a task never leaves the FSM
+	// except through ForEachTask and Watch's visit, which say so.
+	timeline []byte
 }
 
 // clone returns a copy that Apply may modify. Slices are copied with spare
 // capacity cut off so that appending to the clone never writes into an
 // array a snapshot still reads.
 func (t *Task) clone() *Task {
+	if t.timeline != nil {
+		return t.loaded() // a fresh copy already
+	}
 	c := *t
 	c.History = slices.Clip(t.History)
 	c.Steps = slices.Clip(t.Steps)
