@@ -26,7 +26,8 @@ type E2EOptions struct {
 	// Rate > 0 sends the tasks open loop at Rate a second instead (for
 	// latency at a load the cluster keeps up with).
 	Rate int
-	// Workers is the runner's worker count (0: the default, 32).
+	// Workers is the runner's worker count (0: the default); its
+	// concurrent handler calls are the default.
 	Workers int
 	// Timeout bounds the wait for the last task to complete.
 	Timeout time.Duration
@@ -34,7 +35,7 @@ type E2EOptions struct {
 
 // E2EResult is the end-to-end figure.
 type E2EResult struct {
-	Tasks, Workers, Rate int
+	Tasks, Workers, Calls, Rate int
 	// Elapsed runs from the first submission to the last completion.
 	Elapsed time.Duration
 	// SubmitPerSec is how fast the API accepted the tasks.
@@ -57,7 +58,7 @@ func (r E2EResult) PerSec() float64 {
 }
 
 // EndToEnd runs tasks through all eight steps and cleanup on three nodes
-// with the zero-delay fakes and the default runner (32 workers).
+// with the zero-delay fakes and the default runner.
 func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 	c, err := startCluster(ctx, clusterOptions{Dir: filepath.Join(opts.Dir, fmt.Sprintf("e2e-%d-%d", opts.Workers, opts.Rate)),
 		Workers: opts.Workers, Handlers: zeroDelayHandlers,
@@ -135,7 +136,7 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 		}
 	}
 	return E2EResult{
-		Tasks: opts.Tasks, Workers: workers, Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
+		Tasks: opts.Tasks, Workers: workers, Calls: steps.DefaultConfig().Calls, Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
 		ToRunningP50: percentile(toRun, 50), ToRunningP99: percentile(toRun, 99),
 		ToCompletedP50: percentile(toDone, 50), ToCompletedP99: percentile(toDone, 99),
 		Commits: leader.FSM.AppliedIndex() - i0,

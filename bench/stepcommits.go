@@ -78,7 +78,7 @@ func StepCommits(ctx context.Context, opts StepOptions) ([]StepRow, error) {
 }
 
 func stepLevel(ctx context.Context, opts StepOptions, workers int) (StepRow, error) {
-	c, err := startCluster(ctx, clusterOptions{Dir: filepath.Join(opts.Dir, fmt.Sprintf("steps-%d", workers)), Workers: workers,
+	c, err := startCluster(ctx, clusterOptions{Dir: filepath.Join(opts.Dir, fmt.Sprintf("steps-%d", workers)), Workers: workers, Calls: workers,
 		Handlers: zeroDelayHandlers, Policy: benchPolicy(), Settings: benchSettings()})
 	if err != nil {
 		return StepRow{}, err

@@ -23,6 +23,8 @@ import (
 type clusterOptions struct {
 	Dir     string
 	Workers int
+	// Calls bounds the runner's concurrent handler calls (0: default).
+	Calls int
 	// Handlers builds node i's step handlers; apply commits on that node.
 	Handlers func(apply func() applyFunc) map[fsm.Step]steps.Handler
 	Policy   fsm.Policy
@@ -95,6 +97,9 @@ func (c *tdfCluster) start(i int) error {
 	rc := steps.DefaultConfig()
 	if o.Workers > 0 {
 		rc.Workers = o.Workers
+	}
+	if o.Calls > 0 {
+		rc.Calls = o.Calls
 	}
 	logger := o.Logger
 	if logger == nil {

@@ -14,8 +14,14 @@ import (
 
 // Config configures the runner. The zero value of a field means its default.
 type Config struct {
-	// Workers bounds how many steps run at once.
+	// Workers bounds how many steps the leader works on at once: claims,
+	// decisions and commits waiting for raft included.
 	Workers int
+	// Calls bounds how many step handlers run at once: each is a call to
+	// the cloud API or a VM agent. A worker waiting for a commit holds no
+	// call slot, so cheap steps are not queued behind slow calls, and the
+	// cloud sees at most Calls requests from tdf at a time.
+	Calls int
 	// MaxRetries is how many transient failures a step may have before
 	// the task fails.
 	MaxRetries int
@@ -48,7 +54,8 @@ type Config struct {
 // DefaultConfig returns REFERENCE.md's defaults.
 func DefaultConfig() Config {
 	return Config{
-		Workers:         32,
+		Workers:         256,
+		Calls:           32,
 		MaxRetries:      3,
 		RetryBase:       5 * time.Second,
 		RetryMax:        60 * time.Second,
@@ -63,6 +70,9 @@ func (c *Config) fill() {
 	d := DefaultConfig()
 	if c.Workers <= 0 {
 		c.Workers = d.Workers
+	}
+	if c.Calls <= 0 {
+		c.Calls = d.Calls
 	}
 	if c.MaxRetries < 0 {
 		c.MaxRetries = 0

@@ -84,7 +84,7 @@ func (r *Runner) Run(ctx context.Context, term uint64) {
 		return
 	}
 	defer r.running.Store(false)
-	lt := &leaderTerm{r: r, term: term, ctx: ctx, queue: newWorkQueue()}
+	lt := &leaderTerm{r: r, term: term, ctx: ctx, queue: newWorkQueue(), calls: make(chan struct{}, r.cfg.Calls)}
 	lt.run()
 }
 
@@ -96,6 +96,8 @@ type leaderTerm struct {
 	wheel *timers.Wheel
 	queue *workQueue
 	wg    sync.WaitGroup
+	// calls holds a token per handler running (Config.Calls).
+	calls chan struct{}
 }
 
 func (lt *leaderTerm) run() {
@@ -262,8 +264,8 @@ func (lt *leaderTerm) runEffect(t *fsm.Task) {
 	}
 }
 
-// call runs the step's handler under the claim's timeout, turning a panic
-// into a transient failure.
+// call runs the step's handler under the claim's timeout, once one of the
+// Config.Calls slots is free, turning a panic into a transient failure.
 func (lt *leaderTerm) call(t *fsm.Task, step fsm.Step) (out Result) {
 	h := lt.r.handlers[step]
 	if h == nil {
@@ -272,6 +274,10 @@ func (lt *leaderTerm) call(t *fsm.Task, step fsm.Step) (out Result) {
 		}
 		return Failed(Permanentf("no handler for step %s", step))
 	}
+	if !lt.acquireCall() {
+		return Failed(Transient(lt.ctx.Err()))
+	}
+	defer lt.releaseCall()
 	ctx, cancel := context.WithTimeout(lt.ctx, t.Policy.ClaimTimeout)
 	defer cancel()
 	defer func() {
@@ -282,6 +288,19 @@ func (lt *leaderTerm) call(t *fsm.Task, step fsm.Step) (out Result) {
 	}()
 	return h.Run(ctx, t, IdempotencyKey(t.ID, step))
 }
+
+// acquireCall takes one of the Config.Calls slots; false if leadership
+// ended first.
+func (lt *leaderTerm) acquireCall() bool {
+	select {
+	case lt.calls <- struct{}{}:
+		return true
+	case <-lt.ctx.Done():
+		return false
+	}
+}
+
+func (lt *leaderTerm) releaseCall() { <-lt.calls }
 
 // resultCommand turns a handler's result into the fenced StepResult,
 // applying the retry policy: the leader picks the backoff and commits it.
@@ -349,10 +368,11 @@ func (lt *leaderTerm) processNode(id string) {
 		return
 	}
 	var err error
-	if lt.r.cfg.DestroyNode != nil {
+	if lt.r.cfg.DestroyNode != nil && lt.acquireCall() {
 		ctx, cancel := context.WithTimeout(lt.ctx, time.Minute)
 		err = lt.r.cfg.DestroyNode(ctx, n)
 		cancel()
+		lt.releaseCall()
 	}
 	if lt.ctx.Err() != nil {
 		return

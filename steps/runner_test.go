@@ -281,3 +281,53 @@ func TestBackoffIsCappedWithJitter(t *testing.T) {
 		t.Errorf("backoff(0) with low jitter = %s, want 4s", got)
 	}
 }
+
+// TestCallsBoundHandlersNotWorkers: with 8 workers and 2 call slots, every
+// task's claim commits at once while only 2 handlers run; the rest run as
+// slots free up.
+func TestCallsBoundHandlersNotWorkers(t *testing.T) {
+	var mu sync.Mutex
+	running, most := 0, 0
+	release := make(chan struct{})
+	blocking := HandlerFunc(func(ctx context.Context, _ *fsm.Task, _ string) Result {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return Done(fsm.StepData{ServerID: 42})
+	})
+	s := newSingle(t, Config{Workers: 8, Calls: 2}, map[fsm.Step]Handler{fsm.StepNodeProvisioning: blocking})
+	const n = 6
+	for i := range n {
+		s.submit(fmt.Sprintf("t%d", i))
+	}
+	s.waitFor("every task claimed, two handlers running", func() bool {
+		for i := range n {
+			if tk := s.task(fmt.Sprintf("t%d", i)); tk.Step != fsm.StepNodeProvisioning || !tk.InFlight {
+				return false
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return running == 2
+	})
+	close(release)
+	s.waitFor("every provisioning done", func() bool {
+		for i := range n {
+			if tk := s.task(fmt.Sprintf("t%d", i)); tk.Step == fsm.StepNodeProvisioning {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 2 {
+		t.Fatalf("at most %d handlers ran at once, want 2 (Calls)", most)
+	}
+}

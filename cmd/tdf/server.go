@@ -48,7 +48,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.Int64Var(&ac.MaxBodyBytes, "max-body-bytes", ac.MaxBodyBytes, "largest accepted request body")
 	fs.DurationVar(&ac.RequestTimeout, "request-timeout", ac.RequestTimeout, "longest time one API request may take")
 	rc, pol := &cfg.Runner, &ac.Policy
-	fs.IntVar(&rc.Workers, "workers", rc.Workers, "steps the leader runs at once")
+	fs.IntVar(&rc.Workers, "workers", rc.Workers, "steps the leader works on at once, waits for raft commits included")
+	fs.IntVar(&rc.Calls, "calls", rc.Calls, "cloud API and VM agent calls the leader's steps make at once")
 	fs.IntVar(&rc.MaxRetries, "step-max-retries", rc.MaxRetries, "transient failures a step may have before its task fails")
 	fs.DurationVar(&rc.RetryBase, "retry-base-delay", rc.RetryBase, "first retry delay; doubles each retry (±20% jitter)")
 	fs.DurationVar(&rc.RetryMax, "retry-max-delay", rc.RetryMax, "cap on the retry delay")
