@@ -45,8 +45,9 @@ const (
 	IgnoreUnknown CommandType = 0x80
 )
 
-// bodyVersion is the encoding version written after the type byte. Decoders
-// accept every version they know; a body change bumps it.
+// bodyVersion is the encoding version written after the type byte: 1 is a
+// JSON body, binaryBodyVersion (stepcodec.go) a binary one. Decoders accept
+// every version they know; a body change bumps it.
 const bodyVersion = 1
 
 // headerLen is the type byte plus the version byte.
@@ -121,10 +122,14 @@ func (RegisterMember) Type() CommandType { return CmdRegisterMember }
 // Type implements Command.
 func (RemoveMember) Type() CommandType { return CmdRemoveMember }
 
-// Encode serialises a command as its type byte, the body version and the body.
+// Encode serialises a command as its type byte, the body version and the
+// body: binary for the step commands, JSON for the rest.
 func Encode(c Command) ([]byte, error) {
-	if b, ok := c.(Batch); ok {
-		return encodeBatch(b)
+	switch c := c.(type) {
+	case Batch:
+		return encodeBatch(c)
+	case binaryCommand:
+		return encodeBinary(c), nil
 	}
 	body, err := json.Marshal(c)
 	if err != nil {
@@ -191,8 +196,12 @@ func Decode(buf []byte) (Command, error) {
 	if cmd == nil {
 		return nil, fmt.Errorf("%w %d", ErrUnknownCommand, t)
 	}
-	if v := buf[1]; v != bodyVersion {
-		return nil, fmt.Errorf("%w: type %d has body version %d, this binary knows %d", ErrDecode, t, v, bodyVersion)
+	switch v := buf[1]; v {
+	case bodyVersion:
+	case binaryBodyVersion:
+		return decodeBinary(t, cmd, buf[headerLen:])
+	default:
+		return nil, fmt.Errorf("%w: type %d has body version %d, this binary knows %d and %d", ErrDecode, t, v, bodyVersion, binaryBodyVersion)
 	}
 	if err := json.Unmarshal(buf[headerLen:], cmd); err != nil {
 		return nil, fmt.Errorf("%w: type %d: %v", ErrDecode, t, err)

@@ -261,3 +261,33 @@ func FuzzTaskRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestStepCommandsBinary: the step commands encode to binary bodies that
+// keep every field, and their JSON bodies (entries already in logs) still
+// decode.
+func TestStepCommandsBinary(t *testing.T) {
+	n := 0
+	for _, c := range []Command{&StepStarted{}, &StepResult{}, &DecideStep{}, &StepTimeout{}} {
+		fill(reflect.ValueOf(c).Elem(), &n)
+		want := deref(c)
+		b, err := Encode(want)
+		if err != nil || b[1] != binaryBodyVersion {
+			t.Fatalf("Encode(%T) = version %d, %v", want, b[1], err)
+		}
+		got, err := Decode(b)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%T round trip = %+v, %v\nwant %+v", want, got, err, want)
+		}
+		body, _ := json.Marshal(want)
+		old := append([]byte{byte(want.Type()), bodyVersion}, body...)
+		if got, err := Decode(old); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%T from a JSON body = %+v, %v", want, got, err)
+		}
+		if _, err := Decode(b[:len(b)-1]); err == nil {
+			t.Fatalf("%T: truncated binary body decoded", want)
+		}
+	}
+	if _, err := Decode(append([]byte{byte(CmdSubmitTask), binaryBodyVersion}, 0)); err == nil {
+		t.Fatalf("a binary body for a JSON-only command decoded")
+	}
+}
