@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"sync"
 	"unique"
 )
 
@@ -26,9 +27,11 @@ func (t *Task) dormant() bool {
 // strings interned and its timeline packed.
 func (t *Task) packed() *Task {
 	c := *t
-	var e encoder
+	e := packScratch.Get().(*encoder)
+	e.b = e.b[:0]
 	e.timeline(t.History, t.Steps)
-	c.timeline = e.b[:len(e.b):len(e.b)]
+	c.timeline = append([]byte(nil), e.b...) // exact length: kept for good
+	packScratch.Put(e)
 	c.History, c.Steps = nil, nil
 	c.Status, c.Step = Status(intern(string(c.Status))), Step(intern(string(c.Step)))
 	c.ProjectID, c.UserID, c.Repository, c.Owner = intern(c.ProjectID), intern(c.UserID), intern(c.Repository), intern(c.Owner)
@@ -36,6 +39,10 @@ func (t *Task) packed() *Task {
 	c.Output.Summary = intern(c.Output.Summary)
 	return &c
 }
+
+// packScratch holds encoders for packed: Apply is serial, but Restore
+// and tests may pack concurrently.
+var packScratch = sync.Pool{New: func() any { return new(encoder) }}
 
 // loaded returns t with History and Steps in place: t itself when it is
 // not packed, else a fresh copy.

@@ -1,6 +1,9 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Binary records (codec.go) of tasks, workspaces and idempotency keys.
 // Each field is written in declaration order; TestTaskCodecCoversEveryField
@@ -78,9 +81,11 @@ func (e *encoder) policy(p Policy) {
 }
 
 // timeline appends a task's status history and step attempts: the part of
-// a finished task that is kept packed in memory.
+// a finished task that is kept packed in memory. Each list's first time is
+// absolute, every later one relative to the time before it.
 func (e *encoder) timeline(history []StatusEvent, steps []StepAttempt) {
 	e.uvarint(uint64(len(history)))
+	var prev time.Time
 	for i := range history {
 		h := &history[i]
 		e.str(string(h.From))
@@ -88,16 +93,22 @@ func (e *encoder) timeline(history []StatusEvent, steps []StepAttempt) {
 		e.str(string(h.Actor.Type))
 		e.str(h.Actor.ID)
 		e.str(h.Reason)
-		e.time(h.At)
+		e.timeAfter(prev, h.At)
+		prev = h.At
 	}
 	e.uvarint(uint64(len(steps)))
+	prev = time.Time{}
 	for i := range steps {
 		s := &steps[i]
 		e.str(string(s.Step))
 		e.int(s.Attempt)
 		e.str(s.Leader)
-		e.time(s.Started)
-		e.timePtr(s.Finished)
+		e.timeAfter(prev, s.Started)
+		prev = s.Started
+		e.bool(s.Finished != nil)
+		if s.Finished != nil {
+			e.timeAfter(prev, *s.Finished)
+		}
 		e.str(s.Outcome)
 		e.str(s.Error)
 		e.str(s.Note)
@@ -178,10 +189,12 @@ func decodeTimeline(b []byte, dry bool) ([]StatusEvent, []StepAttempt, error) {
 	if !dry && n > 0 {
 		history = make([]StatusEvent, n)
 	}
+	var prev time.Time
 	for i := 0; i < n && d.err == nil; i++ {
 		h := StatusEvent{From: Status(d.str()), To: Status(d.str())}
 		h.Actor = Actor{Type: ActorType(d.str()), ID: d.istr()}
-		h.Reason, h.At = d.istr(), d.time()
+		h.Reason, h.At = d.istr(), d.timeAfter(prev)
+		prev = h.At
 		if !dry {
 			history[i] = h
 		}
@@ -191,9 +204,17 @@ func decodeTimeline(b []byte, dry bool) ([]StatusEvent, []StepAttempt, error) {
 	if !dry && n > 0 {
 		steps = make([]StepAttempt, n)
 	}
+	prev = time.Time{}
 	for i := 0; i < n && d.err == nil; i++ {
 		s := StepAttempt{Step: Step(d.str()), Attempt: d.int(), Leader: d.istr()}
-		s.Started, s.Finished = d.time(), d.timePtr()
+		s.Started = d.timeAfter(prev)
+		prev = s.Started
+		if d.bool() {
+			f := d.timeAfter(prev)
+			if !dry {
+				s.Finished = &f
+			}
+		}
 		s.Outcome, s.Error, s.Note = d.str(), d.str(), d.str()
 		if !dry {
 			steps[i] = s
