@@ -93,7 +93,8 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	if err := verifyData(n.cfg, n.log, store, snaps); err != nil {
+	restored, err := verifyData(n.cfg, n.log, store, snaps, n.fsm)
+	if err != nil {
 		return err
 	}
 	n.transport = n.cfg.Transport
@@ -103,6 +104,7 @@ func (n *Node) openRaft() error {
 		}
 	}
 	rc := n.cfg.raftConfig()
+	rc.NoSnapshotRestoreOnStart = restored // verifyData restored raft's newest snapshot
 	hasState, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)

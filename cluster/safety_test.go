@@ -8,13 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/tdf-project/tdf/cluster"
@@ -303,4 +306,43 @@ func TestSnapshotMetaLostRefused(t *testing.T) {
 	}
 	_, _, err := s.open()
 	wantRefusal(t, err, filepath.Join(s.dir, "snapshots"), "meta.json missing or unreadable")
+}
+
+// A restart decodes the newest snapshot once: the start-up check restores
+// it into the node's FSM and raft is told not to restore it again.
+func TestRestartRestoresNewestSnapshotOnce(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	s := single{t: t, dir: t.TempDir()}
+	want := s.fill()
+	s.cfg = func(c *cluster.Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{mu: &mu, w: &logs}, Level: hclog.Info})
+	}
+	n, f, err := s.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	server.WaitFor(t, server.TestWait, "state replayed", func() error {
+		if _, sum, _ := f.Hash(); sum != want {
+			return fmt.Errorf("hash %.12s, want %.12s (applied %d)", sum, want, f.AppliedIndex())
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if out := logs.String(); !strings.Contains(out, "snapshot verified and restored") || strings.Contains(out, "starting restore from snapshot") {
+		t.Fatalf("want the snapshot restored by the start-up check only; log:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
