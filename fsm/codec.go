@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+	"unsafe"
 )
 
 // The binary codec of the records that grow with the number of tasks
@@ -113,9 +114,11 @@ func (e *encoder) timePtr(t *time.Time) {
 type decoder struct {
 	b   []byte
 	err error
-	// dry checks without building: strings and time pointers decode to
-	// zero values, allocating nothing.
-	dry bool
+	// alias makes decoded strings point into b instead of copying them:
+	// for a record decoded from a private copy that nothing writes to
+	// again, its strings cost no allocation each (restore allocates a
+	// million tasks' worth).
+	alias bool
 }
 
 func (d *decoder) fail(err error) {
@@ -202,15 +205,23 @@ func (d *decoder) str() string {
 		return wellKnown[c-1]
 	}
 	p := d.bytes(c - wellKnownSlots)
-	if d.dry {
+	switch {
+	case len(p) == 0:
 		return ""
+	case d.alias:
+		return unsafe.String(&p[0], len(p))
 	}
 	return string(p)
 }
 
 // istr is str for values that repeat across tasks (user and project ids,
-// leader ids): short ones are interned.
-func (d *decoder) istr() string { return intern(d.str()) }
+// leader ids): short ones are interned, unless they alias the record.
+func (d *decoder) istr() string {
+	if d.alias {
+		return d.str()
+	}
+	return intern(d.str())
+}
 
 // blob returns the next length-prefixed bytes, aliasing the input.
 func (d *decoder) blob() []byte { return d.bytes(d.uvarint()) }
@@ -220,9 +231,6 @@ func (d *decoder) time() time.Time {
 	nsec := d.uvarint()
 	if nsec >= 1e9 {
 		d.fail(errors.New("bad nanoseconds"))
-		return time.Time{}
-	}
-	if d.dry {
 		return time.Time{}
 	}
 	return time.Unix(sec, int64(nsec)).UTC()
@@ -243,9 +251,6 @@ func (d *decoder) timePtr() *time.Time {
 		return nil
 	}
 	t := d.time()
-	if d.dry {
-		return nil
-	}
 	return &t
 }
 

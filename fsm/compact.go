@@ -52,7 +52,7 @@ func (t *Task) loaded() *Task {
 	}
 	c := *t
 	var err error
-	c.History, c.Steps, err = decodeTimeline(t.timeline, false)
+	c.History, c.Steps, err = decodeTimeline(t.timeline)
 	if err != nil {
 		// Packed by this process or checked when its snapshot was loaded.
 		panic(fmt.Sprintf("fsm: task %s: packed timeline unreadable: %v", t.ID, err))

@@ -246,7 +246,10 @@ func readState(r io.Reader) (*state, error) {
 		if err != nil || n > maxRecordLen {
 			return nil, corrupt("bad record length after %d records", count)
 		}
-		buf = append(buf[:0], make([]byte, n)...)
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
 		if err := cr.readFull(buf); err != nil {
 			return nil, corrupt("truncated record %d", count)
 		}
@@ -276,9 +279,13 @@ func readTrailer(cr *crcReader, count uint64) error {
 	return nil
 }
 
-// load decodes one record of format 2 into the state.
+// load decodes one record of format 2 into the state. A binary record is
+// decoded from its own copy, which its strings and packed timeline alias.
 func (s *state) load(kind recordKind, body []byte) error {
 	d := &decoder{b: body}
+	if kind == kindTask || kind == kindWorkspace || kind == kindIdem {
+		d.b, d.alias = append([]byte(nil), body...), true
+	}
 	switch kind {
 	case kindTask:
 		t, err := d.task()

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"time"
 )
@@ -116,8 +117,8 @@ func (e *encoder) timeline(history []StatusEvent, steps []StepAttempt) {
 }
 
 // task decodes a task record. A finished task (dormant) keeps its
-// timeline packed in a copy of the record's bytes; any other task has it
-// decoded.
+// timeline packed (aliasing the record if d.alias, else in a copy); any
+// other task has it decoded.
 func (d *decoder) task() (*Task, error) {
 	t := &Task{ID: d.str()}
 	if v := d.uvarint(); d.err == nil && v != taskRecordVersion {
@@ -148,14 +149,17 @@ func (d *decoder) task() (*Task, error) {
 		return nil, fmt.Errorf("task %q: %w", t.ID, err)
 	}
 	if t.dormant() {
-		if _, _, err := decodeTimeline(tl, true); err != nil {
+		if err := checkTimeline(tl); err != nil {
 			return nil, fmt.Errorf("task %s: %w", t.ID, err)
 		}
-		t.timeline = append([]byte(nil), tl...)
+		t.timeline = tl
+		if !d.alias {
+			t.timeline = append([]byte(nil), tl...)
+		}
 		return t, nil
 	}
 	var err error
-	if t.History, t.Steps, err = decodeTimeline(tl, false); err != nil {
+	if t.History, t.Steps, err = decodeTimeline(tl); err != nil {
 		return nil, fmt.Errorf("task %s: %w", t.ID, err)
 	}
 	return t, nil
@@ -180,45 +184,117 @@ func (d *decoder) count() int {
 	return int(n)
 }
 
-// decodeTimeline decodes a packed timeline. With dry set it only checks
-// it, allocating nothing, and returns nil slices.
-func decodeTimeline(b []byte, dry bool) ([]StatusEvent, []StepAttempt, error) {
-	d := &decoder{b: b, dry: dry}
-	n := d.count()
+// The fields of one history event and one step attempt in a packed
+// timeline, in the order encoder.timeline writes them, for checkTimeline.
+type fieldKind uint8
+
+const (
+	fieldStr     fieldKind = iota // uvarint code, maybe followed by bytes
+	fieldVarint                   // an int
+	fieldTime                     // varint seconds, uvarint nanoseconds
+	fieldOptTime                  // a bool, then a time if it is set
+)
+
+var (
+	historyFields = []fieldKind{fieldStr, fieldStr, fieldStr, fieldStr, fieldStr, fieldTime}
+	stepFields    = []fieldKind{fieldStr, fieldVarint, fieldStr, fieldTime, fieldOptTime, fieldStr, fieldStr, fieldStr}
+)
+
+// checkTimeline walks a packed timeline without building anything: what
+// restore does for every finished task, so that a timeline that would not
+// decode later (when read) is refused with its snapshot. It accepts
+// exactly what decodeTimeline accepts (TestCheckTimelineAgreesWithDecode).
+func checkTimeline(b []byte) error {
+	bad := fmt.Errorf("timeline: %w", errShortRecord)
+	next := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	for _, fields := range [2][]fieldKind{historyFields, stepFields} {
+		count, ok := next()
+		if !ok || count > uint64(len(b)) {
+			return bad
+		}
+		for range count {
+			for _, k := range fields {
+				switch k {
+				case fieldStr:
+					c, ok := next()
+					switch {
+					case !ok:
+						return bad
+					case c >= wellKnownSlots:
+						if c-wellKnownSlots > uint64(len(b)) {
+							return bad
+						}
+						b = b[c-wellKnownSlots:]
+					case c > uint64(len(wellKnown)):
+						return fmt.Errorf("timeline: unknown string code")
+					}
+				case fieldVarint:
+					if _, ok := next(); !ok {
+						return bad
+					}
+				case fieldOptTime, fieldTime:
+					if k == fieldOptTime {
+						if len(b) == 0 || b[0] > 1 {
+							return bad
+						}
+						set := b[0] == 1
+						b = b[1:]
+						if !set {
+							continue
+						}
+					}
+					_, ok1 := next()
+					ns, ok2 := next()
+					if !ok1 || !ok2 || ns >= 1e9 {
+						return bad
+					}
+				}
+			}
+		}
+	}
+	if len(b) > 0 {
+		return fmt.Errorf("timeline: trailing bytes in record")
+	}
+	return nil
+}
+
+// decodeTimeline decodes a packed timeline.
+func decodeTimeline(b []byte) ([]StatusEvent, []StepAttempt, error) {
+	d := &decoder{b: b}
 	var history []StatusEvent
-	if !dry && n > 0 {
+	if n := d.count(); n > 0 {
 		history = make([]StatusEvent, n)
 	}
 	var prev time.Time
-	for i := 0; i < n && d.err == nil; i++ {
-		h := StatusEvent{From: Status(d.str()), To: Status(d.str())}
+	for i := range history {
+		h := &history[i]
+		h.From, h.To = Status(d.str()), Status(d.str())
 		h.Actor = Actor{Type: ActorType(d.str()), ID: d.istr()}
 		h.Reason, h.At = d.istr(), d.timeAfter(prev)
 		prev = h.At
-		if !dry {
-			history[i] = h
-		}
 	}
-	n = d.count()
 	var steps []StepAttempt
-	if !dry && n > 0 {
+	if n := d.count(); n > 0 {
 		steps = make([]StepAttempt, n)
 	}
 	prev = time.Time{}
-	for i := 0; i < n && d.err == nil; i++ {
-		s := StepAttempt{Step: Step(d.str()), Attempt: d.int(), Leader: d.istr()}
+	for i := range steps {
+		s := &steps[i]
+		s.Step, s.Attempt, s.Leader = Step(d.str()), d.int(), d.istr()
 		s.Started = d.timeAfter(prev)
 		prev = s.Started
 		if d.bool() {
 			f := d.timeAfter(prev)
-			if !dry {
-				s.Finished = &f
-			}
+			s.Finished = &f
 		}
 		s.Outcome, s.Error, s.Note = d.str(), d.str(), d.str()
-		if !dry {
-			steps[i] = s
-		}
 	}
 	if err := d.end(); err != nil {
 		return nil, nil, fmt.Errorf("timeline: %w", err)

@@ -248,6 +248,10 @@ func FuzzTaskRecord(f *testing.F) {
 	f.Add(encodeRecord(&full))
 	f.Add(encodeRecord(&Task{ID: "t1", Status: StatusQueued}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, derr := decodeTimeline(b)
+		if cerr := checkTimeline(b); (cerr == nil) != (derr == nil) {
+			t.Fatalf("as a timeline: checkTimeline = %v, decodeTimeline = %v", cerr, derr)
+		}
 		got, err := (&decoder{b: b}).task()
 		if err != nil {
 			return
@@ -289,5 +293,37 @@ func TestStepCommandsBinary(t *testing.T) {
 	}
 	if _, err := Decode(append([]byte{byte(CmdSubmitTask), binaryBodyVersion}, 0)); err == nil {
 		t.Fatalf("a binary body for a JSON-only command decoded")
+	}
+}
+
+// TestCheckTimelineAgreesWithDecode: restore checks a finished task's
+// packed timeline without decoding it; the check must accept exactly what
+// decoding accepts, for every truncation and every flipped byte.
+func TestCheckTimelineAgreesWithDecode(t *testing.T) {
+	var full Task
+	n := 0
+	fill(reflect.ValueOf(&full).Elem(), &n)
+	full.Steps[1].Finished = nil
+	full.History[0].Reason = "submitted" // a well-known string
+	var e encoder
+	e.timeline(full.History, full.Steps)
+	tl := e.b
+	agree := func(b []byte, what string) {
+		_, _, derr := decodeTimeline(b)
+		if cerr := checkTimeline(b); (cerr == nil) != (derr == nil) {
+			t.Fatalf("%s: checkTimeline = %v, decodeTimeline = %v", what, cerr, derr)
+		}
+	}
+	agree(tl, "whole")
+	if err := checkTimeline(tl); err != nil {
+		t.Fatalf("a valid timeline is refused: %v", err)
+	}
+	for i := range tl {
+		agree(tl[:i], fmt.Sprintf("truncated to %d", i))
+		for _, x := range []byte{0x01, 0x40, 0x80, 0xFF} {
+			b := append([]byte(nil), tl...)
+			b[i] ^= x
+			agree(b, fmt.Sprintf("byte %d ^ %#x", i, x))
+		}
 	}
 }
