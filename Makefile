@@ -45,8 +45,8 @@ BENCH_FAILOVER_KILLS ?= 20
 BENCH_OUT ?= bench-results.md
 
 .PHONY: bench
-bench: ## measure everything of BENCHMARKS.md (≈ 30 min): tdf bench, the timers benchmarks, failover timing; tables to BENCH_OUT
-	@echo "tdf bench (≈ 20 min) → $(BENCH_OUT)"
+bench: ## measure everything of BENCHMARKS.md (≈ 12 min): tdf bench, the timers benchmarks, failover timing; tables to BENCH_OUT
+	@echo "tdf bench (≈ 5 min) → $(BENCH_OUT)"
 	$(GO) run ./cmd/tdf bench > $(BENCH_OUT)
 	@echo "timers benchmarks (≈ 3 min)"
 	$(GO) test -run '^$$' -bench . -benchmem ./timers/ >> $(BENCH_OUT)

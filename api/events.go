@@ -63,7 +63,7 @@ func (h *EventHub) Observe(c fsm.Change) {
 		h.lastIdx, h.lastPos = c.Index, 0
 	}
 	e.pos = h.lastPos
-	e.ID = fmt.Sprintf("%d-%d", e.Index, e.pos)
+	e.ID = strconv.FormatUint(e.Index, 10) + "-" + strconv.Itoa(e.pos) // per change: no Sprintf
 	e.At = time.Now().UTC()
 	if h.n < len(h.ring) {
 		h.ring[(h.start+h.n)%len(h.ring)] = e
