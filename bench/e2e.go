@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,9 +27,9 @@ type E2EOptions struct {
 	// Rate > 0 sends the tasks open loop at Rate a second instead (for
 	// latency at a load the cluster keeps up with).
 	Rate int
-	// Workers is the runner's worker count (0: the default); its
-	// concurrent handler calls are the default.
-	Workers int
+	// Workers is the runner's worker count and Calls its concurrent
+	// handler calls (0: the defaults).
+	Workers, Calls int
 	// Timeout bounds the wait for the last task to complete.
 	Timeout time.Duration
 }
@@ -61,7 +62,7 @@ func (r E2EResult) PerSec() float64 {
 // with the zero-delay fakes and the default runner.
 func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 	c, err := startCluster(ctx, clusterOptions{Dir: filepath.Join(opts.Dir, fmt.Sprintf("e2e-%d-%d", opts.Workers, opts.Rate)),
-		Workers: opts.Workers, Handlers: zeroDelayHandlers,
+		Workers: opts.Workers, Calls: opts.Calls, Handlers: zeroDelayHandlers,
 		Policy: benchPolicy(), Settings: benchSettings()})
 	if err != nil {
 		return E2EResult{}, err
@@ -136,7 +137,7 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 		}
 	}
 	return E2EResult{
-		Tasks: opts.Tasks, Workers: workers, Calls: steps.DefaultConfig().Calls, Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
+		Tasks: opts.Tasks, Workers: workers, Calls: cmp.Or(opts.Calls, steps.DefaultConfig().Calls), Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
 		ToRunningP50: percentile(toRun, 50), ToRunningP99: percentile(toRun, 99),
 		ToCompletedP50: percentile(toDone, 50), ToCompletedP99: percentile(toDone, 99),
 		Commits: leader.FSM.AppliedIndex() - i0,
