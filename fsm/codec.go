@@ -3,7 +3,9 @@ package fsm
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -208,6 +210,10 @@ func (d *decoder) str() string {
 	switch {
 	case len(p) == 0:
 		return ""
+	case !utf8.Valid(p):
+		// As JSON would: the state holds only valid UTF-8, so that records
+		// still written as JSON (nodes, errors) restore to what they were.
+		return strings.ToValidUTF8(string(p), "\uFFFD")
 	case d.alias:
 		return unsafe.String(&p[0], len(p))
 	}
@@ -227,10 +233,23 @@ func (d *decoder) istr() string {
 func (d *decoder) blob() []byte { return d.bytes(d.uvarint()) }
 
 func (d *decoder) time() time.Time {
-	sec := d.varint()
-	nsec := d.uvarint()
-	if nsec >= 1e9 {
+	return d.checkTime(d.varint(), d.uvarint())
+}
+
+// minUnix and maxUnix bound a decoded time to the years JSON can write
+// (0 to 9999): records still written as JSON must be able to hold it.
+const (
+	minUnix = -62167219200 // 0000-01-01T00:00:00Z
+	maxUnix = 253402300799 // 9999-12-31T23:59:59Z
+)
+
+func (d *decoder) checkTime(sec int64, nsec uint64) time.Time {
+	switch {
+	case nsec >= 1e9:
 		d.fail(errors.New("bad nanoseconds"))
+		return time.Time{}
+	case sec < minUnix || sec > maxUnix:
+		d.fail(errors.New("time outside the years 0 to 9999"))
 		return time.Time{}
 	}
 	return time.Unix(sec, int64(nsec)).UTC()
@@ -238,12 +257,11 @@ func (d *decoder) time() time.Time {
 
 func (d *decoder) timeAfter(prev time.Time) time.Time {
 	delta := d.varint()
-	nsec := d.uvarint()
-	if nsec >= 1e9 {
-		d.fail(errors.New("bad nanoseconds"))
+	if delta < minUnix-maxUnix || delta > maxUnix-minUnix {
+		d.fail(errors.New("time outside the years 0 to 9999"))
 		return time.Time{}
 	}
-	return time.Unix(prev.Unix()+delta, int64(nsec)).UTC()
+	return d.checkTime(prev.Unix()+delta, d.uvarint())
 }
 
 func (d *decoder) timePtr() *time.Time {

@@ -215,6 +215,7 @@ func checkTimeline(b []byte) error {
 		return v, true
 	}
 	for _, fields := range [2][]fieldKind{historyFields, stepFields} {
+		prev := time.Time{}.Unix() // each list's first time is absolute
 		count, ok := next()
 		if !ok || count > uint64(len(b)) {
 			return bad
@@ -250,10 +251,18 @@ func checkTimeline(b []byte) error {
 							continue
 						}
 					}
-					_, ok1 := next()
-					ns, ok2 := next()
-					if !ok1 || !ok2 || ns >= 1e9 {
+					delta, n := binary.Varint(b)
+					if n <= 0 {
 						return bad
+					}
+					b = b[n:]
+					ns, ok := next()
+					sec := prev + delta
+					if !ok || ns >= 1e9 || delta < minUnix-maxUnix || delta > maxUnix-minUnix || sec < minUnix || sec > maxUnix {
+						return bad
+					}
+					if k == fieldTime { // a step's finish time does not move the base
+						prev = sec
 					}
 				}
 			}

@@ -327,3 +327,30 @@ func TestCheckTimelineAgreesWithDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodedValuesFitJSON: what a binary body decodes to must survive the
+// JSON records of a snapshot (nodes, errors), so strings come out as valid
+// UTF-8 and times are refused outside the years 0 to 9999.
+func TestDecodedValuesFitJSON(t *testing.T) {
+	var e encoder
+	e.str("10.\xff\xff0.8")
+	if got := (&decoder{b: e.b}).str(); got != "10.\uFFFD0.8" {
+		t.Fatalf("invalid UTF-8 decoded as %q", got)
+	}
+	for _, sec := range []int64{minUnix - 1, maxUnix + 1} {
+		e = encoder{}
+		e.varint(sec)
+		e.uvarint(0)
+		d := &decoder{b: e.b}
+		if d.time(); d.err == nil {
+			t.Fatalf("time at Unix %d decoded", sec)
+		}
+	}
+	for _, tm := range []time.Time{time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)} {
+		e = encoder{}
+		e.time(tm)
+		if got := (&decoder{b: e.b}).time(); !got.Equal(tm) {
+			t.Fatalf("time %v decoded as %v", tm, got)
+		}
+	}
+}
