@@ -46,7 +46,7 @@ BENCH_OUT ?= bench-results.md
 
 .PHONY: bench
 bench: ## measure everything of BENCHMARKS.md (≈ 12 min): tdf bench, the timers benchmarks, failover timing; tables to BENCH_OUT
-	@echo "tdf bench (≈ 5 min) → $(BENCH_OUT)"
+	@echo "tdf bench (≈ 4 min) → $(BENCH_OUT)"
 	$(GO) run ./cmd/tdf bench > $(BENCH_OUT)
 	@echo "timers benchmarks (≈ 3 min)"
 	$(GO) test -run '^$$' -bench . -benchmem ./timers/ >> $(BENCH_OUT)
