@@ -68,10 +68,8 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 		return E2EResult{}, err
 	}
 	defer c.close()
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = steps.DefaultConfig().Workers
-	}
+	def := steps.DefaultConfig()
+	workers, calls := cmp.Or(opts.Workers, def.Workers), cmp.Or(opts.Calls, def.Calls)
 	leader := c.leader()
 	tr := newTracker(leader.FSM)
 	defer tr.stop()
@@ -137,7 +135,7 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 		}
 	}
 	return E2EResult{
-		Tasks: opts.Tasks, Workers: workers, Calls: cmp.Or(opts.Calls, steps.DefaultConfig().Calls), Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
+		Tasks: opts.Tasks, Workers: workers, Calls: calls, Rate: opts.Rate, Elapsed: last.Sub(start), SubmitPerSec: float64(opts.Tasks) / submitDone.Seconds(),
 		ToRunningP50: percentile(toRun, 50), ToRunningP99: percentile(toRun, 99),
 		ToCompletedP50: percentile(toDone, 50), ToCompletedP99: percentile(toDone, 99),
 		Commits: leader.FSM.AppliedIndex() - i0,

@@ -63,9 +63,9 @@ func verifyData(cfg Config, log hclog.Logger, store *raftboltdb.BoltStore, snaps
 	connects := func(index uint64) bool { return last == 0 || first <= index+1 }
 	for i, m := range metas {
 		path := filepath.Join(snapDir, m.ID)
-		into := fsm.New()
-		if i == 0 {
-			into = f
+		into := f // the newest is what raft would restore: restore it once, here
+		if i > 0 {
+			into = fsm.New()
 		}
 		start := time.Now()
 		if verr := verifySnapshot(snaps, m.ID, into); verr != nil {

@@ -72,7 +72,6 @@ func (f *FSM) listStored(flt TaskFilter) (page []*Task, next string) {
 		page = append(page, t)
 		return true
 	}
-
 	if flt.After != "" {
 		f.st.tasks.AscendGreaterOrEqual(&Task{ID: flt.After}, visit)
 	} else {

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -200,12 +201,20 @@ var (
 	stepFields    = []fieldKind{fieldStr, fieldVarint, fieldStr, fieldTime, fieldOptTime, fieldStr, fieldStr, fieldStr}
 )
 
+// errBadTimeline is checkTimeline's error: made once, as restore checks a
+// million timelines.
+var (
+	errBadTimeline      = fmt.Errorf("timeline: %w", errShortRecord)
+	errUnknownCode      = errors.New("timeline: unknown string code")
+	errTrailingTimeline = errors.New("timeline: trailing bytes in record")
+)
+
 // checkTimeline walks a packed timeline without building anything: what
 // restore does for every finished task, so that a timeline that would not
 // decode later (when read) is refused with its snapshot. It accepts
 // exactly what decodeTimeline accepts (TestCheckTimelineAgreesWithDecode).
 func checkTimeline(b []byte) error {
-	bad := fmt.Errorf("timeline: %w", errShortRecord)
+	bad := errBadTimeline
 	next := func() (uint64, bool) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -234,7 +243,7 @@ func checkTimeline(b []byte) error {
 						}
 						b = b[c-wellKnownSlots:]
 					case c > uint64(len(wellKnown)):
-						return fmt.Errorf("timeline: unknown string code")
+						return errUnknownCode
 					}
 				case fieldVarint:
 					if _, ok := next(); !ok {
@@ -269,7 +278,7 @@ func checkTimeline(b []byte) error {
 		}
 	}
 	if len(b) > 0 {
-		return fmt.Errorf("timeline: trailing bytes in record")
+		return errTrailingTimeline
 	}
 	return nil
 }

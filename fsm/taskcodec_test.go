@@ -318,6 +318,9 @@ func TestCheckTimelineAgreesWithDecode(t *testing.T) {
 	if err := checkTimeline(tl); err != nil {
 		t.Fatalf("a valid timeline is refused: %v", err)
 	}
+	if n := testing.AllocsPerRun(100, func() { _ = checkTimeline(tl) }); n != 0 {
+		t.Fatalf("checkTimeline allocates %.0f times per call, want 0", n)
+	}
 	for i := range tl {
 		agree(tl[:i], fmt.Sprintf("truncated to %d", i))
 		for _, x := range []byte{0x01, 0x40, 0x80, 0xFF} {
