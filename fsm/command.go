@@ -168,6 +168,7 @@ var commands = map[CommandType]func() Command{
 	CmdRecordError:        func() Command { return &RecordError{} },
 	CmdPurgeErrors:        func() Command { return &PurgeErrors{} },
 	CmdImportTask:         func() Command { return &ImportTask{} },
+	CmdSetControlPlane:    func() Command { return &SetControlPlane{} },
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

@@ -60,6 +60,8 @@ type state struct {
 	settings Settings
 	// keys is replaced, never modified in place, so clones may share it.
 	keys []SigningKey
+	// controlURL is the cluster's control-plane URL (controlplane.go).
+	controlURL string
 	// idx holds derived lookups (index.go), not part of the snapshot.
 	idx indexes
 }
@@ -99,6 +101,7 @@ func (s *state) clone() *state {
 		rejected:   s.rejected,
 		settings:   s.settings,
 		keys:       s.keys,
+		controlURL: s.controlURL,
 		idx:        s.idx.clone(),
 	}
 }
@@ -218,6 +221,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.st.settings = c.Settings
 	case AddSigningKey:
 		f.applyAddSigningKey(c, res)
+	case SetControlPlane:
+		f.applySetControlPlane(c, res)
 	case RecordError:
 		f.recordError(c.Record)
 	case PurgeErrors:

@@ -60,6 +60,8 @@ type snapshotMeta struct {
 	Rejected uint64       `json:"rejected"`
 	Settings Settings     `json:"settings"`
 	Keys     []SigningKey `json:"keys,omitempty"`
+	// ControlPlaneURL is absent from snapshots taken before the setting.
+	ControlPlaneURL string `json:"control_plane_url,omitempty"`
 }
 
 // snapshot is a point-in-time view: cloned trees share nodes with the live
@@ -160,7 +162,7 @@ func (sw *snapshotWriter) binary(kind recordKind, enc func(e *encoder)) bool {
 func (s *state) writeTo(w io.Writer) error {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crcTable)}
 	sw.write([]byte(snapshotMagic))
-	sw.record(kindMeta, snapshotMeta{Version: 2, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys})
+	sw.record(kindMeta, snapshotMeta{Version: 2, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys, ControlPlaneURL: s.controlURL})
 	s.members.Ascend(func(m Member) bool { return sw.record(kindMember, m) })
 	s.tasks.Ascend(func(t *Task) bool { return sw.binary(kindTask, func(e *encoder) { e.task(t, &sw.scratch) }) })
 	s.nodes.Ascend(func(n *Node) bool { return sw.record(kindNode, n) })
@@ -325,6 +327,7 @@ func (s *state) loadJSON(kind recordKind, body []byte) error {
 			return fmt.Errorf("snapshot version %d is unknown", m.Version)
 		}
 		s.index, s.errSeq, s.rejected, s.settings, s.keys = m.Index, m.ErrSeq, m.Rejected, m.Settings, m.Keys
+		s.controlURL = m.ControlPlaneURL
 	case kindMember:
 		var m Member
 		if err := json.Unmarshal(body, &m); err != nil {
