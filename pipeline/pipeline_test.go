@@ -584,7 +584,7 @@ func TestStartSessionIsIdempotent(t *testing.T) {
 	if err := json.Unmarshal(starts[0].Body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if body.DeliveryID != steps.IdempotencyKey("t-s1", fsm.StepAgentSession) || body.TaskID != "t-s1" || body.ProjectID != "p1" ||
+	if body.DeliveryID != "t-s1:agent_session" || body.TaskID != "t-s1" || body.ProjectID != "p1" ||
 		body.InitialPrompt != task.Prompt || body.AgentType != w.cfg.AgentType {
 		t.Fatalf("start request = %+v", body)
 	}

@@ -158,8 +158,8 @@ func (p *pipeline) createWorkspace(ctx context.Context, t *fsm.Task, _ string) s
 func SessionID(t *fsm.Task) string { return "s" + strings.TrimPrefix(t.ID, "t") }
 
 // startSession creates the agent session (idempotent by session id and
-// Idempotency-Key) and starts the agent with the task's prompt (idempotent
-// by delivery id).
+// Idempotency-Key, which the agent takes as is) and starts the agent with the
+// task's prompt (idempotent by delivery id, which the agent restricts).
 func (p *pipeline) startSession(ctx context.Context, t *fsm.Task, key string) steps.Result {
 	n, err := p.node(t)
 	if err != nil {
@@ -175,7 +175,7 @@ func (p *pipeline) startSession(ctx context.Context, t *fsm.Task, key string) st
 		return steps.Failed(agentErr("create agent session", err))
 	}
 	if err := p.cfg.Agents.StartAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID, sid, vmagent.StartSessionRequest{
-		AgentType: p.cfg.AgentType, InitialPrompt: t.Prompt, ProjectID: t.ProjectID, TaskID: t.ID, DeliveryID: key,
+		AgentType: p.cfg.AgentType, InitialPrompt: t.Prompt, ProjectID: t.ProjectID, TaskID: t.ID, DeliveryID: DeliveryID(t.ID, fsm.StepAgentSession),
 	}); err != nil {
 		return steps.Failed(agentErr("start agent session", err))
 	}

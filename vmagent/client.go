@@ -185,6 +185,9 @@ func (c *Client) StartAgentSession(ctx context.Context, base, nodeID, userID, wo
 	if req.DeliveryID != "" && req.ProtocolVersion == 0 {
 		req.ProtocolVersion = ExecutionProtocolVersion
 	}
+	if req.DeliveryID != "" && !ValidDeliveryID(req.DeliveryID) {
+		return fmt.Errorf("%w: deliveryId %q is not 1–%d characters of letters, digits and ._:-", ErrInvalidRequest, req.DeliveryID, MaxDeliveryIDLength)
+	}
 	_, err := c.do(ctx, request{
 		method: http.MethodPost,
 		base:   base,

@@ -411,6 +411,10 @@ func (a *Agent) handleStartSession(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	if delivery != "" && !vmagent.ValidDeliveryID(delivery) {
+		writeError(w, http.StatusBadRequest, "deliveryId has an invalid format")
+		return
+	}
 
 	a.mu.Lock()
 	s, ok := a.sessions[wsID][sid]
