@@ -167,6 +167,8 @@ var commands = map[CommandType]func() Command{
 	CmdAddSigningKey:      func() Command { return &AddSigningKey{} },
 	CmdRecordError:        func() Command { return &RecordError{} },
 	CmdPurgeErrors:        func() Command { return &PurgeErrors{} },
+	CmdSetCredential:      func() Command { return &SetCredential{} },
+	CmdDeleteCredential:   func() Command { return &DeleteCredential{} },
 	CmdImportTask:         func() Command { return &ImportTask{} },
 	CmdSetControlPlane:    func() Command { return &SetControlPlane{} },
 }

@@ -58,6 +58,8 @@ type state struct {
 	// rejected counts step claims and results that fencing refused.
 	rejected uint64
 	settings Settings
+	// creds are the sealed credentials (credentials.go).
+	creds *btree.BTreeG[*Credential]
 	// keys is replaced, never modified in place, so clones may share it.
 	keys []SigningKey
 	// controlURL is the cluster's control-plane URL (controlplane.go).
@@ -75,6 +77,7 @@ func newState() *state {
 		idem:       btree.NewG(btreeDegree, func(a, b *idemEntry) bool { return a.Key < b.Key }),
 		idemByTime: btree.NewG(btreeDegree, lessIdemByTime),
 		errors:     btree.NewG(btreeDegree, func(a, b *ErrorRecord) bool { return a.Seq < b.Seq }),
+		creds:      btree.NewG(btreeDegree, lessCredential),
 		settings:   DefaultSettings(),
 		idx:        newIndexes(),
 	}
@@ -97,6 +100,7 @@ func (s *state) clone() *state {
 		idem:       s.idem.Clone(),
 		idemByTime: s.idemByTime.Clone(),
 		errors:     s.errors.Clone(),
+		creds:      s.creds.Clone(),
 		errSeq:     s.errSeq,
 		rejected:   s.rejected,
 		settings:   s.settings,
@@ -223,6 +227,10 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applyAddSigningKey(c, res)
 	case SetControlPlane:
 		f.applySetControlPlane(c, res)
+	case SetCredential:
+		f.applySetCredential(c, res)
+	case DeleteCredential:
+		f.applyDeleteCredential(c, res)
 	case RecordError:
 		f.recordError(c.Record)
 	case PurgeErrors:

@@ -62,6 +62,8 @@ type snapshotMeta struct {
 	Keys     []SigningKey `json:"keys,omitempty"`
 	// ControlPlaneURL is absent from snapshots taken before the setting.
 	ControlPlaneURL string `json:"control_plane_url,omitempty"`
+	// Credentials are sealed (credentials.go); absent from older snapshots.
+	Credentials []*Credential `json:"credentials,omitempty"`
 }
 
 // snapshot is a point-in-time view: cloned trees share nodes with the live
@@ -162,7 +164,8 @@ func (sw *snapshotWriter) binary(kind recordKind, enc func(e *encoder)) bool {
 func (s *state) writeTo(w io.Writer) error {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crcTable)}
 	sw.write([]byte(snapshotMagic))
-	sw.record(kindMeta, snapshotMeta{Version: 2, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys, ControlPlaneURL: s.controlURL})
+	sw.record(kindMeta, snapshotMeta{Version: 2, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys, ControlPlaneURL: s.controlURL,
+		Credentials: s.credentialList()})
 	s.members.Ascend(func(m Member) bool { return sw.record(kindMember, m) })
 	s.tasks.Ascend(func(t *Task) bool { return sw.binary(kindTask, func(e *encoder) { e.task(t, &sw.scratch) }) })
 	s.nodes.Ascend(func(n *Node) bool { return sw.record(kindNode, n) })
@@ -328,6 +331,9 @@ func (s *state) loadJSON(kind recordKind, body []byte) error {
 		}
 		s.index, s.errSeq, s.rejected, s.settings, s.keys = m.Index, m.ErrSeq, m.Rejected, m.Settings, m.Keys
 		s.controlURL = m.ControlPlaneURL
+		if err := s.loadCredentials(m.Credentials); err != nil {
+			return err
+		}
 	case kindMember:
 		var m Member
 		if err := json.Unmarshal(body, &m); err != nil {
