@@ -23,21 +23,31 @@ type NodeHeartbeat struct {
 	At               time.Time    `json:"at"`
 }
 
-// NodeError is one error an agent reports.
+// NodeError is one report of an agent on its errors route: an error, or
+// a warning or lifecycle event (Level).
 type NodeError struct {
 	IncidentID  string `json:"incident_id,omitempty"`
 	Level       string `json:"level,omitempty"`
 	Message     string `json:"message"`
 	Source      string `json:"source,omitempty"`
 	WorkspaceID string `json:"workspace_id,omitempty"`
+	Stack       string `json:"stack,omitempty"`
+	// Context is the report's context object as compact JSON text.
+	Context string `json:"context,omitempty"`
+	// ReportedAt is the agent's own timestamp of the report, as sent.
+	ReportedAt string `json:"reported_at,omitempty"`
 }
 
-// NodeErrors: errors an agent reports, recorded in the error database
-// (once per incident id).
+// NodeErrors: reports of a node's agent, each applied once per incident
+// id. With SplitLevels every report goes to the node's event log and only
+// error-level ones (IsErrorLevel) also to the error database. Without it
+// (entries written before the event log existed) every report goes to the
+// error database, as those entries always did.
 type NodeErrors struct {
-	NodeID string      `json:"node_id"`
-	Errors []NodeError `json:"errors"`
-	At     time.Time   `json:"at"`
+	NodeID      string      `json:"node_id"`
+	Errors      []NodeError `json:"errors"`
+	SplitLevels bool        `json:"split_levels,omitempty"`
+	At          time.Time   `json:"at"`
 }
 
 // WorkspaceReady: the workspace is running (or recovered).
@@ -126,29 +136,29 @@ func (f *FSM) applyNodeErrors(c NodeErrors, res *Result) {
 	if !ok {
 		return
 	}
-	seen := map[string]bool{}
-	// Agents re-send their outbox; the last records are where a re-sent
-	// incident would be.
-	n := 0
-	f.st.errors.Descend(func(e *ErrorRecord) bool {
-		if e.NodeID == c.NodeID && e.IncidentID != "" {
-			seen[e.IncidentID] = true
-		}
-		n++
-		return n < 500
-	})
+	// Agents re-send their outbox; a re-sent incident is among the node's
+	// recent ones.
+	seen := f.st.nodeIncidents(c.NodeID)
+	var events []NodeEvent
 	for _, e := range c.Errors {
 		if e.IncidentID != "" && seen[e.IncidentID] {
 			continue
 		}
 		seen[e.IncidentID] = true
+		if c.SplitLevels {
+			events = append(events, NodeEvent{NodeError: e, At: c.At})
+			if !IsErrorLevel(e.Level) {
+				continue
+			}
+		}
 		msg := e.Message
 		if e.Source != "" {
 			msg = e.Source + ": " + msg
 		}
 		f.recordError(ErrorRecord{Kind: ErrKindNode, NodeID: c.NodeID, IncidentID: e.IncidentID, Message: msg, At: c.At})
 	}
-	res.Node, res.Duplicate = cur, true // the node itself did not change
+	f.st.appendNodeEvents(c.NodeID, events)
+	res.Node, res.Duplicate = cur, true // the node record itself did not change
 }
 
 // ErrIgnored: the callback is valid but its target no longer wants it (a
@@ -241,8 +251,13 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 		case StepRunning:
 			f.enter(t, StepAwaitingFollowup, c.At)
 		case StepAwaitingFollowup:
-			res.Task, res.Duplicate = cur, true
-			return
+			// The agent reports again after each follow-up prompt; a report
+			// that changes the output is kept. (Entries from before push
+			// results were kept carry none, and stay duplicates.)
+			if !c.Output.reportsRun() || outputEqual(t.Output, cur.Output) {
+				res.Task, res.Duplicate = cur, true
+				return
+			}
 		default:
 			// Early: the agent finished before the session step's result
 			// was committed; running will move straight on.
@@ -263,6 +278,10 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 		res.Err = fmt.Errorf("%w: callback carries neither toStatus nor executionStep", ErrInvalid)
 		return
 	}
+	if p := c.Output.Push; p != nil && p.Error != "" && c.ToStatus != StatusFailed {
+		f.recordError(ErrorRecord{Kind: ErrKindPush, TaskID: t.ID, NodeID: t.NodeID, Step: cur.Step,
+			Message: "the agent could not push the run's work: " + p.Error, At: c.At})
+	}
 	f.st.tasks.ReplaceOrInsert(t)
 	res.Task = t
 }
@@ -277,7 +296,24 @@ func mergeOutput(old, n Output) Output {
 	if n.Summary != "" {
 		old.Summary = n.Summary
 	}
+	if n.Push != nil {
+		p := *n.Push
+		old.Push = &p
+	}
+	if n.AgentError != "" {
+		old.AgentError = n.AgentError
+	}
 	return old
+}
+
+// reportsRun reports whether a callback's output carries what only agents
+// of this version's contract send: a push result or an agent error.
+func (o Output) reportsRun() bool { return o.Push != nil || o.AgentError != "" }
+
+func outputEqual(a, b Output) bool {
+	pa, pb := a.Push, b.Push
+	a.Push, b.Push = nil, nil
+	return a == b && (pa == pb || (pa != nil && pb != nil && *pa == *pb))
 }
 
 func (f *FSM) applyIdleReset(c IdleReset, res *Result) {

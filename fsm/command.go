@@ -171,6 +171,7 @@ var commands = map[CommandType]func() Command{
 	CmdDeleteCredential:   func() Command { return &DeleteCredential{} },
 	CmdImportTask:         func() Command { return &ImportTask{} },
 	CmdSetControlPlane:    func() Command { return &SetControlPlane{} },
+	CmdRecordMessages:     func() Command { return &RecordMessages{} },
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

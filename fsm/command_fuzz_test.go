@@ -118,6 +118,12 @@ func everyCommand(f *FSM) []Command {
 		SetControlPlane{URL: "http://lb.test:8000"},
 		SetCredential{Credential: Credential{CredentialRef: CredentialRef{Kind: CredentialGitToken, Scope: CredentialProject, ScopeID: "p1"},
 			KeyID: "k-1", Nonce: make([]byte, 12), Ciphertext: make([]byte, 33)}, At: at},
+		NodeErrors{NodeID: r.NodeID, SplitLevels: true, Errors: []NodeError{
+			{IncidentID: "i2", Level: "info", Message: "Agent ready", Source: "agent", ReportedAt: "2026-11-25T12:01:00Z"},
+			{IncidentID: "i3", Level: "error", Message: "docker died", Stack: "trace", Context: `{"exit":1}`}}, At: at},
+		TaskStatusCallback{TaskID: fu.ID, WorkspaceID: fu.WorkspaceID, ExecutionStep: StepAwaitingFollowup,
+			Output: Output{Push: &PushResult{BranchName: "main", HasUncommittedChanges: true, Error: "push blocked"}, AgentError: "e"}, At: at},
+		RecordMessages{WorkspaceID: r.WorkspaceID, Messages: []Message{{MessageID: "m1", SessionID: "c-running", Role: "assistant", Content: "hi", Timestamp: "2026-11-25T12:01:00Z", Sequence: 1}}, At: at},
 	}
 }
 

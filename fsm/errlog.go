@@ -15,10 +15,11 @@ const (
 	ErrKindNode       ErrorKind = "node_error"  // a node reported an error, or deleting its server failed
 	ErrKindReconciler ErrorKind = "reconciler"  // the leak reconciler deleted a server no node owns
 	ErrKindRecovered  ErrorKind = "recovered"   // a step recovered from a lost callback
+	ErrKindPush       ErrorKind = "push_failed" // the agent finished but could not push the work
 )
 
 // ErrorKinds lists every error record kind.
-var ErrorKinds = []ErrorKind{ErrKindStep, ErrKindFailed, ErrKindFenced, ErrKindSweeper, ErrKindCleanup, ErrKindNode, ErrKindReconciler, ErrKindRecovered}
+var ErrorKinds = []ErrorKind{ErrKindStep, ErrKindFailed, ErrKindFenced, ErrKindSweeper, ErrKindCleanup, ErrKindNode, ErrKindReconciler, ErrKindRecovered, ErrKindPush}
 
 // DefaultMaxErrorRecords bounds the error database by count.
 const DefaultMaxErrorRecords = 10000

@@ -33,6 +33,9 @@ type Result struct {
 	Err error
 	// Batch holds one result per member of a Batch command, in order.
 	Batch []*Result
+	// Persisted and Duplicates count a RecordMessages command's messages
+	// kept and already seen.
+	Persisted, Duplicates int
 }
 
 // Change is one entry of the change feed: a task or node whose state
@@ -64,6 +67,10 @@ type state struct {
 	keys []SigningKey
 	// controlURL is the cluster's control-plane URL (controlplane.go).
 	controlURL string
+	// nodeEvents and messages are the agents' reports kept per node and
+	// per task (nodeevents.go, messages.go).
+	nodeEvents *btree.BTreeG[*nodeEventLog]
+	messages   *btree.BTreeG[*TaskMessages]
 	// idx holds derived lookups (index.go), not part of the snapshot.
 	idx indexes
 }
@@ -79,6 +86,8 @@ func newState() *state {
 		errors:     btree.NewG(btreeDegree, func(a, b *ErrorRecord) bool { return a.Seq < b.Seq }),
 		creds:      btree.NewG(btreeDegree, lessCredential),
 		settings:   DefaultSettings(),
+		nodeEvents: newNodeEventTree(),
+		messages:   newMessageTree(),
 		idx:        newIndexes(),
 	}
 }
@@ -106,6 +115,8 @@ func (s *state) clone() *state {
 		settings:   s.settings,
 		keys:       s.keys,
 		controlURL: s.controlURL,
+		nodeEvents: s.nodeEvents.Clone(),
+		messages:   s.messages.Clone(),
 		idx:        s.idx.clone(),
 	}
 }
@@ -255,6 +266,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applyIdleReset(c, res)
 	case ImportTask:
 		f.applyImportTask(c, res)
+	case RecordMessages:
+		f.applyRecordMessages(c, res)
 	default:
 		panic(fmt.Sprintf("fsm: log entry %d: no apply for %T", index, cmd))
 	}

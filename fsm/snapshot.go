@@ -17,15 +17,19 @@ import (
 
 // The snapshot stream: a magic header, then records of
 // [kind byte][uvarint length][body] in a fixed order (meta, members,
-// tasks, nodes, workspaces, idempotency keys, errors; each sorted by key),
+// tasks, nodes, workspaces, idempotency keys, errors, node event logs,
+// task messages; each sorted by key),
 // then a trailer of [kindEnd][uint64 record count][uint32 CRC-32C of
 // everything before the CRC]. Sorted order makes two replicas with the same
 // state write the same bytes; the CRC turns a truncated or corrupt file into
 // a clear error instead of a half-restored state.
 //
-// Format 2 (written): task, workspace and idempotency-key bodies are binary
-// (taskcodec.go), the rest JSON. Format 1 (still read, for snapshots taken
-// before the upgrade): every body is JSON.
+// Format 2 (written): task, workspace, idempotency-key and message bodies
+// are binary (taskcodec.go, messages.go), the rest JSON. Format 1 (still
+// read, for snapshots taken before the upgrade): every body is JSON. Node
+// event logs and task messages were added to format 2 later: a snapshot
+// without them is one taken before, and a binary from before them refuses
+// a snapshot that holds them (unknown record kind).
 const (
 	snapshotMagic   = "TDFSNAP2"
 	snapshotMagicV1 = "TDFSNAP1"
@@ -41,6 +45,8 @@ const (
 	kindWorkspace recordKind = 5
 	kindIdem      recordKind = 6
 	kindError     recordKind = 7
+	kindNodeLog   recordKind = 8
+	kindMessages  recordKind = 9
 	kindEnd       recordKind = 0xFF
 )
 
@@ -172,6 +178,8 @@ func (s *state) writeTo(w io.Writer) error {
 	s.workspaces.Ascend(func(ws *Workspace) bool { return sw.binary(kindWorkspace, func(e *encoder) { e.workspace(ws) }) })
 	s.idem.Ascend(func(x *idemEntry) bool { return sw.binary(kindIdem, func(e *encoder) { e.idem(x) }) })
 	s.errors.Ascend(func(e *ErrorRecord) bool { return sw.record(kindError, e) })
+	s.nodeEvents.Ascend(func(l *nodeEventLog) bool { return sw.record(kindNodeLog, l) })
+	s.messages.Ascend(func(tm *TaskMessages) bool { return sw.binary(kindMessages, func(e *encoder) { e.messages(tm) }) })
 	var trailer [13]byte
 	trailer[0] = byte(kindEnd)
 	binary.BigEndian.PutUint64(trailer[1:9], sw.count)
@@ -288,7 +296,7 @@ func readTrailer(cr *crcReader, count uint64) error {
 // decoded from its own copy, which its strings and packed timeline alias.
 func (s *state) load(kind recordKind, body []byte) error {
 	d := &decoder{b: body}
-	if kind == kindTask || kind == kindWorkspace || kind == kindIdem {
+	if kind == kindTask || kind == kindWorkspace || kind == kindIdem || kind == kindMessages {
 		d.b, d.alias = append([]byte(nil), body...), true
 	}
 	switch kind {
@@ -311,6 +319,12 @@ func (s *state) load(kind recordKind, body []byte) error {
 			return err
 		}
 		s.putIdem(x)
+	case kindMessages:
+		tm, err := d.messages()
+		if err != nil {
+			return err
+		}
+		s.messages.ReplaceOrInsert(tm)
 	default:
 		return s.loadJSON(kind, body)
 	}
@@ -375,6 +389,12 @@ func (s *state) loadJSON(kind recordKind, body []byte) error {
 			return err
 		}
 		s.errors.ReplaceOrInsert(e)
+	case kindNodeLog:
+		l := new(nodeEventLog)
+		if err := json.Unmarshal(body, l); err != nil {
+			return err
+		}
+		s.nodeEvents.ReplaceOrInsert(l)
 	default:
 		return fmt.Errorf("unknown record kind %d", kind)
 	}

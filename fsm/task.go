@@ -48,6 +48,25 @@ type Output struct {
 	Branch  string `json:"branch,omitempty"`
 	PRURL   string `json:"pr_url,omitempty"`
 	Summary string `json:"summary,omitempty"`
+	// Push is the agent's report of committing and pushing the run's work
+	// (its gitPushResult); nil when the agent sent none.
+	Push *PushResult `json:"push,omitempty"`
+	// AgentError is an error the agent reported with a finished run that
+	// it did not fail (a prompt error in conversation mode).
+	AgentError string `json:"agent_error,omitempty"`
+}
+
+// PushResult is the agent's gitPushResult: whether it pushed the run's
+// work, where, and why not. A push that failed (Error set) does not fail
+// the task; it stays here and in the error database.
+type PushResult struct {
+	Pushed                bool   `json:"pushed"`
+	CommitSHA             string `json:"commit_sha,omitempty"`
+	BranchName            string `json:"branch_name,omitempty"`
+	PRURL                 string `json:"pr_url,omitempty"`
+	PRNumber              int    `json:"pr_number,omitempty"`
+	HasUncommittedChanges bool   `json:"has_uncommitted_changes,omitempty"`
+	Error                 string `json:"error,omitempty"`
 }
 
 // TaskSpec is what a user submits.

@@ -12,14 +12,24 @@ import (
 // fails when a field is added to Task without being added here.
 
 // taskRecordVersion leads every task record, so that a field can be added
-// later without guessing which layout a record has.
-const taskRecordVersion = 1
+// later without guessing which layout a record has. Version 2 adds the
+// output's push result and agent error after its summary. A task without
+// them is still written as version 1: the same bytes as before version 2
+// existed, which a binary from before it can read.
+const (
+	taskRecordV1      = 1
+	taskRecordVersion = 2
+)
 
 // encodeTask appends t's record. The ID comes first, so that tools can
 // rewrite it without decoding the rest (bench's multiplySnapshot does).
 func (e *encoder) task(t *Task, scratch *encoder) {
 	e.str(t.ID)
-	e.uvarint(taskRecordVersion)
+	v := uint64(taskRecordV1)
+	if t.Output.reportsRun() {
+		v = taskRecordVersion
+	}
+	e.uvarint(v)
 	e.str(t.ProjectID)
 	e.str(t.UserID)
 	e.str(t.Prompt)
@@ -42,6 +52,10 @@ func (e *encoder) task(t *Task, scratch *encoder) {
 	e.str(t.Output.Branch)
 	e.str(t.Output.PRURL)
 	e.str(t.Output.Summary)
+	if v >= 2 {
+		e.pushResult(t.Output.Push)
+		e.str(t.Output.AgentError)
+	}
 	e.int(t.Attempts)
 	e.policy(t.Policy)
 	e.int(t.Attempt)
@@ -122,7 +136,8 @@ func (e *encoder) timeline(history []StatusEvent, steps []StepAttempt) {
 // other task has it decoded.
 func (d *decoder) task() (*Task, error) {
 	t := &Task{ID: d.str()}
-	if v := d.uvarint(); d.err == nil && v != taskRecordVersion {
+	v := d.uvarint()
+	if d.err == nil && (v < taskRecordV1 || v > taskRecordVersion) {
 		return nil, fmt.Errorf("task %s: record version %d is unknown", t.ID, v)
 	}
 	t.ProjectID, t.UserID, t.Prompt, t.Repository = d.istr(), d.istr(), d.str(), d.istr()
@@ -132,6 +147,14 @@ func (d *decoder) task() (*Task, error) {
 	t.CreatedAt, t.UpdatedAt = d.time(), d.time()
 	t.StartedAt, t.CompletedAt = d.timePtr(), d.timePtr()
 	t.Output = Output{Branch: d.str(), PRURL: d.str(), Summary: d.istr()}
+	if v >= 2 {
+		t.Output.Push, t.Output.AgentError = d.pushResult(), d.str()
+		if d.err == nil && !t.Output.reportsRun() {
+			// Version 2 is written only for these fields, so that a record
+			// re-encodes to the same bytes.
+			return nil, fmt.Errorf("task %s: record version 2 without a push result or agent error", t.ID)
+		}
+	}
 	t.Attempts = d.int()
 	t.Policy = d.policy()
 	t.Attempt, t.Retries = d.int(), d.int()
@@ -164,6 +187,28 @@ func (d *decoder) task() (*Task, error) {
 		return nil, fmt.Errorf("task %s: %w", t.ID, err)
 	}
 	return t, nil
+}
+
+func (e *encoder) pushResult(p *PushResult) {
+	e.bool(p != nil)
+	if p == nil {
+		return
+	}
+	e.bool(p.Pushed)
+	e.str(p.CommitSHA)
+	e.str(p.BranchName)
+	e.str(p.PRURL)
+	e.int(p.PRNumber)
+	e.bool(p.HasUncommittedChanges)
+	e.str(p.Error)
+}
+
+func (d *decoder) pushResult() *PushResult {
+	if !d.bool() {
+		return nil
+	}
+	return &PushResult{Pushed: d.bool(), CommitSHA: d.str(), BranchName: d.str(), PRURL: d.str(),
+		PRNumber: d.int(), HasUncommittedChanges: d.bool(), Error: d.str()}
 }
 
 func (d *decoder) policy() Policy {
