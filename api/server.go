@@ -178,6 +178,8 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/tasks/:id/cancel", s.onLeader, s.cancelTask)
 	v1.GET("/cluster", s.clusterStatus)
 	v1.GET("/cluster/state-hash", s.stateHash)
+	v1.GET("/cluster/control-plane", s.getControlPlane)
+	v1.PUT("/cluster/control-plane", s.onLeader, s.putControlPlane)
 	v1.POST("/cluster/join", s.onLeader, s.joinCluster)
 	v1.DELETE("/cluster/members/:id", s.onLeader, s.removeMember)
 	v1.POST("/cluster/transfer-leadership", s.onLeader, s.transferLeadership)

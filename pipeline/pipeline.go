@@ -128,7 +128,7 @@ func (p *pipeline) userData(n *fsm.Node, t *fsm.Task) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cp := p.cfg.Tokens.URL
+	cp := p.cfg.Tokens.ControlPlaneURL()
 	return cloudinit.Render(cloudinit.Boot{CallbackToken: tok, Env: map[string]string{
 		"NODE_ID":             n.ID,
 		"CONTROL_PLANE_URL":   cp,

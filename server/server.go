@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,8 +58,10 @@ type Config struct {
 	ErrorRetention time.Duration
 	// Settings are the node rules this node commits when it leads.
 	Settings fsm.Settings
-	// ControlPlaneURL is the URL agents call back to (the iss claim of
-	// every token); default: this node's API URL.
+	// ControlPlaneURL seeds the cluster's replicated control-plane URL
+	// (the one URL agents call back to, the iss claim of every token) when
+	// none is set yet; default: the first leader's API URL. Once set, the
+	// replicated URL is used on every node (controlplane.go).
 	ControlPlaneURL string
 	Logger          hclog.Logger
 	// TLSCertFile and TLSKeyFile, if set, serve the API over HTTPS.
@@ -154,6 +157,12 @@ func Start(cfg Config) (*Server, error) {
 		}
 		s.URL = scheme + ln.Addr().String()
 	}
+	if cfg.ControlPlaneURL = strings.TrimRight(cfg.ControlPlaneURL, "/"); cfg.ControlPlaneURL != "" {
+		if err := fsm.ValidateControlPlaneURL(cfg.ControlPlaneURL); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--control-plane-url: %w", err)
+		}
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
@@ -172,14 +181,12 @@ func Start(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	if cfg.ControlPlaneURL == "" {
-		cfg.ControlPlaneURL = s.URL
-	}
 	if cfg.Settings == (fsm.Settings{}) {
 		cfg.Settings = fsm.DefaultSettings()
 	}
 	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
-	s.Tokens = &tokens.Issuer{URL: cfg.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
+	s.Tokens = &tokens.Issuer{ControlPlane: s.FSM.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
+	s.Node.OnLeader(controlPlaneDuty(s.FSM, s.Node.Apply, cfg.ControlPlaneURL, strings.TrimRight(s.URL, "/"), cfg.Logger.Named("leader")))
 	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
 	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire

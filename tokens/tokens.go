@@ -95,8 +95,13 @@ type Claims struct {
 
 // Issuer signs with the newest key of a key set and verifies with any.
 type Issuer struct {
-	// URL is the control plane URL: the iss claim agents check.
+	// URL is a fixed control-plane URL: the iss claim agents check. Used
+	// only when ControlPlane is nil (tests and tools).
 	URL string
+	// ControlPlane, if set, returns the current control-plane URL: in a
+	// cluster, the replicated setting, read on every call so that every
+	// node signs and verifies with the same issuer whichever leads.
+	ControlPlane func() string
 	// Keys returns the key set, newest last (it is read on every call, so
 	// a replicated key set can change underneath).
 	Keys func() []Key
@@ -104,7 +109,22 @@ type Issuer struct {
 	Now func() time.Time
 }
 
+// ErrNoControlPlane: no control-plane URL is set yet (a brand-new
+// cluster's leader sets it at once), so there is no issuer to sign as.
+var ErrNoControlPlane = errors.New("tokens: no control-plane URL yet")
+
+// ControlPlaneURL is the URL agents call back to, and the issuer.
+func (is *Issuer) ControlPlaneURL() string {
+	if is.ControlPlane != nil {
+		return is.ControlPlane()
+	}
+	return is.URL
+}
+
 func (is *Issuer) sign(c Claims) (string, error) {
+	if c.Issuer == "" {
+		return "", ErrNoControlPlane
+	}
 	keys := is.Keys()
 	if len(keys) == 0 {
 		return "", errors.New("tokens: no signing key yet")
@@ -122,7 +142,7 @@ func (is *Issuer) ManagementToken(nodeID, workspaceID, userID string) (string, e
 	return is.sign(Claims{
 		Type: AudManagement, Node: nodeID, Workspace: workspaceID,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: is.URL, Subject: userID, Audience: jwt.ClaimStrings{AudManagement},
+			Issuer: is.ControlPlaneURL(), Subject: userID, Audience: jwt.ClaimStrings{AudManagement},
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ManagementTTL)),
 		},
 	})
@@ -135,7 +155,7 @@ func (is *Issuer) CallbackToken(scope Scope, id string) (string, error) {
 	return is.sign(Claims{
 		Type: TypeCallback, Scope: scope, Workspace: id,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: is.URL, Subject: id, Audience: jwt.ClaimStrings{AudCallback},
+			Issuer: is.ControlPlaneURL(), Subject: id, Audience: jwt.ClaimStrings{AudCallback},
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(CallbackTTL)),
 		},
 	})
@@ -181,6 +201,10 @@ func (is *Issuer) VerifyManagement(raw, nodeID, workspaceID string) error {
 }
 
 func (is *Issuer) parse(raw, aud string) (*Claims, error) {
+	iss := is.ControlPlaneURL()
+	if iss == "" {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, ErrNoControlPlane)
+	}
 	keys := is.Keys()
 	c := &Claims{}
 	_, err := jwt.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
@@ -191,7 +215,7 @@ func (is *Issuer) parse(raw, aud string) (*Claims, error) {
 			}
 		}
 		return nil, fmt.Errorf("unknown key id %q", id)
-	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience(aud), jwt.WithIssuer(is.URL),
+	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience(aud), jwt.WithIssuer(iss),
 		jwt.WithExpirationRequired(), jwt.WithTimeFunc(is.Now))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)

@@ -138,3 +138,41 @@ func TestJWKSVerifierChecksLikeTheAgent(t *testing.T) {
 		t.Errorf("NewJWKSVerifier succeeded without a reachable JWKS")
 	}
 }
+
+// An issuer that reads its URL from a setting signs and verifies with the
+// URL in force at each call, and signs nothing while there is none.
+func TestIssuerFollowsTheControlPlaneSetting(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	base, _ := issuer(t, &now)
+	url := ""
+	is := &Issuer{URL: "http://ignored.example", ControlPlane: func() string { return url }, Keys: base.Keys, Now: base.Now}
+	if _, err := is.CallbackToken(ScopeNode, "n1"); !errors.Is(err, ErrNoControlPlane) {
+		t.Fatalf("CallbackToken without a URL: %v, want ErrNoControlPlane", err)
+	}
+	if _, err := is.ManagementToken("n1", "", "u1"); !errors.Is(err, ErrNoControlPlane) {
+		t.Fatalf("ManagementToken without a URL: %v, want ErrNoControlPlane", err)
+	}
+	url = "http://lb.example"
+	tok, err := is.CallbackToken(ScopeNode, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := is.VerifyCallback(tok, ScopeNode, "n1")
+	if err != nil || c.Issuer != "http://lb.example" {
+		t.Fatalf("VerifyCallback = %+v, %v; want issuer http://lb.example", c, err)
+	}
+	// Another issuer with the same keys and setting (another node)
+	// accepts it; one whose setting differs does not.
+	peer := &Issuer{ControlPlane: func() string { return "http://lb.example" }, Keys: base.Keys, Now: base.Now}
+	if _, err := peer.VerifyCallback(tok, ScopeNode, "n1"); err != nil {
+		t.Fatalf("peer with the same setting: %v", err)
+	}
+	url = "http://other.example"
+	if _, err := is.VerifyCallback(tok, ScopeNode, "n1"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("after the URL changed: %v, want ErrInvalid (issuer)", err)
+	}
+	url = ""
+	if _, err := is.VerifyCallback(tok, ScopeNode, "n1"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("without a URL: %v, want ErrInvalid", err)
+	}
+}
