@@ -132,7 +132,7 @@ func StartDocker(ctx context.Context, opts DockerOptions) (*Docker, error) {
 // docker picks).
 func composeEnv(o DockerOptions) []string {
 	return []string{"TDF_IMAGE=" + o.Image, "TDF_NET=" + o.Net,
-		"TDF_N1_PORT=", "TDF_N2_PORT=", "TDF_N3_PORT=", "TDF_FAKECLOUD_PORT="}
+		"TDF_N1_PORT=", "TDF_N2_PORT=", "TDF_N3_PORT=", "TDF_FAKECLOUD_PORT=", "TDF_LB_PORT="}
 }
 
 func (d *Docker) composeArgs(args ...string) []string {
@@ -285,7 +285,7 @@ func (d *Docker) Resume(node string) error {
 func (d *Docker) networkName() string { return d.opts.Project + "_" + dockerClusterNetwork }
 
 // Isolate disconnects the node from the cluster network, remembering its
-// address and DNS aliases (n1, tdf) for Heal.
+// address and DNS aliases (n1) for Heal.
 func (d *Docker) Isolate(node string) error {
 	id := d.container(node)
 	if id == "" {

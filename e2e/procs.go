@@ -9,6 +9,10 @@
 // which the nodes use as their Hetzner API and whose simulated VM agents
 // call the nodes back. Its ledger of effects (Ledger) and its servers
 // (FakeServers) are what the pipeline tests check the cluster against.
+// The agents know one URL, as the real agent does (CONTROL_PLANE_URL): a
+// load balancer in front of the nodes, by default the Go one of package lb
+// run in the test process (Cluster.LB), which outlives any node's death;
+// StartHAProxy puts haproxy there instead (Options.ControlPlaneURL).
 //
 // Every wait polls with a deadline; nothing sleeps and then asserts. Each
 // process logs to its own file under the test's temporary directory, and
@@ -35,6 +39,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tdf-project/tdf/lb"
 )
 
 // Timeouts sized for a loaded two-core machine running tests under -race.
@@ -297,6 +303,11 @@ type Options struct {
 	// Binary, if set, is the nodes' tdf binary (e.g. from BuildTagged)
 	// instead of Binary's; the fakecloud runs it too.
 	Binary string
+	// ControlPlaneURL, with FakeCloud, is the agents' one URL
+	// (--control-plane-url): a load balancer the test runs itself in
+	// front of the nodes (StartHAProxy). Default: an in-process lb.Server
+	// (Cluster.LB) started before the nodes.
+	ControlPlaneURL string
 }
 
 // FakeCloudOptions configure the `tdf fakecloud` process of a cluster.
@@ -305,9 +316,9 @@ type Options struct {
 // log is kept next to theirs (fakecloud.log). Every node then gets
 // --cloud-endpoint http://<fakecloud>/v1, the cloud token in its
 // environment (TDF_CLOUD_TOKEN, never on the command line, which the log's
-// start marker prints), --control-plane-url (the first node's URL),
-// --control-plane-urls (all of them) and --agent-port; a test's
-// ExtraArgs come after these and may override them.
+// start marker prints), --control-plane-url (the load balancer's URL, see
+// Options.ControlPlaneURL) and --agent-port; a test's ExtraArgs come after
+// these and may override them.
 type FakeCloudOptions struct {
 	// Args are appended to the `tdf fakecloud` command line: delays
 	// (--agent-work-duration, …) and faults (--early-ready, …).
@@ -358,6 +369,13 @@ type Cluster struct {
 	Client *http.Client
 	// Cloud is the fakecloud process, or nil (Options.FakeCloud).
 	Cloud *FakeCloud
+	// ControlPlaneURL is the agents' one URL, with a fakecloud: LB's, or
+	// Options.ControlPlaneURL.
+	ControlPlaneURL string
+	// LB is the in-process load balancer in front of the nodes, or nil
+	// (no fakecloud, or Options.ControlPlaneURL given). Its log is lb.log.
+	LB    *lb.Server
+	lbLog string
 }
 
 // Node is one tdf server process (or the slot of one that is stopped).
@@ -445,14 +463,13 @@ func StartCluster(tb testing.TB, opts Options) *Cluster {
 	var cloudArgs, env []string
 	if opts.FakeCloud != nil {
 		c.Cloud = newFakeCloud(tb, *opts.FakeCloud, ports[nports-1], opts.LogLevel, logDir)
-		var urls []string
-		for _, n := range c.Nodes {
-			urls = append(urls, n.URL)
+		c.ControlPlaneURL = opts.ControlPlaneURL
+		if c.ControlPlaneURL == "" {
+			c.startLB(logDir)
 		}
 		cloudArgs = []string{
 			"--cloud-endpoint", c.Cloud.Endpoint,
-			"--control-plane-url", urls[0],
-			"--control-plane-urls", strings.Join(urls, ","),
+			"--control-plane-url", c.ControlPlaneURL,
 			"--agent-port", strconv.Itoa(c.Cloud.AgentPort),
 		}
 		env = []string{"TDF_CLOUD_TOKEN=" + c.Cloud.Token}
@@ -871,6 +888,9 @@ func (c *Cluster) report() {
 	}
 	for _, n := range c.procs() {
 		c.tb.Logf("---- last %d lines of %s (%s) ----\n%s", logTailLines, n.ID, n.LogPath, Tail(n.LogPath, logTailLines))
+	}
+	if c.lbLog != "" {
+		c.tb.Logf("---- last %d lines of the load balancer (%s) ----\n%s", logTailLines, c.lbLog, Tail(c.lbLog, logTailLines))
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -143,18 +142,6 @@ func (w *World) boot(s fakecloud.VM) {
 	}()
 }
 
-// jwksURL is where an agent fetches the JWKS on its n-th try: the
-// configured endpoint first, then each control plane URL in turn (every
-// node serves the same key set).
-func jwksURL(env map[string]string, n int) string {
-	urls := append([]string{env["JWKS_ENDPOINT"]}, splitURLs(env["CONTROL_PLANE_URLS"], "")...)
-	u := urls[n%len(urls)]
-	if n%len(urls) > 0 {
-		u = strings.TrimRight(u, "/") + "/.well-known/jwks.json"
-	}
-	return u
-}
-
 func (w *World) bootAgent(s fakecloud.VM) error {
 	boot, err := cloudinit.Parse(s.UserData)
 	if err != nil {
@@ -165,7 +152,9 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 	w.mu.Unlock()
 	cfg.NodeID = boot.Env["NODE_ID"]
 	cfg.NodeCallbackToken = boot.CallbackToken
-	cfg.ControlPlaneURLs = splitURLs(boot.Env["CONTROL_PLANE_URLS"], boot.Env["CONTROL_PLANE_URL"])
+	// One URL, as the real agent reads: a load balancer in front of the
+	// cluster when there is more than one node.
+	cfg.ControlPlaneURL = boot.Env["CONTROL_PLANE_URL"]
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.OnEvent = func(e sim.Event) {
 		w.Cloud.Record(fakecloud.Event{Kind: string(e.Kind), ServerID: s.ID, NodeID: e.NodeID, WorkspaceID: e.WorkspaceID,
@@ -190,11 +179,9 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 		// starts it again: retry for a minute.
 		var v *tokens.JWKSVerifier
 		var err error
-		attempt := 0
 		for deadline := time.Now().Add(time.Minute); ; {
 			ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
-			v, err = tokens.NewJWKSVerifier(ctx, jwksURL(boot.Env, attempt), boot.Env["CONTROL_PLANE_URL"], nil)
-			attempt++
+			v, err = tokens.NewJWKSVerifier(ctx, boot.Env["JWKS_ENDPOINT"], boot.Env["CONTROL_PLANE_URL"], nil)
 			cancel()
 			if err == nil || w.ctx.Err() != nil || time.Now().After(deadline) {
 				break
@@ -229,19 +216,6 @@ func (w *World) shutdown(s fakecloud.VM) {
 	if v != nil {
 		v.stop()
 	}
-}
-
-func splitURLs(list, one string) []string {
-	var out []string
-	for _, u := range strings.Split(list, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			out = append(out, u)
-		}
-	}
-	if len(out) == 0 && one != "" {
-		out = []string{one}
-	}
-	return out
 }
 
 // agentVerifier maps token errors onto the agent's 401/403 errors.

@@ -115,7 +115,6 @@ func newWorld(t *testing.T, o worldOpts) *world {
 	w.cfg = pipeline.DefaultConfig()
 	w.cfg.FSM, w.cfg.Cloud, w.cfg.Tokens, w.cfg.Cluster = w.f, prov, w.issuer, testCluster
 	w.cfg.Agents = vmagent.NewClient(vmagent.Options{Timeout: 10 * time.Second, Tokens: w.issuer})
-	w.cfg.ControlPlaneURLs = []string{testCPURL, "http://cp2.test:7000"}
 	w.cfg.ActionPoll, w.cfg.AgentPoll = 25*time.Millisecond, 25*time.Millisecond
 	t.Cleanup(func() {
 		if w.agent != nil {

@@ -36,10 +36,6 @@ type Config struct {
 	// Cluster names this cluster in server labels, so two clusters on one
 	// cloud project never touch each other's servers.
 	Cluster string
-	// ControlPlaneURLs are given to agents: the first is CONTROL_PLANE_URL
-	// (and the tokens' issuer); all of them go in CONTROL_PLANE_URLS, which
-	// the simulated agent fails over between.
-	ControlPlaneURLs []string
 	// AgentPort is the port agents listen on (the real agent: 8080).
 	AgentPort int
 	// Image is the server image.
@@ -122,7 +118,9 @@ func (p *pipeline) labels(n *fsm.Node) map[string]string {
 }
 
 // userData renders the node's cloud-init: its id, where to call back, and
-// its node-scoped callback token.
+// its node-scoped callback token. The agent reads one CONTROL_PLANE_URL,
+// which is also the issuer it expects in tokens: the cluster's replicated
+// control-plane URL, a load balancer in front of every node in production.
 func (p *pipeline) userData(n *fsm.Node, t *fsm.Task) (string, error) {
 	tok, err := p.cfg.Tokens.CallbackToken(tokens.ScopeNode, n.ID)
 	if err != nil {
@@ -132,7 +130,6 @@ func (p *pipeline) userData(n *fsm.Node, t *fsm.Task) (string, error) {
 	return cloudinit.Render(cloudinit.Boot{CallbackToken: tok, Env: map[string]string{
 		"NODE_ID":             n.ID,
 		"CONTROL_PLANE_URL":   cp,
-		"CONTROL_PLANE_URLS":  strings.Join(p.cfg.ControlPlaneURLs, ","),
 		"JWKS_ENDPOINT":       strings.TrimRight(cp, "/") + "/.well-known/jwks.json",
 		"CALLBACK_TOKEN_FILE": cloudinit.TokenPath,
 		"VM_AGENT_PORT":       fmt.Sprint(p.cfg.AgentPort),

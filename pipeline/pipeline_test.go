@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -84,7 +83,7 @@ func TestProvisionCreatesServerAndPollsUntilRunning(t *testing.T) {
 	}
 	for k, want := range map[string]string{
 		"NODE_ID": "n-p1", "CONTROL_PLANE_URL": testCPURL, "JWKS_ENDPOINT": testCPURL + "/.well-known/jwks.json",
-		"CONTROL_PLANE_URLS": strings.Join(w.cfg.ControlPlaneURLs, ","), "CALLBACK_TOKEN_FILE": cloudinit.TokenPath,
+		"CONTROL_PLANE_URLS": "", "CALLBACK_TOKEN_FILE": cloudinit.TokenPath,
 		"VM_AGENT_PORT": strconv.Itoa(w.cfg.AgentPort), "TASK_ID": "t-p1", "PROJECT_ID": "p1",
 	} {
 		if boot.Env[k] != want {

@@ -75,7 +75,7 @@ func startImportWorld(t *testing.T) *importWorld {
 			i := slices.Index([]string{"n1", "n2", "n3"}, c.Cluster.NodeID)
 			c.HTTPAddr = strings.TrimPrefix(w.urls[i], "http://")
 			pc := pipeline.DefaultConfig()
-			pc.Cloud, pc.Cluster, pc.ControlPlaneURLs, pc.AgentPort = provider, "import-test", w.urls, w.agentPort
+			pc.Cloud, pc.Cluster, pc.AgentPort = provider, "import-test", w.agentPort
 			pc.ActionPoll, pc.AgentPoll, pc.NodeReadyGrace = 200*time.Millisecond, 200*time.Millisecond, 3*time.Second
 			c.Pipeline = &pc
 			c.ControlPlaneURL = w.urls[0]
@@ -145,7 +145,7 @@ func (w *importWorld) seedOld(t *testing.T, is *tokens.Issuer) {
 			t.Fatal(err)
 		}
 		ud, err := cloudinit.Render(cloudinit.Boot{CallbackToken: nodeTok, Env: map[string]string{
-			"NODE_ID": vm.node, "CONTROL_PLANE_URL": w.urls[0], "CONTROL_PLANE_URLS": strings.Join(w.urls, ","),
+			"NODE_ID": vm.node, "CONTROL_PLANE_URL": w.urls[0],
 			"JWKS_ENDPOINT": w.urls[0] + "/.well-known/jwks.json", "CALLBACK_TOKEN_FILE": cloudinit.TokenPath,
 			"VM_AGENT_PORT": fmt.Sprint(w.agentPort), "PROJECT_ID": "p-web", "TASK_ID": vm.task,
 		}})

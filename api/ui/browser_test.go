@@ -354,7 +354,7 @@ func startPipelineCluster(t *testing.T) *server.TestCluster {
 			i := slices.Index([]string{"n1", "n2", "n3"}, c.Cluster.NodeID)
 			c.HTTPAddr = strings.TrimPrefix(urls[i], "http://")
 			pc := pipeline.DefaultConfig()
-			pc.Cloud, pc.Cluster, pc.ControlPlaneURLs, pc.AgentPort = provider, "ui-test", urls, agentPort
+			pc.Cloud, pc.Cluster, pc.AgentPort = provider, "ui-test", agentPort
 			pc.ActionPoll, pc.AgentPoll, pc.NodeReadyGrace = 200*time.Millisecond, 200*time.Millisecond, 5*time.Second
 			c.Pipeline = &pc
 			c.ControlPlaneURL = urls[0]

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/cloud/fakecloud"
+	"github.com/tdf-project/tdf/lb"
 )
 
 // runDev runs a local three-node cluster as three child processes of this
@@ -24,6 +25,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "./data/dev", "parent directory of the nodes' data directories")
 	host := fs.String("host", "127.0.0.1", "address the nodes listen on")
+	lbAddr := fs.String("lb-addr", "127.0.0.1:8000", "address of the load balancer in front of the nodes: the agents' one control-plane URL")
 	httpPort := fs.Int("http-port", 8001, "API port of the first node; the others use the next ports")
 	raftPort := fs.Int("raft-port", 7001, "raft port of the first node; the others use the next ports")
 	restart := fs.Bool("restart", true, "restart a node that dies (for example after kill -9)")
@@ -55,11 +57,19 @@ func runDev(ctx context.Context, args []string) error {
 	for _, n := range nodes {
 		urls = append(urls, "http://"+n.http)
 	}
+	// The agents know one URL, as in production: a load balancer in
+	// front of the nodes, so that their callbacks survive any node's death.
+	balancer, err := lb.Listen(*lbAddr, lb.Options{Backends: urls, Logger: logOpts.logger("tdf")})
+	if err != nil {
+		return err
+	}
+	defer balancer.Close()
 	fmt.Println("tdf dev: a three-node cluster on", *host, "with the simulated cloud at http://"+*cloudAddr)
+	fmt.Printf("  lb  %s   the control-plane URL: agents call back here; any node may die\n", balancer.URL)
 	for _, n := range nodes {
 		fmt.Printf("  %s  API http://%s   raft %s   data %s\n", n.id, n.http, n.raft, n.data)
 	}
-	fmt.Println("Try: tdf task submit --addr http://" + nodes[1].http + " --project p1 --user u1 --repo github.com/acme/app --prompt 'fix the bug'")
+	fmt.Println("Try: tdf task submit --addr " + balancer.URL + " --project p1 --user u1 --repo github.com/acme/app --prompt 'fix the bug'")
 	fmt.Println("Ctrl-C stops the cluster.")
 	var wg sync.WaitGroup
 	logArgs := []string{"--log-level", logOpts.level, fmt.Sprintf("--log-json=%v", logOpts.json)}
@@ -75,7 +85,7 @@ func runDev(ctx context.Context, args []string) error {
 		args := []string{"server", "--node-id", n.id, "--data-dir", n.data, "--raft-addr", n.raft,
 			"--http-addr", n.http, "--bootstrap", strings.Join(peers, ","),
 			"--cloud-endpoint", "http://" + *cloudAddr + "/v1",
-			"--control-plane-url", urls[0], "--control-plane-urls", strings.Join(urls, ","),
+			"--control-plane-url", balancer.URL,
 			"--session-idle-timeout", idle.String(), "--node-warm-timeout", warm.String(),
 			"--provisioning-poll-interval", "1s", "--agent-ready-poll-interval", "1s", "--node-ready-grace", "10s",
 			"--retry-base-delay", "1s"}

@@ -17,6 +17,7 @@ Usage:
   tdf server [flags]          run one cluster node (tdf server --help)
   tdf dev [flags]             run a local three-node cluster with the simulated cloud
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
+  tdf lb --backends URL,...   a load balancer in front of the nodes: the agents' one control-plane URL
   tdf task submit|get|list|cancel|watch|idle-reset ...
   tdf cluster status|members|join|remove|transfer-leadership
   tdf snapshot save --out FILE | restore --in FILE
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string) error {
 		return runDev(ctx, args[1:])
 	case "fakecloud":
 		return runFakecloud(ctx, args[1:])
+	case "lb":
+		return runLB(ctx, args[1:])
 	case "task":
 		return runTask(ctx, args[1:])
 	case "cluster":

@@ -65,11 +65,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&pol.IdleTimeout, "session-idle-timeout", pol.IdleTimeout, "awaiting_followup completes the task after this long idle")
 	pc, st := cfg.Pipeline, &cfg.Settings
 	fs.StringVar(&pc.Cluster, "cluster-name", pc.Cluster, "name of this cluster in server labels (keeps clusters sharing a cloud project apart)")
-	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", "", "URL agents call back to, and the tokens' issuer; the same on every node (default: this node's API URL)")
-	fs.Func("control-plane-urls", "all the URLs agents may call back to, comma-separated (a load balancer's job in production; the simulated agents fail over between them)", func(v string) error {
-		pc.ControlPlaneURLs = splitList(v)
-		return nil
-	})
+	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", "", "the cluster's one URL for agents (a load balancer in front of every node), also the tokens' issuer; seeds the replicated setting of a new cluster, changed later with PUT /v1/cluster/control-plane (default: the first leader's API URL)")
 	fs.IntVar(&pc.AgentPort, "agent-port", pc.AgentPort, "port the VM agents listen on")
 	fs.StringVar(&pc.Image, "server-image", pc.Image, "image of new servers")
 	fs.DurationVar(&pc.ActionPoll, "provisioning-poll-interval", pc.ActionPoll, "how often a server's create action is polled")
@@ -153,7 +149,7 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
 	if cfg.ControlPlaneURL == "" && len(cfg.Cluster.Bootstrap) > 1 {
-		cfg.Logger.Warn("no --control-plane-url: agents' tokens name this node's URL as issuer, so other nodes refuse them after a failover; give every node the same --control-plane-url")
+		cfg.Logger.Warn("no --control-plane-url: a new cluster takes its first leader's API URL as the URL agents call back to; production needs a stable load-balancer URL in front of every node (--control-plane-url, or PUT /v1/cluster/control-plane)")
 	}
 	if cfg.Pipeline.Cloud == nil {
 		cfg.Logger.Warn("no cloud token (--cloud-token or TDF_CLOUD_TOKEN): tasks that need a new node will fail")

@@ -28,12 +28,10 @@ type Agent struct {
 	startOnce sync.Once
 	started   time.Time
 
-	mu        sync.Mutex
-	closed    bool
-	faults    Faults
-	nodeToken string
-	// preferred indexes the control-plane URL that answered last.
-	preferred  int
+	mu         sync.Mutex
+	closed     bool
+	faults     Faults
+	nodeToken  string
 	workspaces map[string]*workspace
 	sessions   map[string]map[string]*session // workspace id → session id →
 	idem       map[idemKey]string             // → session id

@@ -129,45 +129,30 @@ func (m *message) retryable(status int) bool {
 // delivered reports whether an answer is a 2xx.
 func delivered(status int) bool { return status >= 200 && status < 300 }
 
-// post makes one attempt: it sends m to the control-plane URLs in turn,
-// starting with the last one that answered, until one answers. It returns
-// the answer's status and body, or 0 when no URL answered.
+// post makes one attempt: it sends m to the control-plane URL. It returns
+// the answer's status and body, or 0 when there was no answer.
 func (a *Agent) post(ctx context.Context, m *message, attempt int, dup, resend bool) (int, []byte) {
-	urls := a.cfg.ControlPlaneURLs
-	a.mu.Lock()
-	first := a.preferred
-	a.mu.Unlock()
-	for i := range urls {
-		idx := (first + i) % len(urls)
-		u := strings.TrimRight(urls[idx], "/") + m.path
-		status, answer, err := a.send(ctx, u, m)
-		r := m.rec(OutcomeError)
-		r.URL, r.Attempt, r.Duplicate, r.Resend, r.Body = u, attempt, dup, resend, m.body
-		if err != nil {
-			r.Error = err.Error()
-			a.record(r)
-			if ctx.Err() != nil {
-				return 0, nil
-			}
-			continue
-		}
-		a.mu.Lock()
-		a.preferred = idx
-		a.mu.Unlock()
-		r.StatusCode = status
-		switch {
-		case delivered(status):
-			r.Outcome = OutcomeDelivered
-		case !m.retryable(status):
-			r.Outcome = OutcomeRejected
-		}
-		if !delivered(status) {
-			r.Error = truncate(strings.TrimSpace(string(answer)), 256)
-		}
+	u := strings.TrimRight(a.cfg.ControlPlaneURL, "/") + m.path
+	status, answer, err := a.send(ctx, u, m)
+	r := m.rec(OutcomeError)
+	r.URL, r.Attempt, r.Duplicate, r.Resend, r.Body = u, attempt, dup, resend, m.body
+	if err != nil {
+		r.Error = err.Error()
 		a.record(r)
-		return status, answer
+		return 0, nil
 	}
-	return 0, nil
+	r.StatusCode = status
+	switch {
+	case delivered(status):
+		r.Outcome = OutcomeDelivered
+	case !m.retryable(status):
+		r.Outcome = OutcomeRejected
+	}
+	if !delivered(status) {
+		r.Error = truncate(strings.TrimSpace(string(answer)), 256)
+	}
+	a.record(r)
+	return status, answer
 }
 
 // send makes one request to one URL.
@@ -197,7 +182,7 @@ func (a *Agent) send(ctx context.Context, u string, m *message) (int, []byte, er
 
 // noControlPlane logs m as skipped when there is no URL to send it to.
 func (a *Agent) noControlPlane(m *message) bool {
-	if len(a.cfg.ControlPlaneURLs) > 0 {
+	if a.cfg.ControlPlaneURL != "" {
 		return false
 	}
 	r := m.rec(OutcomeSkipped)

@@ -17,9 +17,10 @@ type Config struct {
 	// NodeID is the node this agent runs on; management tokens and the
 	// X-SAM-Node-Id header must name it. Required.
 	NodeID string
-	// ControlPlaneURLs are the base URLs callbacks go to, tried in turn (see
-	// the package doc). None: callbacks are logged as skipped.
-	ControlPlaneURLs []string
+	// ControlPlaneURL is the base URL callbacks go to, the agent's
+	// CONTROL_PLANE_URL: one URL, as the real agent reads (a load balancer
+	// in front of the cluster). Empty: callbacks are logged as skipped.
+	ControlPlaneURL string
 	// NodeCallbackToken is the node-scoped callback token, as cloud-init
 	// delivers it; a heartbeat answer's refreshedToken replaces it.
 	NodeCallbackToken string
@@ -142,7 +143,7 @@ const (
 // DefaultConfig returns the fakecloud's fast world (DESIGN.md): a node
 // boots in about a second, a workspace is ready half a second after
 // creation, an agent finishes two seconds after its session starts, and
-// heartbeats come every five seconds. NodeID and ControlPlaneURLs are left
+// heartbeats come every five seconds. NodeID and ControlPlaneURL are left
 // to the caller.
 func DefaultConfig() Config {
 	return Config{
@@ -166,10 +167,10 @@ func (c Config) Validate() error {
 	if c.NodeID == "" {
 		return errors.New("sim: NodeID is required")
 	}
-	for i, u := range c.ControlPlaneURLs {
+	if u := c.ControlPlaneURL; u != "" {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("sim: ControlPlaneURLs[%d] = %q, want an absolute http(s) url", i, u)
+			return fmt.Errorf("sim: ControlPlaneURL = %q, want an absolute http(s) url", u)
 		}
 	}
 	for _, d := range []struct {
@@ -232,7 +233,6 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	c.ControlPlaneURLs = append([]string(nil), c.ControlPlaneURLs...)
 	return c
 }
 

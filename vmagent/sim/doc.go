@@ -39,14 +39,14 @@
 // real VM; the log records it as skipped. tdf sends both in the start
 // request and in POST /workspaces.
 //
-// # Several control-plane URLs
+// # One control-plane URL
 //
-// Config.ControlPlaneURLs lists the cluster's nodes. The real agent knows one
-// URL, a load balancer in front of the cluster; the simulator stands in for
-// that balancer: each callback attempt tries the URLs in turn, starting with
-// the last one that answered, and moves to the next on a transport error
-// (refused connection, reset, per-attempt timeout). Any HTTP answer, 5xx
-// included, ends the attempt: a balancer passes a node's answer through.
+// Like the real agent, the simulator knows one URL, Config.ControlPlaneURL
+// (CONTROL_PLANE_URL): in a cluster, a load balancer in front of every node
+// (`tdf lb`, haproxy), which is what lets callbacks survive a node's death.
+// A transport error (refused connection, reset, per-attempt timeout) ends
+// the attempt with no answer, and the callback's own retry policy decides
+// whether another attempt follows.
 //
 // # Observing it
 //

@@ -114,7 +114,7 @@ func bootAgents(t *testing.T, cp *controlPlane, n int, seed uint64, f sim.Faults
 		a := sim.New(sim.Config{
 			NodeID:            fmt.Sprintf("n%d", i),
 			NodeCallbackToken: nodeToken,
-			ControlPlaneURLs:  []string{cp.srv.URL},
+			ControlPlaneURL:   cp.srv.URL,
 			HeartbeatInterval: -1,
 			Faults:            f,
 			Seed:              seed,

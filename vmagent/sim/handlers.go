@@ -188,7 +188,7 @@ func (a *Agent) handleCreateWorkspace(w http.ResponseWriter, r *http.Request) {
 // sendEarlyReady makes the first attempt of an early ready callback inline,
 // and leaves the retries, if any, to the background.
 func (a *Agent) sendEarlyReady(ws *workspace, m *message, status string) {
-	if m.token == "" || len(a.cfg.ControlPlaneURLs) == 0 {
+	if m.token == "" || a.cfg.ControlPlaneURL == "" {
 		// Nothing to send now; sendReady logs why.
 		a.sendReady(a.ctx, ws, m, status, 1)
 		return
