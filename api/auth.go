@@ -250,12 +250,17 @@ func routeAccess(method, route string) access {
 }
 
 // isCallbackRoute reports the VM agents' callback routes, which carry the
-// agents' own signed tokens (see callbacks.go) instead of API tokens.
+// agents' own signed tokens (see callbacks.go, agentroutes.go) instead of
+// API tokens: every route under /api/ (the agents' own paths, some of them
+// GET or PUT) and tdf's /v1 callbacks.
 func isCallbackRoute(method, route string) bool {
+	if strings.HasPrefix(route, "/api/") {
+		return true
+	}
 	if method != http.MethodPost {
 		return false
 	}
-	return strings.HasPrefix(route, "/api/") || strings.HasPrefix(route, "/v1/nodes/:id/") ||
+	return strings.HasPrefix(route, "/v1/nodes/:id/") ||
 		strings.HasPrefix(route, "/v1/workspaces/") || route == "/v1/tasks/:id/status"
 }
 

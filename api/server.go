@@ -13,6 +13,7 @@ import (
 	"github.com/tdf-project/tdf/api/ui"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/keyring"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	// IPRateLimit limits each client IP the same way while authentication
 	// is off (0: no limit).
 	IPRateLimit float64
+	// Keyring seals and opens credentials (credentials.go); nil refuses
+	// them with 503 no_keyring.
+	Keyring *keyring.Keyring
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -193,6 +197,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/session", s.createSession)
 	v1.DELETE("/session", s.deleteSession)
 	v1.GET("/whoami", s.whoami)
+	s.credentialRoutes(v1)
 	r.GET("/.well-known/jwks.json", s.jwks)
 	ui.Register(r) // the dashboard at /ui/; / and /ui redirect there
 	s.callbackRoutes(r)
