@@ -215,6 +215,7 @@ var userRoutes = map[string]bool{
 	"POST /v1/tasks":                true,
 	"GET /v1/tasks":                 true,
 	"GET /v1/tasks/:id":             true,
+	"GET /v1/tasks/:id/messages":    true,
 	"POST /v1/tasks/:id/cancel":     true,
 	"POST /v1/tasks/:id/idle-reset": true,
 	"GET /v1/events":                true,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 
@@ -80,7 +79,7 @@ func (s *Server) callbackRoutes(r *gin.Engine) {
 		r.POST(prefix+"/workspaces/:id/ready", cb("workspace_ready"), s.validID("id"), hold, s.onLeader, ws, s.workspaceReady)
 		r.POST(prefix+"/workspaces/:id/provisioning-failed", cb("workspace_failed"), s.validID("id"), hold, s.onLeader, ws, s.workspaceFailed)
 	}
-	r.POST("/api/workspaces/:id/messages", cb("workspace_messages"), s.validID("id"), ws, s.workspaceMessages)
+	r.POST("/api/workspaces/:id/messages", cb("workspace_messages"), s.validID("id"), hold, s.onLeader, ws, s.workspaceMessages)
 	r.POST("/v1/tasks/:id/status", cb("task_status"), s.validID("id"), hold, s.onLeader, s.taskStatusAuth, s.taskStatus)
 	r.POST("/api/projects/:pid/tasks/:id/status/callback", cb("task_status"), s.validID("id"), s.onLeader, s.taskStatusAuth, s.taskStatus)
 	s.agentRoutes(r)
@@ -164,28 +163,6 @@ func (s *Server) nodeHeartbeat(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-func (s *Server) nodeErrors(c *gin.Context) {
-	var req struct {
-		Errors []struct {
-			IncidentID  string `json:"incidentId"`
-			Level       string `json:"level"`
-			Message     string `json:"message"`
-			Source      string `json:"source"`
-			WorkspaceID string `json:"workspaceId"`
-		} `json:"errors"`
-	}
-	if !decodeLenient(c, &req) {
-		return
-	}
-	cmd := fsm.NodeErrors{NodeID: c.Param("id"), At: s.now()}
-	for _, e := range req.Errors {
-		cmd.Errors = append(cmd.Errors, fsm.NodeError{IncidentID: e.IncidentID, Level: e.Level, Message: e.Message, Source: e.Source, WorkspaceID: e.WorkspaceID})
-	}
-	if _, ok := s.commit(c, cmd); ok {
-		c.JSON(http.StatusOK, gin.H{"accepted": len(cmd.Errors)})
-	}
-}
-
 func (s *Server) workspaceReady(c *gin.Context) {
 	var req struct {
 		Status string `json:"status"`
@@ -232,26 +209,6 @@ func (s *Server) workspaceFailed(c *gin.Context) {
 	}
 }
 
-// messagesAccepted counts chat messages agents delivered (chat persistence
-// is outside tdf's core: they are accepted and counted).
-var messagesAccepted atomic.Uint64
-
-func (s *Server) workspaceMessages(c *gin.Context) {
-	body, ok := readBody(c)
-	if !ok {
-		return
-	}
-	var req struct {
-		Messages []json.RawMessage `json:"messages"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		abortError(c, http.StatusBadRequest, CodeInvalidJSON, describeJSONError(err).Error())
-		return
-	}
-	messagesAccepted.Add(uint64(len(req.Messages)))
-	c.JSON(http.StatusOK, gin.H{"persisted": len(req.Messages), "duplicates": 0})
-}
-
 // taskStatusAuth checks the workspace token of a task status callback: it
 // must be scoped to the workspace the task runs in.
 func (s *Server) taskStatusAuth(c *gin.Context) {
@@ -270,20 +227,14 @@ func (s *Server) taskStatusAuth(c *gin.Context) {
 
 // TaskStatusRequest is the body of the agent's task status callback.
 type TaskStatusRequest struct {
-	ToStatus      string `json:"toStatus"`
-	ExecutionStep string `json:"executionStep"`
-	Reason        string `json:"reason"`
-	ErrorMessage  string `json:"errorMessage"`
-	OutputSummary string `json:"outputSummary"`
-	OutputBranch  string `json:"outputBranch"`
-	OutputPRURL   string `json:"outputPrUrl"`
-	GitPushResult *struct {
-		Pushed     bool   `json:"pushed"`
-		CommitSha  string `json:"commitSha"`
-		BranchName string `json:"branchName"`
-		PRURL      string `json:"prUrl"`
-		Error      string `json:"error"`
-	} `json:"gitPushResult"`
+	ToStatus      string         `json:"toStatus"`
+	ExecutionStep string         `json:"executionStep"`
+	Reason        string         `json:"reason"`
+	ErrorMessage  string         `json:"errorMessage"`
+	OutputSummary string         `json:"outputSummary"`
+	OutputBranch  string         `json:"outputBranch"`
+	OutputPRURL   string         `json:"outputPrUrl"`
+	GitPushResult *GitPushResult `json:"gitPushResult"`
 }
 
 func (s *Server) taskStatus(c *gin.Context) {
@@ -313,6 +264,12 @@ func (s *Server) taskStatus(c *gin.Context) {
 	if g := req.GitPushResult; g != nil {
 		cmd.Output.Branch = firstNonEmpty(g.BranchName, cmd.Output.Branch)
 		cmd.Output.PRURL = firstNonEmpty(g.PRURL, cmd.Output.PRURL)
+		cmd.Output.Push = g.push()
+	}
+	if cmd.ToStatus != fsm.StatusFailed {
+		// An error with a finished run (a failed prompt in conversation
+		// mode) does not fail the task; the output keeps it.
+		cmd.Output.AgentError = cut(req.ErrorMessage, maxReportMessage)
 	}
 	res, ok := s.commit(c, cmd)
 	if ok {

@@ -165,7 +165,7 @@ func callbackRoutes() []callbackRoute {
 		)
 	}
 	return append(rs,
-		callbackRoute{"/api/workspaces/%s/messages", tokens.ScopeWorkspace, ws, nil},
+		callbackRoute{"/api/workspaces/%s/messages", tokens.ScopeWorkspace, ws, is(fsm.CmdRecordMessages | fsm.IgnoreUnknown)},
 		callbackRoute{"/v1/tasks/%s/status", tokens.ScopeWorkspace, task, is(fsm.CmdTaskStatusCallback)},
 		callbackRoute{"/api/projects/p1/tasks/%s/status/callback", tokens.ScopeWorkspace, task, is(fsm.CmdTaskStatusCallback)},
 	)
@@ -194,6 +194,9 @@ func FuzzCallbackHandlers(f *testing.F) {
 		`{"errors":[{"incidentId":"i1","level":"error","message":"disk full","source":"agent","workspaceId":"ws"}]}`,
 		`{"errors":{}}`, `{"status":"running"}`, `{"status":"recovery"}`, `{"status":"bogus"}`,
 		`{"errorMessage":"no disk"}`, `{"messages":[{"role":"user","content":"hi"}]}`, `{"messages":"x"}`,
+		`{"messages":[{"messageId":"m1","sessionId":"c1","role":"assistant","content":"hi","timestamp":"2026-11-25T12:00:00Z","sequence":1}]}`,
+		`{"errors":[{"incidentId":"i2","level":"info","message":"Agent ready","source":"agent","timestamp":"2026-11-25T12:00:00Z","context":{"a":1}}]}`,
+		`{"executionStep":"awaiting_followup","errorMessage":"e","gitPushResult":{"pushed":false,"commitSha":"abc","branchName":"main","prNumber":0,"hasUncommittedChanges":true,"error":"push blocked"}}`,
 		`{"toStatus":"completed","outputSummary":"done","outputBranch":"b","outputPrUrl":"https://x/pr/1"}`,
 		`{"toStatus":"awaiting_followup","executionStep":"awaiting_followup"}`, `{"toStatus":"failed","errorMessage":"boom"}`,
 		`{"toStatus":"bogus"}`, `{"executionStep":"bogus"}`, `{"gitPushResult":{"pushed":true,"branchName":"b","prUrl":"u"}}`,
