@@ -57,6 +57,11 @@ func runDev(ctx context.Context, args []string) error {
 	for _, n := range nodes {
 		urls = append(urls, "http://"+n.http)
 	}
+	// One keyring for the three nodes, kept across restarts of tdf dev.
+	keyringFile, err := devKeyring(*dataDir)
+	if err != nil {
+		return err
+	}
 	// The agents know one URL, as in production: a load balancer in
 	// front of the nodes, so that their callbacks survive any node's death.
 	balancer, err := lb.Listen(*lbAddr, lb.Options{Backends: urls, Logger: logOpts.logger("tdf")})
@@ -88,7 +93,7 @@ func runDev(ctx context.Context, args []string) error {
 			"--control-plane-url", balancer.URL,
 			"--session-idle-timeout", idle.String(), "--node-warm-timeout", warm.String(),
 			"--provisioning-poll-interval", "1s", "--agent-ready-poll-interval", "1s", "--node-ready-grace", "10s",
-			"--retry-base-delay", "1s"}
+			"--retry-base-delay", "1s", "--keyring-file", keyringFile}
 		args = append(args, logArgs...)
 		wg.Add(1)
 		go func() {

@@ -19,6 +19,8 @@ Usage:
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
   tdf lb --backends URL,...   a load balancer in front of the nodes: the agents' one control-plane URL
   tdf task submit|get|list|cancel|watch|idle-reset ...
+  tdf credential set|list|delete ...   git tokens and agent keys, sealed (docs/security.md)
+  tdf keyring init --out FILE  a new cluster keyring, copied to every node
   tdf cluster status|members|join|remove|transfer-leadership
   tdf snapshot save --out FILE | restore --in FILE
   tdf errors [--task ID] [--node ID] [--kind K]
@@ -67,6 +69,10 @@ func run(ctx context.Context, args []string) error {
 		return runLB(ctx, args[1:])
 	case "task":
 		return runTask(ctx, args[1:])
+	case "credential":
+		return runCredential(ctx, args[1:])
+	case "keyring":
+		return runKeyring(ctx, args[1:])
 	case "cluster":
 		return runCluster(ctx, args[1:])
 	case "snapshot":

@@ -123,6 +123,7 @@ func runServer(ctx context.Context, args []string) error {
 	serverFlags(fs, &cfg, &logOpts, &bootstrap)
 	cf.bind(fs)
 	sec.bind(fs, &cfg)
+	keyringFile := fs.String("keyring-file", "", "the cluster keyring sealing credentials, the same file on every node (default: keyring.json in --data-dir, if there)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -148,6 +149,15 @@ func runServer(ctx context.Context, args []string) error {
 		cfg.Pipeline.Cloud = provider
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
+	kr, krPath, err := loadNodeKeyring(*keyringFile, cfg.Cluster.DataDir)
+	if err != nil {
+		return err
+	}
+	if cfg.API.Keyring = kr; kr == nil {
+		cfg.Logger.Warn("no keyring (--keyring-file, or keyring.json in --data-dir): this node can neither set nor hand out credentials, and agents' git-token and agent-key calls fail; see docs/security.md")
+	} else {
+		cfg.Logger.Info("keyring loaded", "file", krPath, "keys", kr.Len(), "active", kr.ActiveID())
+	}
 	if cfg.ControlPlaneURL == "" && len(cfg.Cluster.Bootstrap) > 1 {
 		cfg.Logger.Warn("no --control-plane-url: a new cluster takes its first leader's API URL as the URL agents call back to; production needs a stable load-balancer URL in front of every node (--control-plane-url, or PUT /v1/cluster/control-plane)")
 	}
