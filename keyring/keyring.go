@@ -3,9 +3,10 @@
 // enter the raft log, and with which a node opens them to hand them out.
 //
 // A keyring lives in a file of its own on every node (mode 0600), never in
-// the raft log or snapshots: whoever copies a data directory gets
-// ciphertext only. All nodes hold the same file (docs/security.md): `tdf
-// keyring init` writes one, the operator copies it to every node. The
+// the raft log or snapshots: a backup (tdf snapshot save), a snapshot file
+// or a copied raft.db holds ciphertext only. All nodes hold the same file
+// (docs/security.md): `tdf keyring init` writes one, the operator copies it
+// to every node. The
 // newest key seals; every key opens what it sealed (its id travels with the
 // ciphertext), so a key can be added without re-sealing old credentials.
 package keyring
