@@ -24,7 +24,9 @@ import (
 //     activity report (whose path names a project, not a workspace: the
 //     token's workspace must belong to a task of that project);
 //   - node-scoped token (CALLBACK_TOKEN_FILE): the node-level ACP heartbeat
-//     (its body names the node) and diagnostic-incident artifacts.
+//     (its body names the node) and diagnostic-incident artifacts; and
+//     boot-log, where the agent's node-level reporter (agent crash reports)
+//     puts its node id in place of a workspace id.
 //
 // A token of the other scope is 403, none or a bad one 401. Routes that
 // read a workspace's task (and the credentials) run on the caught-up
@@ -56,7 +58,7 @@ func (s *Server) agentRoutes(r *gin.Engine) {
 	r.POST(w+"agent-settings", cb("agent_settings"), id, s.onLeader, ws, task, s.agentSettings)
 	r.GET(w+"agent-settings", cb("agent_settings"), id, s.onLeader, ws, task, s.agentSettings)
 	r.POST(w+"agent-credential-sync", cb("agent_credential_sync"), id, s.onLeader, ws, task, s.liveWorkspace, s.credentialSync)
-	r.POST(w+"boot-log", cb("boot_log"), id, ws, s.bootLog)
+	r.POST(w+"boot-log", cb("boot_log"), id, s.bootLogAuth, s.bootLog)
 	r.POST("/api/projects/:pid/acp-sessions/:sid/activity", cb("acp_activity"), s.validID("pid"), s.validID("sid"), s.onLeader, s.activityAuth, s.acknowledge)
 	r.POST("/api/projects/:pid/node-acp-heartbeat", cb("acp_heartbeat"), s.validID("pid"), s.acpHeartbeatAuth, s.acknowledge)
 	const inc = "/api/nodes/:id/diagnostic-incidents/:iid/artifacts"
@@ -244,6 +246,19 @@ func (s *Server) workspaceRuntime(c *gin.Context) {
 // nulls leave the agent on its defaults.
 func (s *Server) agentSettings(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"model": nil, "permissionMode": nil, "opencodeProvider": nil, "opencodeBaseUrl": nil})
+}
+
+// bootLogAuth takes the workspace's token, or the node token of a node
+// whose id is in the path (the agent's node-level boot log).
+func (s *Server) bootLogAuth(c *gin.Context) {
+	if s.cfg.Tokens != nil {
+		raw, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if cl, err := s.cfg.Tokens.CallbackClaims(raw, tokens.ScopeNode); err == nil && cl.Workspace == c.Param("id") {
+			c.Next()
+			return
+		}
+	}
+	s.requireCallbackToken(tokens.ScopeWorkspace, "id")(c)
 }
 
 // bootLog accepts a provisioning log line. It is counted, not kept.

@@ -197,6 +197,15 @@ func TestAgentRoutes(t *testing.T) {
 	if r := a.do(t, a.c.Nodes[0], http.MethodPost, "/api/projects/p2/acp-sessions/s1/activity", []byte(`{}`), wsTok); r.Status != http.StatusForbidden {
 		t.Errorf("activity for another project = %d %s, want 403", r.Status, r.Body)
 	}
+	// The agent's node-level boot log names its node where a workspace
+	// goes, with the node token: accepted; another node's token is not.
+	bootLog := "/api/workspaces/" + node + "/boot-log"
+	if r := a.do(t, a.c.Nodes[1], http.MethodPost, bootLog, []byte(`{"step":"agent","status":"failed"}`), nodeTok); r.Status != http.StatusOK {
+		t.Errorf("node-level boot log = %d %s, want 200", r.Status, r.Body)
+	}
+	if r := a.do(t, a.c.Nodes[1], http.MethodPost, bootLog, []byte(`{}`), a.bearer(t, tokens.ScopeNode, "n-other")); r.Status != http.StatusForbidden {
+		t.Errorf("node-level boot log with another node's token = %d %s, want 403", r.Status, r.Body)
+	}
 	// A heartbeat naming another node: 403.
 	if r := a.do(t, a.c.Nodes[0], http.MethodPost, "/api/projects/p1/node-acp-heartbeat", []byte(`{"nodeId":"n-other"}`), nodeTok); r.Status != http.StatusForbidden {
 		t.Errorf("heartbeat for another node = %d %s, want 403", r.Status, r.Body)
