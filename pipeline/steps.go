@@ -171,7 +171,7 @@ func (p *pipeline) startSession(ctx context.Context, t *fsm.Task, key string) st
 	}
 	sid := SessionID(t)
 	if _, err := p.cfg.Agents.CreateAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID,
-		vmagent.CreateSessionRequest{SessionID: sid, Label: "task " + t.ID, ProjectID: t.ProjectID}, key); err != nil {
+		vmagent.CreateSessionRequest{SessionID: sid, Label: "task " + t.ID, ChatSessionID: ChatSessionID(t), ProjectID: t.ProjectID}, key); err != nil {
 		return steps.Failed(agentErr("create agent session", err))
 	}
 	if err := p.cfg.Agents.StartAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID, sid, vmagent.StartSessionRequest{

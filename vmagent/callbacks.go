@@ -125,3 +125,38 @@ type GitPushResult struct {
 	HasUncommittedChanges bool   `json:"hasUncommittedChanges"`
 	Error                 string `json:"error"`
 }
+
+// MessagesPath is where the agent delivers the chat messages of a
+// workspace's agent session, from its outbox, retried (every answer but
+// 400, 401 and 403). It reports messages only for a session created with
+// both a chatSessionId and a projectId. Workspace-scoped token.
+func MessagesPath(workspaceID string) string {
+	return "/api/workspaces/" + url.PathEscape(workspaceID) + "/messages"
+}
+
+// MessagesRequest is the body of the messages callback: 1 to 100 messages
+// of one chat session.
+type MessagesRequest struct {
+	Messages []ChatMessage `json:"messages"`
+}
+
+// ChatMessage is one chat message the agent reports. SessionID is the chat
+// session id of the agent session's creation; Sequence orders the agent's
+// messages; Origin is "system" for messages the agent injected itself.
+type ChatMessage struct {
+	MessageID    string `json:"messageId"`
+	SessionID    string `json:"sessionId"`
+	Role         string `json:"role"`
+	Content      string `json:"content"`
+	ToolMetadata string `json:"toolMetadata,omitempty"`
+	Timestamp    string `json:"timestamp"`
+	Sequence     int64  `json:"sequence"`
+	Origin       string `json:"origin,omitempty"`
+}
+
+// MessagesResponse is the control plane's answer to the messages callback:
+// how many messages it kept and how many it had already.
+type MessagesResponse struct {
+	Persisted  int `json:"persisted"`
+	Duplicates int `json:"duplicates"`
+}

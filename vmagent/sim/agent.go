@@ -39,6 +39,7 @@ type Agent struct {
 	events     []Event
 	seq        int64
 	prNumber   int
+	msgSeq     int64 // the last chat message's sequence number
 	// rngs are the seeded streams of the random fault decisions, one per
 	// callback kind (Config.Seed).
 	rngs map[CallbackKind]*rand.Rand
@@ -68,6 +69,10 @@ type workspace struct {
 type session struct {
 	vmagent.Session
 	projectID string
+	// chatSessionID is the session's chat session, set when it was created
+	// with both a chatSessionId and a projectId: only then does the real
+	// agent report the session's chat messages (messages.go).
+	chatSessionID string
 	// running is true while an agent run is in flight; stopRun ends it.
 	running bool
 	stopRun context.CancelFunc

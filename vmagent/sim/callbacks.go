@@ -25,6 +25,7 @@ const (
 	KindWorkspaceReady     CallbackKind = "workspace_ready"
 	KindProvisioningFailed CallbackKind = "provisioning_failed"
 	KindTaskStatus         CallbackKind = "task_status"
+	KindMessages           CallbackKind = "messages"
 )
 
 // Outcome is what became of one callback attempt, or of a whole delivery.
@@ -93,6 +94,8 @@ type message struct {
 	workspaceID, projectID, taskID string
 	// retryLimits: 408 and 429 are retried too (provisioning-failed).
 	retryLimits bool
+	// outbox: every answer but 400, 401 and 403 is retried (messages).
+	outbox bool
 }
 
 func newMessage(kind CallbackKind, path, token string, body any) *message {
@@ -118,6 +121,8 @@ func (m *message) rec(outcome Outcome) CallbackRecord {
 // retryable reports whether an answer (0: none) is worth another attempt.
 func (m *message) retryable(status int) bool {
 	switch {
+	case m.outbox:
+		return status != http.StatusBadRequest && status != http.StatusUnauthorized && status != http.StatusForbidden
 	case status == 0, status >= 500:
 		return true
 	case m.retryLimits && (status == http.StatusRequestTimeout || status == http.StatusTooManyRequests):

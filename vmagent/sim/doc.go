@@ -26,7 +26,11 @@
 // creation, retried per RetryPolicy (workspace ready is then kept pending
 // and re-sent after every successful heartbeat until a 2xx or 4xx); and,
 // AgentWorkDuration after a session starts, the task status callback, once,
-// without retry.
+// without retry. A session created with both a chatSessionId and a
+// projectId (the real agent's condition for reporting chat messages) first
+// reports its run's messages (the prompt and an answer, tagged with that
+// chat session id) to /api/workspaces/{id}/messages, retried like the real
+// agent's outbox: every answer but 400, 401 and 403.
 //
 // # Task context
 //

@@ -372,6 +372,9 @@ func (a *Agent) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		projectID:  projectID,
 		deliveries: make(map[string]string),
 	}
+	if chat := strings.TrimSpace(body.ChatSessionID); chat != "" && projectID != "" {
+		s.chatSessionID = chat
+	}
 	if a.sessions[wsID] == nil {
 		a.sessions[wsID] = make(map[string]*session)
 	}

@@ -100,6 +100,10 @@ func (a *Agent) run(ctx context.Context, ws *workspace, s *session, tc taskConte
 			GitPushResult: a.pushResultLocked(ws, s, a.prNumber),
 		}
 	}
+	var chat *message
+	if alive {
+		chat = a.chatMessagesLocked(ws, s, tc)
+	}
 	hook := func() {}
 	if alive {
 		detail := "awaiting_followup"
@@ -110,6 +114,11 @@ func (a *Agent) run(ctx context.Context, ws *workspace, s *session, tc taskConte
 	}
 	a.mu.Unlock()
 	hook()
+	if chat != nil {
+		// The real agent's outbox runs on its own; sending the run's
+		// messages first keeps the simulation's order fixed.
+		a.sendChatMessages(a.ctx, chat)
+	}
 
 	m := newMessage(KindTaskStatus, vmagent.TaskStatusPath(tc.projectID, tc.taskID), token, body)
 	m.workspaceID, m.projectID, m.taskID = ws.id, tc.projectID, tc.taskID
