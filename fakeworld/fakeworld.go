@@ -23,6 +23,7 @@ import (
 	"github.com/tdf-project/tdf/cloud/fakecloud"
 	"github.com/tdf-project/tdf/cloudinit"
 	"github.com/tdf-project/tdf/tokens"
+	"github.com/tdf-project/tdf/vmagent/realagent"
 	"github.com/tdf-project/tdf/vmagent/sim"
 )
 
@@ -48,7 +49,10 @@ type Options struct {
 	// VerifyTokens makes agents check management tokens against the JWKS
 	// (the agent's real behaviour); off, they accept any token.
 	VerifyTokens bool
-	Logger       hclog.Logger
+	// RealAgent, when set, boots the real VM agent (vmagent/realagent)
+	// for each server instead of a simulated one.
+	RealAgent *realagent.Options
+	Logger    hclog.Logger
 }
 
 // World is the fake cloud and its agents.
@@ -59,6 +63,7 @@ type World struct {
 
 	mu     sync.Mutex
 	agents map[int64]*vm
+	real   map[int64]*realagent.Process
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -77,7 +82,7 @@ func New(opts Options) *World {
 	if opts.AgentPort == 0 {
 		opts.AgentPort = 8080
 	}
-	w := &World{opts: opts, log: opts.Logger.Named("fakeworld"), agents: map[int64]*vm{}}
+	w := &World{opts: opts, log: opts.Logger.Named("fakeworld"), agents: map[int64]*vm{}, real: map[int64]*realagent.Process{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	co := opts.Cloud
 	co.OnServerRunning = w.boot
@@ -98,6 +103,10 @@ func (w *World) Close() {
 	for id, v := range w.agents {
 		v.stop()
 		delete(w.agents, id)
+	}
+	for id, p := range w.real {
+		p.Stop()
+		delete(w.real, id)
 	}
 }
 
@@ -146,6 +155,9 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 	boot, err := cloudinit.Parse(s.UserData)
 	if err != nil {
 		return err
+	}
+	if w.opts.RealAgent != nil {
+		return w.bootRealAgent(s, boot)
 	}
 	w.mu.Lock()
 	cfg := w.opts.Agent
@@ -212,9 +224,14 @@ func (w *World) shutdown(s fakecloud.VM) {
 	w.mu.Lock()
 	v := w.agents[s.ID]
 	delete(w.agents, s.ID)
+	p := w.real[s.ID]
+	delete(w.real, s.ID)
 	w.mu.Unlock()
 	if v != nil {
 		v.stop()
+	}
+	if p != nil {
+		p.Stop()
 	}
 }
 

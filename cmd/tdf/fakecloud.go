@@ -43,9 +43,15 @@ func runFakecloud(ctx context.Context, args []string) error {
 	fs.Float64Var(&ac.Faults.DropTaskStatusRate, "drop-task-status-rate", 0, "probability (0..1) that an agent drops a task status callback, decided once per callback (dropped ones are in the ledger as callback_dropped)")
 	fs.Uint64Var(&ac.Seed, "agent-seed", 0, "seed of the agents' random fault decisions; with a node's id it fixes that agent's decisions")
 	fs.BoolVar(&ac.Faults.FailWorkspaces, "fail-workspaces", false, "fail every workspace (provisioning-failed callback)")
+	var real realAgentFlags
+	real.bind(fs)
 	var logOpts logOptions
 	logOpts.bind(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	realAgent, err := real.options()
+	if err != nil {
 		return err
 	}
 	for _, r := range []struct {
@@ -74,7 +80,7 @@ func runFakecloud(ctx context.Context, args []string) error {
 	}
 	co.Addresses = fakecloud.NewSequentialAllocator(first, within)
 	log := logOpts.logger("fakecloud")
-	w := fakeworld.New(fakeworld.Options{Cloud: co, Agent: ac, AgentPort: *agentPort, VerifyTokens: *verify, Logger: log})
+	w := fakeworld.New(fakeworld.Options{Cloud: co, Agent: ac, AgentPort: *agentPort, VerifyTokens: *verify, RealAgent: realAgent, Logger: log})
 	defer w.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -18,6 +18,7 @@ Usage:
   tdf dev [flags]             run a local three-node cluster with the simulated cloud
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
   tdf lb --backends URL,...   a load balancer in front of the nodes: the agents' one control-plane URL
+  tdf fake-acp                a fake coding agent (ACP over stdio) for the real VM agent in tests
   tdf task submit|get|list|cancel|watch|idle-reset ...
   tdf credential set|list|delete ...   git tokens and agent keys, sealed (docs/security.md)
   tdf keyring init --out FILE  a new cluster keyring, copied to every node
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string) error {
 		return runDev(ctx, args[1:])
 	case "fakecloud":
 		return runFakecloud(ctx, args[1:])
+	case "fake-acp":
+		return runFakeACP(ctx, args[1:])
 	case "lb":
 		return runLB(ctx, args[1:])
 	case "task":

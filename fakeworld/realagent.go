@@ -1,0 +1,31 @@
+package fakeworld
+
+import (
+	"fmt"
+
+	"github.com/tdf-project/tdf/cloud/fakecloud"
+	"github.com/tdf-project/tdf/cloudinit"
+	"github.com/tdf-project/tdf/vmagent/realagent"
+)
+
+// bootRealAgent starts the real VM agent of a server from what its
+// cloud-init installs: the unit's environment and the token file.
+func (w *World) bootRealAgent(s fakecloud.VM, boot cloudinit.Boot) error {
+	p, err := realagent.Start(*w.opts.RealAgent, realagent.Boot{
+		Name: s.Name, Env: boot.Env, CallbackToken: boot.CallbackToken,
+		Host: s.IPv4.String(), Port: w.opts.AgentPort,
+	})
+	if err != nil {
+		return fmt.Errorf("real agent: %w", err)
+	}
+	w.mu.Lock()
+	if w.ctx.Err() != nil {
+		w.mu.Unlock()
+		p.Stop()
+		return nil
+	}
+	w.real[s.ID] = p
+	w.mu.Unlock()
+	w.Cloud.Record(fakecloud.Event{Kind: "agent_booted", ServerID: s.ID, Name: s.Name, NodeID: boot.Env["NODE_ID"], Detail: "real agent in " + p.Dir()})
+	return nil
+}
