@@ -40,6 +40,11 @@ type Config struct {
 	AgentPort int
 	// Image is the server image.
 	Image string
+	// AgentBinaryURL and AgentBinarySHA256 are where new servers download
+	// the VM agent binary at boot and its SHA-256 (cloudinit.Boot). Empty,
+	// the image must have the agent already.
+	AgentBinaryURL    string
+	AgentBinarySHA256 string
 	// ActionPoll and AgentPoll are the polling intervals of server
 	// creation and agent readiness (REFERENCE.md: 10 s and 5 s).
 	ActionPoll time.Duration
@@ -135,5 +140,5 @@ func (p *pipeline) userData(n *fsm.Node, t *fsm.Task) (string, error) {
 		"VM_AGENT_PORT":       fmt.Sprint(p.cfg.AgentPort),
 		"PROJECT_ID":          t.ProjectID,
 		"TASK_ID":             t.ID,
-	}})
+	}, AgentURL: p.cfg.AgentBinaryURL, AgentSHA256: p.cfg.AgentBinarySHA256})
 }

@@ -68,6 +68,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.StringVar(&cfg.ControlPlaneURL, "control-plane-url", "", "the cluster's one URL for agents (a load balancer in front of every node), also the tokens' issuer; seeds the replicated setting of a new cluster, changed later with PUT /v1/cluster/control-plane (default: the first leader's API URL)")
 	fs.IntVar(&pc.AgentPort, "agent-port", pc.AgentPort, "port the VM agents listen on")
 	fs.StringVar(&pc.Image, "server-image", pc.Image, "image of new servers")
+	bindAgentBinary(fs, pc)
 	fs.DurationVar(&pc.ActionPoll, "provisioning-poll-interval", pc.ActionPoll, "how often a server's create action is polled")
 	fs.DurationVar(&pc.AgentPoll, "agent-ready-poll-interval", pc.AgentPoll, "how often a new node's agent /health is polled")
 	fs.DurationVar(&pc.NodeReadyGrace, "node-ready-grace", pc.NodeReadyGrace, "after this long with a healthy agent but no node-ready callback, the node counts as ready")
@@ -163,6 +164,9 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	if cfg.Pipeline.Cloud == nil {
 		cfg.Logger.Warn("no cloud token (--cloud-token or TDF_CLOUD_TOKEN): tasks that need a new node will fail")
+	}
+	if err := checkAgentBinary(cfg.Pipeline, cfg.Logger); err != nil {
+		return err
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {
