@@ -129,7 +129,7 @@ func printJSON(v any) error {
 
 func runTask(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: tdf task submit|get|list|cancel|watch|idle-reset [flags]")
+		fmt.Fprintln(os.Stderr, "usage: tdf task submit|get|list|cancel|watch|idle-reset|messages [flags]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("task "+args[0], flag.ContinueOnError)
@@ -183,7 +183,24 @@ func runTask(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return showTask(out.Task, *asJSON)
+		if err := showTask(out.Task, *asJSON); err != nil || *asJSON || args[0] != "get" {
+			return err
+		}
+		// The newest chat messages, one line each (tdf task messages shows
+		// them whole); none from a server that keeps none.
+		if tm, err := getMessages(ctx, c, out.Task.ID); err == nil && len(tm.Messages) > 0 {
+			showMessages(os.Stdout, lastMessages(tm, 10), 100)
+		}
+		return nil
+	case "messages":
+		c, err := parseClient(fs, args[1:], addr)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("tdf task messages needs exactly one task id")
+		}
+		return runTaskMessages(ctx, c, fs.Arg(0), *asJSON)
 	case "watch":
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
@@ -238,7 +255,7 @@ func runTask(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel, watch, idle-reset)\n", args[0])
+	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel, watch, idle-reset, messages)\n", args[0])
 	return errUsage
 }
 
@@ -268,9 +285,7 @@ func showTask(t *fsm.Task, asJSON bool) error {
 	if t.ErrorMessage != "" {
 		fmt.Fprintf(tw, "error\t%s\n", t.ErrorMessage)
 	}
-	if t.Output != (fsm.Output{}) {
-		fmt.Fprintf(tw, "output\tbranch %s  pr %s  %s\n", t.Output.Branch, t.Output.PRURL, t.Output.Summary)
-	}
+	showOutput(tw, t.Output)
 	fmt.Fprintln(tw, "\nHISTORY\tFROM\tTO\tACTOR\tREASON")
 	for _, e := range t.History {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.From, e.To, e.Actor.Type, e.Reason)

@@ -19,13 +19,13 @@ Usage:
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
   tdf lb --backends URL,...   a load balancer in front of the nodes: the agents' one control-plane URL
   tdf fake-acp                a fake coding agent (ACP over stdio) for the real VM agent in tests
-  tdf task submit|get|list|cancel|watch|idle-reset ...
+  tdf task submit|get|list|cancel|watch|idle-reset|messages ...
   tdf credential set|list|delete ...   git tokens and agent keys, sealed (docs/security.md)
   tdf keyring init --out FILE  a new cluster keyring, copied to every node
   tdf cluster status|members|join|remove|transfer-leadership
   tdf snapshot save --out FILE | restore --in FILE
   tdf errors [--task ID] [--node ID] [--kind K]
-  tdf nodes [--status S] [--user U]
+  tdf nodes [--status S] [--user U] | tdf nodes ID   (one node and its event log)
   tdf import [--dry-run] FILE  import the old system's in-flight tasks (docs/import.md)
   tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
   tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)

@@ -90,7 +90,7 @@ func runErrors(ctx context.Context, args []string) error {
 	q := url.Values{}
 	task := fs.String("task", "", "only errors of this task")
 	node := fs.String("node", "", "only errors of this node")
-	kind := fs.String("kind", "", "only errors of this kind (step_error, task_failed, fenced, sweeper, cleanup, node_error, reconciler, recovered)")
+	kind := fs.String("kind", "", "only errors of this kind (step_error, task_failed, fenced, sweeper, cleanup, node_error, reconciler, recovered, push_failed)")
 	limit := fs.Int("limit", 50, "page size")
 	c, err := parseClient(fs, args, addr)
 	if err != nil {
@@ -128,6 +128,13 @@ func runNodes(ctx context.Context, args []string) error {
 	c, err := parseClient(fs, args, addr)
 	if err != nil {
 		return err
+	}
+	switch fs.NArg() {
+	case 0:
+	case 1:
+		return showNode(ctx, c, fs.Arg(0), *asJSON)
+	default:
+		return fmt.Errorf("tdf nodes takes at most one node id, got %d arguments", fs.NArg())
 	}
 	q := url.Values{}
 	if *status != "" {
@@ -167,7 +174,7 @@ func runCompletion(args []string) error {
   case $COMP_CWORD in
     1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster snapshot errors nodes import tls healthcheck completion version help" -- "$cur")); return;;
     2) case $cmd in
-         task) COMPREPLY=($(compgen -W "submit get list cancel watch idle-reset" -- "$cur")); return;;
+         task) COMPREPLY=($(compgen -W "submit get list cancel watch idle-reset messages" -- "$cur")); return;;
          cluster) COMPREPLY=($(compgen -W "status members join remove transfer-leadership" -- "$cur")); return;;
          snapshot) COMPREPLY=($(compgen -W "save restore" -- "$cur")); return;;
          tls) COMPREPLY=($(compgen -W "init" -- "$cur")); return;;
