@@ -38,9 +38,9 @@ func TestCallbackAuthorization(t *testing.T) {
 	nodeID, wsID := task.NodeID, task.WorkspaceID
 
 	is := n.Tokens
-	past := &tokens.Issuer{URL: is.URL, Keys: is.Keys, Now: func() time.Time { return time.Now().Add(-25 * time.Hour) }}
+	past := &tokens.Issuer{URL: is.ControlPlaneURL(), Keys: is.Keys, Now: func() time.Time { return time.Now().Add(-25 * time.Hour) }}
 	otherKey, _ := tokens.GenerateKey()
-	forger := &tokens.Issuer{URL: is.URL, Keys: func() []tokens.Key { return []tokens.Key{otherKey} }, Now: time.Now}
+	forger := &tokens.Issuer{URL: is.ControlPlaneURL(), Keys: func() []tokens.Key { return []tokens.Key{otherKey} }, Now: time.Now}
 	mint := func(i *tokens.Issuer, s tokens.Scope, id string) string {
 		tok, err := i.CallbackToken(s, id)
 		if err != nil {

@@ -58,15 +58,22 @@ func sameIDs(set []fsm.SigningKey, ids []string) bool {
 
 // clusterDuties returns the leader hook that keeps the replicated cluster
 // configuration in line with this leader's, and purges error records older
-// than errorRetention. A signing key exists and is
+// than errorRetention. The cluster has a control-plane URL (cp), a
+// signing key exists and is
 // rotated every rotateEvery (old keys stay in the set, verifying, until
 // MaxSigningKeys pushes them out: two rotations later, well past the 24 h
 // life of the tokens they signed), and the node settings match its flags.
-func clusterDuties(f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Result, error), settings fsm.Settings, rotateEvery, errorRetention time.Duration, log hclog.Logger) func(context.Context, uint64) {
+func clusterDuties(f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Result, error), cp *controlPlane, settings fsm.Settings, rotateEvery, errorRetention time.Duration, log hclog.Logger) func(context.Context, uint64) {
 	return func(ctx context.Context, _ uint64) {
 		for {
-			if err := ensureClusterState(ctx, f, apply, settings, rotateEvery); err != nil && ctx.Err() == nil {
+			wait := time.Minute
+			err := cp.ensure(ctx, f, apply)
+			if err == nil {
+				err = ensureClusterState(ctx, f, apply, settings, rotateEvery)
+			}
+			if err != nil && ctx.Err() == nil {
 				log.Warn("cannot set up cluster state; retrying", "error", err)
+				wait = time.Second
 			}
 			// Age-based retention of the error database.
 			if oldest, ok := f.OldestError(); ok && errorRetention > 0 && time.Since(oldest) > errorRetention {
@@ -77,7 +84,7 @@ func clusterDuties(f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.Re
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(time.Minute):
+			case <-time.After(wait):
 			}
 		}
 	}

@@ -186,8 +186,8 @@ func Start(cfg Config) (*Server, error) {
 	}
 	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
 	s.Tokens = &tokens.Issuer{ControlPlane: s.FSM.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
-	s.Node.OnLeader(controlPlaneDuty(s.FSM, s.Node.Apply, cfg.ControlPlaneURL, strings.TrimRight(s.URL, "/"), cfg.Logger.Named("leader")))
-	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
+	cp := &controlPlane{configured: cfg.ControlPlaneURL, own: strings.TrimRight(s.URL, "/"), log: cfg.Logger.Named("leader")}
+	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cp, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
 	rc := cfg.Runner
 	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire
 	handlers := cfg.Handlers
