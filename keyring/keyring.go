@@ -249,6 +249,21 @@ func Load(path string) (*Keyring, error) {
 	return k, nil
 }
 
+// Replace writes the keyring over the file at path, atomically (a new
+// file renamed over it), keeping mode 0600. Rotate then Replace adds a key
+// without losing the old ones.
+func (k *Keyring) Replace(path string) error {
+	tmp := path + ".new"
+	if err := k.Save(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("keyring file: %w", err)
+	}
+	return nil
+}
+
 // Save writes the keyring to a new file with mode 0600; it never replaces
 // an existing file (a lost key is lost credentials).
 func (k *Keyring) Save(path string) error {

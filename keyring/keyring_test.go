@@ -149,3 +149,28 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		t.Errorf("Load(missing) = %v, want ErrNotExist", err)
 	}
 }
+
+func TestRotateAndReplaceFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keyring.json")
+	k, _ := Generate()
+	if err := k.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := k.Seal([]byte("old"), nil)
+	if err := k.Rotate(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Replace(path); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Load(path)
+	if err != nil || l.Len() != 2 || l.ActiveID() != k.ActiveID() {
+		t.Fatalf("replaced file: %v, %v", l, err)
+	}
+	if got, err := l.Open(old, nil); err != nil || string(got) != "old" {
+		t.Fatalf("the old key is gone: %q, %v", got, err)
+	}
+	if _, err := os.Stat(path + ".new"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temporary file left: %v", err)
+	}
+}

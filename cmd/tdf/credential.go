@@ -190,10 +190,14 @@ func cmpDash(s string) string {
 	return s
 }
 
-// runKeyring writes a new keyring file (tdf keyring init).
+// runKeyring writes a new keyring file (tdf keyring init) or adds a key
+// to one (tdf keyring rotate).
 func runKeyring(_ context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "rotate" {
+		return rotateKeyring(args[1:])
+	}
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(os.Stderr, "usage: tdf keyring init --out FILE   (copy FILE to every node; see docs/security.md)")
+		fmt.Fprintln(os.Stderr, "usage: tdf keyring init --out FILE | rotate --file FILE   (copy FILE to every node; see docs/security.md)")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("keyring init", flag.ContinueOnError)
@@ -256,4 +260,29 @@ func devKeyring(dataDir string) (string, error) {
 		return "", err
 	}
 	return path, k.Save(path)
+}
+
+// rotateKeyring adds a new sealing key to a keyring file, keeping the old
+// ones (they still open what they sealed).
+func rotateKeyring(args []string) error {
+	fs := flag.NewFlagSet("keyring rotate", flag.ContinueOnError)
+	file := fs.String("file", "", "the keyring file to add a key to")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return fmt.Errorf("tdf keyring rotate needs --file FILE")
+	}
+	k, err := keyring.Load(*file)
+	if err != nil {
+		return err
+	}
+	if err := k.Rotate(time.Now()); err != nil {
+		return err
+	}
+	if err := k.Replace(*file); err != nil {
+		return err
+	}
+	fmt.Printf("%s: new sealing key %s (%d keys). Copy it to every node and restart them; until then, only nodes with the new file can open what is sealed under it.\n", *file, k.ActiveID(), k.Len())
+	return nil
 }

@@ -25,7 +25,13 @@ func TestCredentialCLI(t *testing.T) {
 	if err := runKeyring(context.Background(), []string{"init", "--out", krFile}); err == nil || !strings.Contains(err.Error(), "never overwritten") {
 		t.Fatalf("second keyring init = %v, want a refusal", err)
 	}
+	if _, _, err := capture(t, func() error { return runKeyring(context.Background(), []string{"rotate", "--file", krFile}) }); err != nil {
+		t.Fatal(err)
+	}
 	kr, from, err := loadNodeKeyring("", dir)
+	if kr.Len() != 2 {
+		t.Fatalf("after rotate the keyring holds %d keys, want 2", kr.Len())
+	}
 	if err != nil || kr == nil || from != krFile {
 		t.Fatalf("loadNodeKeyring(data dir) = %v, %q, %v", kr, from, err)
 	}
