@@ -251,6 +251,15 @@ func TestDashboardInBrowser(t *testing.T) {
 			state.provisioned && state.waited && state.leaders.includes(%q) && state.history.some((h) => h.startsWith('completed:')), state };
 	})()`, main, leader.ID))
 	t.Logf("timeline: %s", detail)
+	// What the agent reported: its chat messages (the simulated agent
+	// sends the prompt and an answer) and its push.
+	reported := b.wait("the agent's messages and push result", 20*time.Second, `(() => {
+		const roles = [...document.querySelectorAll('#messages li')].map((li) => li.dataset.role);
+		const pushed = document.querySelector('#push')?.dataset.pushed;
+		return { ok: roles.includes('user') && roles.includes('assistant') && pushed === 'yes' && !document.querySelector('#push-error'),
+			state: { roles, pushed } };
+	})()`)
+	t.Logf("agent reports: %s", reported)
 	b.screenshot(filepath.Join(shots, "task.png"), chromedp.FullScreenshot(100))
 
 	// Nodes: the task's node, with its health, and its warm timer once the

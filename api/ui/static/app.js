@@ -26,7 +26,7 @@
   const STATUSES = ['draft', 'ready', 'queued', 'delegated', 'in_progress', 'completed', 'failed', 'cancelled'];
   const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
   const NODE_STATUSES = ['active', 'warm', 'destroying', 'deleted'];
-  const ERROR_KINDS = ['step_error', 'task_failed', 'fenced', 'sweeper', 'cleanup', 'node_error', 'reconciler', 'recovered'];
+  const ERROR_KINDS = ['step_error', 'task_failed', 'fenced', 'sweeper', 'cleanup', 'node_error', 'reconciler', 'recovered', 'push_failed'];
   const VIEWS = ['tasks', 'cluster', 'nodes', 'errors'];
   const PAGE = 500; // the API's largest page
   const MAX_PAGES = 20; // tasks and error records read at most (10 000)
@@ -883,7 +883,34 @@
       t.alarm ? row('Next alarm', [t.alarm.kind, ' ', timeEl(t.alarm.due, 'due')]) : null,
       t.error_message ? row('Error', h('span', { class: 'err' }, t.error_message)) : null,
       o.branch || pr || o.summary ? row('Output', [o.branch ? h('code', null, o.branch) : null, pr ? [' ', h('a', { href: pr, rel: 'noopener noreferrer', target: '_blank' }, 'pull request')] : null,
-        o.summary ? h('div', { class: 'small' }, o.summary) : null]) : null);
+        o.summary ? h('div', { class: 'small' }, o.summary) : null]) : null,
+      o.push ? row('Push', pushFacts(o.push)) : null,
+      o.agent_error ? row('Agent error', h('span', { class: 'err' }, o.agent_error)) : null);
+  }
+
+  // pushFacts shows the agent's push result; a failed push is an error of
+  // its own (the task goes on).
+  function pushFacts(p) {
+    const pr = safeURL(p.pr_url);
+    return h('span', { id: 'push', 'data-pushed': p.pushed ? 'yes' : 'no' },
+      badge(p.pushed ? 'pushed' : 'not pushed', p.pushed ? 'st-done' : 'st-failed'),
+      p.commit_sha ? [' ', h('code', { title: p.commit_sha }, p.commit_sha.slice(0, 12))] : null,
+      p.branch_name ? [' on ', h('code', null, p.branch_name)] : null,
+      pr ? [' ', h('a', { href: pr, rel: 'noopener noreferrer', target: '_blank' }, 'PR' + (p.pr_number ? ' #' + p.pr_number : ''))] : null,
+      p.has_uncommitted_changes ? h('span', { class: 'small muted' }, ' (had uncommitted changes)') : null,
+      p.error ? h('div', { class: 'err small', id: 'push-error' }, p.error) : null);
+  }
+
+  // messageList shows a task's chat messages, oldest first.
+  function messageList(tm) {
+    const list = tm.messages || [];
+    if (!list.length) return h('p', { class: 'muted' }, 'None reported for this task.');
+    return [tm.dropped ? h('p', { class: 'small muted' }, tm.dropped + ' earlier messages are no longer kept.') : null,
+      h('ol', { class: 'messages', id: 'messages' }, list.map((m) => h('li', { 'data-role': m.role, 'data-id': m.message_id },
+        h('span', { class: 'when', title: m.timestamp }, badge(m.role, 'r-' + m.role), m.origin ? h('span', { class: 'small muted' }, ' ' + m.origin) : null,
+          h('br'), h('span', { class: 'small muted' }, m.timestamp ? fmtClock(ms(m.timestamp)) : '')),
+        h('div', { class: 'content' }, m.content,
+          m.tool_metadata ? h('details', null, h('summary', { class: 'small muted' }, 'tool call'), h('pre', { class: 'small' }, m.tool_metadata)) : null))))];
   }
 
   function errorTable(list, opts) {
@@ -915,8 +942,21 @@
     const steps = h('section', { class: 'panel', id: 'task-detail', 'aria-labelledby': 'steps-h' });
     const hist = h('section', { class: 'panel', 'aria-labelledby': 'history-h' });
     const errors = h('section', { class: 'panel', 'aria-labelledby': 'errors-h' });
+    const chat = h('section', { class: 'panel', id: 'messages-panel', 'aria-labelledby': 'messages-h' });
     add(main, h('a', { href: '#/tasks', class: 'crumb' }, '← All tasks'), head,
-      steps, h('div', { class: 'grid2' }, h('div', null, hist, errors), summary));
+      steps, h('div', { class: 'grid2' }, h('div', null, hist, errors), summary), chat);
+
+    let msgs = null;
+    let msgsError = '';
+    const loadMessages = throttle(async () => {
+      try {
+        msgs = await api('v1/tasks/' + encodeURIComponent(id) + '/messages');
+        msgsError = '';
+      } catch (e) {
+        msgsError = 'Cannot read the messages: ' + e.message;
+      }
+      draw();
+    }, 1000);
 
     let errsError = '';
     const loadErrors = throttle(async () => {
@@ -940,6 +980,7 @@
       }
       draw();
       loadErrors();
+      loadMessages();
     })();
 
     function draw() {
@@ -960,6 +1001,9 @@
         errs === null ? (errsError ? null : h('p', { class: 'muted' }, 'Loading…'))
           : errs.length ? h('div', { class: 'scroll' }, errorTable(errs, { compact: true, id: 'task-errors' }))
             : h('p', { class: 'muted' }, 'None for this task.'));
+      fill(chat, h('h3', { id: 'messages-h' }, 'Agent messages', msgs && msgs.total ? h('span', { class: 'small muted' }, ' ' + msgs.total) : null),
+        notice(msgsError, true),
+        msgs === null ? (msgsError ? null : h('p', { class: 'muted' }, 'Loading…')) : messageList(msgs));
     }
 
     const ticker = setInterval(() => {
@@ -972,6 +1016,7 @@
         if (what.has('tasks:' + id)) {
           draw();
           loadErrors();
+          loadMessages();
         } else if (what.has('tasks')) draw();
       },
       unmount() {
