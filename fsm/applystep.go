@@ -188,9 +188,14 @@ func (f *FSM) enter(t *Task, s Step, at time.Time) {
 			t.WorkspaceID = ws.ID
 		}
 	case StepWorkspaceReady:
-		if ws, ok := f.st.workspaces.Get(&Workspace{ID: t.WorkspaceID}); ok &&
-			(ws.Status == WorkspaceRunning || ws.Status == WorkspaceRecovery) {
+		ws, ok := f.st.workspaces.Get(&Workspace{ID: t.WorkspaceID})
+		switch {
+		case !ok:
+		case ws.Status == WorkspaceRunning || ws.Status == WorkspaceRecovery:
 			f.advance(t, StepWorkspaceReady, at)
+		case ws.Status == WorkspaceError:
+			// Its provisioning-failed came while it was being created.
+			f.failTask(t, ErrKindFailed, StepWorkspaceReady, t.Attempt, ClassPermanent, "workspace provisioning failed: "+ws.ErrorMessage, "", at)
 		}
 	case StepRunning:
 		if t.FollowupEarly {

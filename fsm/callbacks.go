@@ -172,6 +172,9 @@ func (f *FSM) applyWorkspaceReady(c WorkspaceReady, res *Result) {
 		return
 	}
 	switch {
+	case ws.Status == WorkspaceError && f.creating(ws):
+		// The failure was of a creation the step is redoing (see
+		// applyWorkspaceFailed): this ready is the new one's.
 	case ws.Status == WorkspaceStopping || ws.Status == WorkspaceStopped || ws.Status == WorkspaceError:
 		res.Err = fmt.Errorf("%w: workspace %s is %s", ErrIgnored, ws.ID, ws.Status)
 		return
@@ -208,11 +211,24 @@ func (f *FSM) applyWorkspaceFailed(c WorkspaceFailed, res *Result) {
 		res.Duplicate = true
 		return
 	}
+	creating := f.creating(ws)
 	ws = ws.cloneWS()
 	ws.Status, ws.ErrorMessage, ws.UpdatedAt = WorkspaceError, c.Message, c.At
 	f.st.workspaces.ReplaceOrInsert(ws)
 	cur, ok := f.st.tasks.Get(&Task{ID: ws.TaskID})
 	if !ok || cur.Status.Terminal() || cur.WorkspaceID != ws.ID {
+		return
+	}
+	if creating {
+		// The create call has not been answered yet, so its answer
+		// decides: a standalone agent creates the workspace within the
+		// call and reports a failure both ways, and when the leader that
+		// made the call dies, the agent's work is cut off with it and
+		// reported as failed, though the new leader's retry (which
+		// deletes and re-creates the workspace) may well succeed. If the
+		// step succeeds anyway, the task fails on entering
+		// workspace_ready with this message (enter).
+		res.Task = cur
 		return
 	}
 	t := cur.clone()
@@ -341,4 +357,11 @@ func (f *FSM) applyIdleReset(c IdleReset, res *Result) {
 func (w *Workspace) cloneWS() *Workspace {
 	c := *w
 	return &c
+}
+
+// creating reports whether the workspace's task is still creating it: at
+// workspace_creation, with no cleanup under way.
+func (f *FSM) creating(ws *Workspace) bool {
+	t, ok := f.st.tasks.Get(&Task{ID: ws.TaskID})
+	return ok && t.WorkspaceID == ws.ID && t.Step == StepWorkspaceCreate && !t.Cleanup && !t.Status.Terminal()
 }

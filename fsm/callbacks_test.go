@@ -127,14 +127,23 @@ func TestWorkspaceProvisioningFailedFailsTask(t *testing.T) {
 		t.Run(fmt.Sprintf("early=%v", early), func(t *testing.T) {
 			a := newApplier(t)
 			var task *Task
+			at := t0.Add(time.Minute)
+			var r *Result
 			if early {
 				task = cbToWorkspaceCreation(t, a, "t1")
-				claim(t, a, "t1", 1, t0) // the create call is in flight
+				c := claim(t, a, "t1", 1, t0) // the create call is in flight
+				// While the call is unanswered, the failure is kept on the
+				// workspace and the answer decides: here it accepted the
+				// workspace, so the task fails on reaching workspace_ready.
+				early := a.apply(WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "clone failed: repository not found", At: at})
+				if early.Err != nil || early.Task.Status != StatusQueued || early.Task.Step != StepWorkspaceCreate || !early.Task.InFlight {
+					t.Fatalf("early failure: err=%v task at %s/%s, want it left at workspace_creation", early.Err, early.Task.Status, early.Task.Step)
+				}
+				r = &Result{Task: succeed(t, a, c, StepData{WorkspaceID: task.WorkspaceID}, at)}
 			} else {
 				task = toWorkspaceReady(t, a, "t1")
+				r = a.apply(WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "clone failed: repository not found", At: at})
 			}
-			at := t0.Add(time.Minute)
-			r := a.apply(WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "clone failed: repository not found", At: at})
 			if r.Err != nil || r.Task.Status != StatusFailed || r.Task.Step != StepNone || !r.Task.Cleanup ||
 				!strings.Contains(r.Task.ErrorMessage, "clone failed") || r.Task.InFlight {
 				t.Fatalf("failed: err=%v task=%+v", r.Err, r.Task)
@@ -156,6 +165,34 @@ func TestWorkspaceProvisioningFailedFailsTask(t *testing.T) {
 				t.Fatalf("a repeated provisioning-failed changed the task or recorded again (%d records)", len(errs))
 			}
 		})
+	}
+}
+
+// A leader dies while a standalone agent creates the workspace within the
+// call: the agent's work is cut off and reported as provisioning-failed;
+// the next leader's attempt re-creates the workspace, whose ready callback
+// then counts, and the task goes on.
+func TestWorkspaceFailureDuringCreationIsRedone(t *testing.T) {
+	a := newApplier(t)
+	task := cbToWorkspaceCreation(t, a, "t1")
+	claim(t, a, "t1", 1, t0)
+	at := t0.Add(time.Second)
+	if r := a.apply(WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "standalone git clone failed: signal: killed", At: at}); r.Err != nil || r.Task.Status.Terminal() {
+		t.Fatalf("interrupted creation: err=%v task %s", r.Err, r.Task.Status)
+	}
+	// The new leader re-dispatches the claimed step as attempt 2, which
+	// re-creates the workspace.
+	c := claim(t, a, "t1", 2, at.Add(time.Minute))
+	if r := a.apply(WorkspaceReady{WorkspaceID: task.WorkspaceID, Status: WorkspaceRunning, At: at.Add(time.Minute)}); r.Err != nil {
+		t.Fatalf("ready of the re-created workspace: %v", r.Err)
+	}
+	done := succeed(t, a, c, StepData{WorkspaceID: task.WorkspaceID}, at.Add(time.Minute))
+	if done.Status != StatusDelegated || done.Step != StepAgentSession {
+		t.Fatalf("after re-creation: %s/%s (%s), want delegated/agent_session", done.Status, done.Step, done.ErrorMessage)
+	}
+	// Once past creation, a failed workspace's ready is ignored again.
+	if ws, _ := a.f.Workspace(task.WorkspaceID); ws.Status != WorkspaceRunning {
+		t.Fatalf("workspace %s, want running", ws.Status)
 	}
 }
 
