@@ -56,8 +56,8 @@ func slugify(s string, n int) string {
 // coding agent (and the test's fake one) follows it.
 const BranchInstruction = "Work on the git branch `%s`: create it from the current branch before your first change. When you finish, your work is committed and pushed from it."
 
-// taskPrompt is the agent's initial prompt: the user's, then where to
+// TaskPrompt is the agent's initial prompt: the user's, then where to
 // put the work.
-func taskPrompt(t *fsm.Task, branch string) string {
+func TaskPrompt(t *fsm.Task, branch string) string {
 	return t.Prompt + "\n\n" + fmt.Sprintf(BranchInstruction, branch)
 }

@@ -55,12 +55,14 @@ type Config struct {
 	NodeReadyGrace time.Duration
 	// AgentType is the coding agent started in each session.
 	AgentType string
+	// OutputBranchPrefix starts every task's output branch (OutputBranch).
+	OutputBranchPrefix string
 }
 
 // DefaultConfig returns REFERENCE.md's defaults.
 func DefaultConfig() Config {
 	return Config{Cluster: "tdf", AgentPort: 8080, Image: "ubuntu-24.04", ActionPoll: 10 * time.Second,
-		AgentPoll: 5 * time.Second, NodeReadyGrace: 2 * time.Minute, AgentType: "claude-code"}
+		AgentPoll: 5 * time.Second, NodeReadyGrace: 2 * time.Minute, AgentType: "claude-code", OutputBranchPrefix: "sam/"}
 }
 
 // Handlers returns the step handlers.

@@ -538,6 +538,37 @@ func TestCreateWorkspaceRefusals(t *testing.T) {
 	})
 }
 
+// A creation that failed on the agent while the call was unanswered (the
+// FSM kept its provisioning-failed on the workspace) is started over: the
+// next attempt deletes the failed workspace on the agent and creates it
+// again.
+func TestCreateWorkspaceStartsOverAFailedCreation(t *testing.T) {
+	w := newWorld(t, worldOpts{})
+	task := w.toWorkspaceCreation("t-w5", func(c *sim.Config) { c.Faults.FailWorkspaces = true })
+	cl := w.claim("t-w5")
+	if out := w.run(cl); out.Err != nil {
+		t.Fatalf("first create = %+v", out)
+	}
+	until(t, "the workspace to fail on the agent", func() bool {
+		ws := w.agent.Workspaces()
+		return len(ws) == 1 && ws[0].Status == vmagent.StatusError
+	})
+	if r := w.apply(fsm.WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "clone cut off", At: time.Now()}); r.Task.Status.Terminal() {
+		t.Fatalf("failure during creation ended the task: %s", r.Task.ErrorMessage)
+	}
+	w.agent.SetFaults(sim.Faults{})
+	out := w.run(cl) // the re-dispatched attempt
+	if out.Err != nil || out.Data.WorkspaceID != task.WorkspaceID {
+		t.Fatalf("second create = %+v, want done", out)
+	}
+	if d := w.rec.find(http.MethodDelete, "/workspaces/"+task.WorkspaceID); len(d) != 1 || d[0].Status != http.StatusOK {
+		t.Fatalf("DELETE calls = %+v, want one 200", d)
+	}
+	if n := countAgentEvents(w.agent.Events(), sim.EventWorkspaceCreate); n != 2 {
+		t.Fatalf("workspaces created on the agent = %d, want 2", n)
+	}
+}
+
 // toAgentSession puts a task at agent_session: its workspace created on the
 // agent by the handler and reported ready.
 func (w *world) toAgentSession(id string) *fsm.Task {
@@ -584,7 +615,7 @@ func TestStartSessionIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if body.DeliveryID != "t-s1:agent_session" || body.TaskID != "t-s1" || body.ProjectID != "p1" ||
-		body.InitialPrompt != task.Prompt || body.AgentType != w.cfg.AgentType {
+		body.InitialPrompt != pipeline.TaskPrompt(task, pipeline.OutputBranch(w.cfg.OutputBranchPrefix, task)) || body.AgentType != w.cfg.AgentType {
 		t.Fatalf("start request = %+v", body)
 	}
 	cur := w.commit(c2, out)

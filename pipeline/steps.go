@@ -143,10 +143,20 @@ func (p *pipeline) createWorkspace(ctx context.Context, t *fsm.Task, _ string) s
 	if err != nil {
 		return steps.Failed(steps.Transient(err))
 	}
-	_, err = p.cfg.Agents.CreateWorkspace(ctx, base, n.ID, t.UserID, vmagent.CreateWorkspaceRequest{
+	req := vmagent.CreateWorkspaceRequest{
 		WorkspaceID: t.WorkspaceID, Repository: t.Repository, Branch: t.Branch, CallbackToken: tok,
 		GitUserName: t.UserID, GitUserEmail: t.UserID + "@users.noreply.tdf", ProjectID: t.ProjectID, TaskID: t.ID,
-	})
+	}
+	_, err = p.cfg.Agents.CreateWorkspace(ctx, base, n.ID, t.UserID, req)
+	if ws, ok := p.cfg.FSM.Workspace(t.WorkspaceID); ok && ws.Status == fsm.WorkspaceError && errors.Is(err, vmagent.ErrWorkspaceNotCreatable) {
+		// An earlier attempt's creation failed on the agent, which said
+		// so while the call was unanswered (a standalone agent creates
+		// within the call, and its work is cut off when the leader that
+		// asked dies): the task still owns the workspace, so start over.
+		if err = p.cfg.Agents.DeleteWorkspace(ctx, base, n.ID, t.UserID, t.WorkspaceID); err == nil {
+			_, err = p.cfg.Agents.CreateWorkspace(ctx, base, n.ID, t.UserID, req)
+		}
+	}
 	if err != nil {
 		return steps.Failed(agentErr("create workspace", err))
 	}
@@ -175,7 +185,7 @@ func (p *pipeline) startSession(ctx context.Context, t *fsm.Task, key string) st
 		return steps.Failed(agentErr("create agent session", err))
 	}
 	if err := p.cfg.Agents.StartAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID, sid, vmagent.StartSessionRequest{
-		AgentType: p.cfg.AgentType, InitialPrompt: t.Prompt, ProjectID: t.ProjectID, TaskID: t.ID, DeliveryID: DeliveryID(t.ID, fsm.StepAgentSession),
+		AgentType: p.cfg.AgentType, InitialPrompt: TaskPrompt(t, OutputBranch(p.cfg.OutputBranchPrefix, t)), ProjectID: t.ProjectID, TaskID: t.ID, DeliveryID: DeliveryID(t.ID, fsm.StepAgentSession),
 	}); err != nil {
 		return steps.Failed(agentErr("start agent session", err))
 	}
