@@ -165,8 +165,14 @@ func (b *Balancer) States() []BackendState {
 // replayPaths are the agents' callbacks (tdf's own paths and the real
 // agent's) whose repeats tdf's state machine ignores: node ready,
 // heartbeat and errors (deduplicated by incident), workspace ready and
-// provisioning-failed, task status.
-var replayPaths = regexp.MustCompile(`^/(v1|api)/(nodes/[^/]+/(ready|heartbeat|errors)|workspaces/[^/]+/(ready|provisioning-failed)|tasks/[^/]+/status|projects/[^/]+/tasks/[^/]+/status/callback)$`)
+// provisioning-failed, chat messages (deduplicated by message id), task
+// status, ACP activity and heartbeats (last one wins); and the POSTs that
+// only hand out what the workspace needs (git token, agent key and
+// settings, runtime).
+var replayPaths = regexp.MustCompile(`^/(v1|api)/(nodes/[^/]+/(ready|heartbeat|errors)|` +
+	`workspaces/[^/]+/(ready|provisioning-failed|messages|git-token|agent-key|agent-settings|runtime)|` +
+	`tasks/[^/]+/status|projects/[^/]+/tasks/[^/]+/status/callback|` +
+	`projects/[^/]+/(acp-sessions/[^/]+/activity|node-acp-heartbeat))$`)
 
 // Replayable reports whether a request may be sent again after it reached
 // a backend: reads, and the agents' idempotent callbacks.

@@ -189,7 +189,12 @@ func TestReplayable(t *testing.T) {
 		{"POST", "/api/workspaces/w1/provisioning-failed", true},
 		{"POST", "/v1/tasks/t1/status", true},
 		{"POST", "/api/projects/p/tasks/t/status/callback", true},
-		{"POST", "/api/workspaces/w1/messages", false},
+		{"POST", "/api/workspaces/w1/messages", true},
+		{"POST", "/api/workspaces/w1/agent-key", true},
+		{"POST", "/api/workspaces/w1/git-token", true},
+		{"POST", "/api/projects/p/acp-sessions/s/activity", true},
+		{"POST", "/api/workspaces/w1/boot-log", false},
+		{"POST", "/api/workspaces/w1/agent-key/extra", false},
 		{"DELETE", "/v1/cluster/members/n3", false},
 	} {
 		r := httptest.NewRequest(c.method, c.path, nil)
