@@ -1,121 +1,82 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
+	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tdf-project/tdf/lb"
 )
 
-// Front is the one URL agents are given for a test cluster: a reverse
-// proxy in the test process that hands each request to the first backend
-// that accepts the connection (a dead node is skipped, as a load balancer
-// would) and records every request with the answer it got, so that a
-// test can count what the control plane refused.
+// Front is the one URL agents are given for a test cluster: tdf's own
+// load balancer (lb), wrapped to record every request with the answer it
+// got, so that a test can count what the control plane refused.
 type Front struct {
-	URL      string
-	backends []*url.URL
-	mu       sync.Mutex // guards backends and log
-	log      []FrontRecord
+	URL string
+	tb  testing.TB
+	ctx context.Context
+
+	mu  sync.Mutex // guards bal and log
+	bal *lb.Balancer
+	log []FrontRecord
 }
 
 // FrontRecord is one request through the front.
 type FrontRecord struct {
 	Method, Path string
 	Status       int
-	Backend      string
 	At           time.Time
 }
 
 // StartFront serves on a free loopback port until the test ends; it
-// answers 502 until SetBackends gives it the nodes (their addresses are
+// answers 503 until SetBackends gives it the nodes (their addresses are
 // chosen when the cluster starts, after the front's URL is given to it).
 func StartFront(tb testing.TB) *Front {
 	tb.Helper()
-	f := &Front{}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Front{tb: tb, ctx: ctx}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("front: %v", err)
 	}
 	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	tb.Cleanup(func() { _ = srv.Close() })
+	tb.Cleanup(func() { cancel(); _ = srv.Close() })
 	f.URL = "http://" + ln.Addr().String()
 	return f
 }
 
-// SetBackends sets the base URLs requests go to, the first first.
+// SetBackends puts the nodes' API base URLs behind the front.
 func (f *Front) SetBackends(urls ...string) error {
-	var bs []*url.URL
-	for _, b := range urls {
-		u, err := url.Parse(b)
-		if err != nil {
-			return fmt.Errorf("front: backend %q: %w", b, err)
-		}
-		bs = append(bs, u)
+	bal, err := lb.New(lb.Options{Backends: urls, CheckInterval: 200 * time.Millisecond})
+	if err != nil {
+		return fmt.Errorf("front: %w", err)
 	}
+	go bal.Run(f.ctx)
 	f.mu.Lock()
-	f.backends = bs
+	f.bal = bal
 	f.mu.Unlock()
 	return nil
 }
 
-// frontTransport fails fast on a dead backend so the next one is tried.
-var frontTransport = &http.Transport{
-	DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-	ResponseHeaderTimeout: 60 * time.Second,
-	MaxIdleConnsPerHost:   32,
-}
-
-// ServeHTTP buffers the body (callbacks are small), then tries each
-// backend in turn until one accepts the connection. A request whose
-// connection was accepted is never sent again: it may have taken effect.
+// ServeHTTP hands the request to the balancer and records the answer.
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := readAll(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	rec := &statusRecorder{ResponseWriter: w}
 	f.mu.Lock()
-	backends := f.backends
+	bal := f.bal
 	f.mu.Unlock()
-	tried := []string{"none"}
-	for _, b := range backends {
-		var dialErr error
-		rp := &httputil.ReverseProxy{
-			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(b) },
-			Transport: frontTransport,
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				var op *net.OpError
-				if errors.As(err, &op) && op.Op == "dial" {
-					dialErr = err
-					return
-				}
-				w.WriteHeader(http.StatusBadGateway)
-			},
-		}
-		r.Body = newBody(body)
-		rp.ServeHTTP(rec, r)
-		tried = append(tried, b.Host)
-		if dialErr == nil {
-			break
-		}
-	}
-	if rec.status == 0 {
-		http.Error(rec, fmt.Sprintf("front: no backend accepted the connection (%s)", strings.Join(tried, ", ")), http.StatusBadGateway)
+	rec := &statusRecorder{ResponseWriter: w}
+	if bal == nil {
+		http.Error(rec, "front: no backends yet", http.StatusServiceUnavailable)
+	} else {
+		bal.ServeHTTP(rec, r)
 	}
 	f.mu.Lock()
-	f.log = append(f.log, FrontRecord{Method: r.Method, Path: r.URL.Path, Status: rec.status, Backend: tried[len(tried)-1], At: time.Now()})
+	f.log = append(f.log, FrontRecord{Method: r.Method, Path: r.URL.Path, Status: rec.status, At: time.Now()})
 	f.mu.Unlock()
 }
 
@@ -150,13 +111,3 @@ func (s *statusRecorder) Flush() {
 		fl.Flush()
 	}
 }
-
-func readAll(r *http.Request) ([]byte, error) {
-	if r.Body == nil {
-		return nil, nil
-	}
-	defer r.Body.Close()
-	return io.ReadAll(io.LimitReader(r.Body, 8<<20))
-}
-
-func newBody(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }

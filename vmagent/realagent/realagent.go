@@ -309,6 +309,13 @@ func agentEnv(o Options, b Boot, dir string) ([]string, error) {
 			return nil, err
 		}
 	}
+	// A standalone agent commits with the git identity of its machine
+	// image (only VM mode configures one per workspace): give the machine
+	// one, as an image would have.
+	gitconfig := "[user]\n\tname = tdf agent\n\temail = agent@tdf.invalid\n"
+	if err := os.WriteFile(filepath.Join(env["HOME"], ".gitconfig"), []byte(gitconfig), 0o644); err != nil {
+		return nil, err
+	}
 	out := make([]string, 0, len(env))
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		if strings.ContainsAny(env[k], "\x00") {
