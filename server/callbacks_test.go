@@ -79,7 +79,7 @@ func TestCallbackAuthorization(t *testing.T) {
 		)
 	}
 	routes = append(routes,
-		route{"/api/workspaces/" + wsID + "/messages", `{"messages":[]}`, wsVariants},
+		route{"/api/workspaces/" + wsID + "/messages", `{"messages":[{"messageId":"m1","sessionId":"c1","role":"assistant","content":"hi","timestamp":"2026-11-25T12:00:00Z","sequence":1}]}`, wsVariants},
 		route{"/v1/tasks/" + id + "/status", `{"executionStep":"awaiting_followup"}`, wsVariants},
 		route{"/api/projects/p1/tasks/" + id + "/status/callback", `{"executionStep":"awaiting_followup"}`, wsVariants},
 		// Last: a valid one fails the task.
