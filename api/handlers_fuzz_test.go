@@ -294,7 +294,7 @@ func plausibleHeartbeat(hb fsm.NodeHeartbeat) bool {
 // readRoutes are the GET routes that answer JSON (/metrics is Prometheus
 // text, /v1/events a stream, /ui HTML), tried with any query.
 var readRoutes = []string{"/v1/tasks", "/v1/tasks/%s", "/v1/errors", "/v1/nodes", "/v1/cluster",
-	"/v1/cluster/state-hash", "/healthz", "/readyz", "/.well-known/jwks.json"}
+	"/v1/cluster/state-hash", "/healthz", "/readyz", "/.well-known/jwks.json", "/v1/tasks/%s/messages", "/v1/nodes/%s"}
 
 // FuzzReadHandlers: every GET route with any query string (and any task
 // id): a 2xx or a JSON 4xx, and never a change of state or a commit.
@@ -317,6 +317,7 @@ func FuzzReadHandlers(f *testing.F) {
 	f.Add(uint8(1), "t-nope", "")
 	f.Add(uint8(1), "-x", "consistent=true")
 	f.Add(uint8(1), s.fx.queued, "consistent=true")
+	f.Add(uint8(len(readRoutes)-1), s.fx.node, "")
 	f.Fuzz(func(t *testing.T, route uint8, id, query string) {
 		path := strings.Replace(readRoutes[int(route)%len(readRoutes)], "%s", url.PathEscape(id), 1)
 		what := describe("GET", path, query, nil)
@@ -327,6 +328,13 @@ func FuzzReadHandlers(f *testing.F) {
 			t.Fatalf("%s committed %v", what, s.fc.cmds)
 		}
 		if !strings.HasPrefix(path, "/v1/tasks") || r.Status >= 400 {
+			return
+		}
+		if strings.HasSuffix(path, "/messages") {
+			var tm api.TaskMessagesResponse
+			if err := json.Unmarshal(r.Body, &tm); err != nil || tm.TaskID != id || tm.Messages == nil {
+				t.Fatalf("%s = %d %s, want the task's messages (%v)", what, r.Status, r.Body, err)
+			}
 			return
 		}
 		if path == "/v1/tasks" {
