@@ -292,6 +292,54 @@ func TestRealAgentTasks(t *testing.T) {
 	for _, r := range bad {
 		t.Errorf("agent request %s %s answered %d", r.Method, r.Path, r.Status)
 	}
+	w.checkSecretsKept(ids)
+}
+
+// checkSecretsKept: the credentials the agents were handed appear in no
+// node's log, no file of its data directory (raft log, snapshots) and no
+// API answer but the hand-outs themselves.
+func (w *realWorld) checkSecretsKept(ids []string) {
+	w.t.Helper()
+	secrets := []string{realGitToken, realAgentKey}
+	files := w.c.LogPaths()
+	for _, n := range w.c.Nodes {
+		_ = filepath.WalkDir(n.DataDir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			w.t.Errorf("read %s: %v", f, err)
+			continue
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(b), s) {
+				w.t.Errorf("a credential is in clear text in %s", f)
+			}
+		}
+	}
+	paths := []string{"/v1/credentials", "/v1/errors", "/v1/nodes", "/v1/tasks"}
+	for _, id := range ids {
+		paths = append(paths, "/v1/tasks/"+id, "/v1/tasks/"+id+"/messages")
+	}
+	leader := w.c.Leader()
+	for _, p := range paths {
+		resp, err := w.c.Do(context.Background(), leader, http.MethodGet, p, nil, nil)
+		if err != nil || resp.Status != http.StatusOK {
+			w.t.Errorf("GET %s: %v %v", p, err, resp)
+			continue
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(resp.Body), s) {
+				w.t.Errorf("GET %s answers a credential in clear text", p)
+			}
+		}
+	}
+	w.t.Logf("no credential in %d files (logs, raft logs, snapshots) or %d API answers", len(files), len(paths))
 }
 
 // TestRealAgentFailures: a prompt the coding agent fails, and a workspace
