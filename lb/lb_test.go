@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -209,5 +210,23 @@ func TestNewRejectsBadBackends(t *testing.T) {
 		if _, err := New(Options{Backends: bs}); err == nil {
 			t.Errorf("New(%q) succeeded", bs)
 		}
+	}
+}
+
+// docs/haproxy.cfg, the production load balancer, re-sends the same
+// requests after a node died mid-request as this one does.
+func TestHAProxyConfigReplaysTheSameRoutes(t *testing.T) {
+	cfg, err := os.ReadFile("../docs/haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "acl" && f[1] == "replayable" && f[2] == "path_reg" {
+			got = f[3]
+		}
+	}
+	if got != replayPaths.String() {
+		t.Fatalf("haproxy.cfg replays %q,\nlb replays %q", got, replayPaths.String())
 	}
 }
