@@ -9,9 +9,12 @@ package e2e_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -67,10 +70,14 @@ func startRealWorld(t *testing.T, role string) *realWorld {
 	if err := ring.Save(ringFile); err != nil {
 		t.Fatal(err)
 	}
+	// The servers' cloud-init downloads the agent and checks its SHA-256,
+	// as on a stock image; the fake cloud boots what it downloads.
+	binURL, binSum := serveFile(t, agent.Binary)
 	w.c = e2e.StartCluster(t, e2e.Options{
 		ControlPlaneURL: w.front.URL,
-		ExtraArgs:       append([]string{"--keyring-file", ringFile}, realServerArgs...),
-		FakeCloud:       &e2e.FakeCloudOptions{Args: agent.CloudArgs(role, w.log)},
+		ExtraArgs: append([]string{"--keyring-file", ringFile, "--agent-binary-url", binURL, "--agent-binary-sha256", binSum},
+			realServerArgs...),
+		FakeCloud: &e2e.FakeCloudOptions{Args: agent.CloudArgs(role, w.log)},
 	})
 	var urls []string
 	for _, n := range w.c.Nodes {
@@ -88,6 +95,22 @@ func startRealWorld(t *testing.T, role string) *realWorld {
 	w.c.WaitSigningKeys()
 	setRealCredentials(t, w.c)
 	return w
+}
+
+// serveFile serves one file over HTTP until the test ends and returns its
+// URL and SHA-256.
+func serveFile(t *testing.T, path string) (url, sum string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(b)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, path)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/vm-agent", hex.EncodeToString(h[:])
 }
 
 // realTask is what the test reads of a task.

@@ -13,7 +13,7 @@ import (
 func (w *World) bootRealAgent(s fakecloud.VM, boot cloudinit.Boot) error {
 	p, err := realagent.Start(*w.opts.RealAgent, realagent.Boot{
 		Name: s.Name, Env: boot.Env, CallbackToken: boot.CallbackToken,
-		Host: s.IPv4.String(), Port: w.opts.AgentPort,
+		Host: s.IPv4.String(), Port: w.opts.AgentPort, BinaryURL: boot.AgentURL, BinarySHA256: boot.AgentSHA256,
 	})
 	if err != nil {
 		return fmt.Errorf("real agent: %w", err)

@@ -18,10 +18,13 @@
 package realagent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +113,11 @@ type Boot struct {
 	Host string
 	// Port is the agent's port.
 	Port int
+	// BinaryURL and BinarySHA256, when set, are where the cloud-init
+	// downloads the agent and the checksum it must match: the agent is
+	// fetched and checked the same way instead of taken from
+	// Options.Binary.
+	BinaryURL, BinarySHA256 string
 }
 
 // Process is one server's agent, supervised as its systemd unit would
@@ -142,6 +150,9 @@ func Start(o Options, b Boot) (*Process, error) {
 		return nil, err
 	}
 	env, err := agentEnv(o, b, dir)
+	if err == nil && b.BinaryURL != "" {
+		o.Binary, err = download(b.BinaryURL, b.BinarySHA256, filepath.Join(dir, "vm-agent"))
+	}
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -333,4 +344,33 @@ func safeName(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// download fetches the agent as the cloud-init does: to a file, checked
+// against its SHA-256 before it is made executable.
+func download(url, sum, path string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", fmt.Errorf("realagent: download %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("realagent: download %s: %s", url, resp.Status)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("realagent: download %s: %w", url, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, sum) {
+		return "", fmt.Errorf("realagent: %s has SHA-256 %s, the cloud-init wants %s", url, got, sum)
+	}
+	return path, os.Chmod(path, 0o755)
 }
