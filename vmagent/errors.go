@@ -83,10 +83,12 @@ var (
 	ErrInvalidTransition = &Error{Status: http.StatusConflict, Code: CodeInvalidTransition}
 	// ErrNotFound: 404, the workspace or session does not exist. Permanent.
 	ErrNotFound = &Error{Status: http.StatusNotFound}
-	// ErrUnauthorized: 401, missing or invalid management token. Permanent.
+	// ErrUnauthorized: 401, a missing or invalid management token, or one
+	// for another node or workspace (the agent checks those claims while
+	// validating the token). Permanent.
 	ErrUnauthorized = &Error{Status: http.StatusUnauthorized}
-	// ErrForbidden: 403, the token or headers name another node or
-	// workspace. Permanent.
+	// ErrForbidden: 403, the X-SAM-Node-Id or X-SAM-Workspace-Id header
+	// names another node or workspace than the token. Permanent.
 	ErrForbidden = &Error{Status: http.StatusForbidden}
 )
 

@@ -12,7 +12,9 @@ import (
 // the agent's own node, workspaceID the workspace the route names ("" on
 // node routes). It returns nil, an error wrapping ErrUnauthorized (invalid,
 // expired, wrong issuer or audience) or one wrapping ErrForbidden (the
-// node or workspace claim names another).
+// node or workspace claim names another). The agent answers 401 to
+// either, as the real one does: it checks the node and workspace claims
+// while validating the token. Only the routing headers earn a 403.
 type Verifier interface {
 	Verify(token, nodeID, workspaceID string) error
 }
@@ -22,7 +24,7 @@ var (
 	// ErrUnauthorized: the token is invalid; the agent answers 401.
 	ErrUnauthorized = errors.New("invalid management token")
 	// ErrForbidden: the token is valid for another node or workspace; the
-	// agent answers 403.
+	// agent answers 401 all the same (see Verifier).
 	ErrForbidden = errors.New("management token scope mismatch")
 )
 
@@ -69,11 +71,9 @@ func (a *Agent) verifyToken(w http.ResponseWriter, r *http.Request, workspaceID 
 		return false
 	}
 	if err := a.cfg.Verifier.Verify(tok, a.cfg.NodeID, workspaceID); err != nil {
-		if errors.Is(err, ErrForbidden) {
-			writeError(w, http.StatusForbidden, err.Error())
-		} else {
-			writeError(w, http.StatusUnauthorized, "invalid management token")
-		}
+		// A token for another node or workspace too: the real agent's
+		// validator checks those claims and every failure is a 401.
+		writeError(w, http.StatusUnauthorized, "invalid management token")
 		return false
 	}
 	return true

@@ -15,9 +15,9 @@
 // start (202; with a deliveryId 202 accepted, 200 duplicate, 409 conflict),
 // session stop, workspace stop (200, then 409 invalid_transition), restart,
 // rebuild, and DELETE (always 200). Management tokens are checked by a
-// Verifier (401 missing or invalid, 403 node or workspace mismatch); the
+// Verifier (401 missing, invalid, or for another node or workspace); the
 // X-SAM-Node-Id and X-SAM-Workspace-Id headers are checked as the real agent
-// does.
+// does (403 when they name another node or workspace).
 //
 // Callbacks, under each control-plane URL: node ready once, BootDelay after
 // Start, without retry; a heartbeat every HeartbeatInterval (the first one
