@@ -176,16 +176,26 @@ func (a *agent) prompt(m message) {
 // (pipeline.BranchInstruction).
 var branchRe = regexp.MustCompile("git branch `([^`]+)`")
 
+// PromptBranch is the branch a prompt asks the work to go on
+// (pipeline.BranchInstruction), or "" when it names none. The simulated
+// agent (vmagent/sim) follows it too.
+func PromptBranch(prompt string) string {
+	if m := branchRe.FindStringSubmatch(prompt); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
 // work does what a coding agent told the prompt would: switch to the
 // branch the prompt names, if any, and change a file.
 func work(cwd, prompt string) error {
 	if cwd == "" {
 		return nil
 	}
-	if m := branchRe.FindStringSubmatch(prompt); m != nil && isGitRepo(cwd) {
+	if branch := PromptBranch(prompt); branch != "" && isGitRepo(cwd) {
 		// -B: a follow-up prompt finds the branch already there.
-		if out, err := exec.Command("git", "-C", cwd, "checkout", "-B", m[1]).CombinedOutput(); err != nil {
-			return fmt.Errorf("git checkout -B %s: %v: %s", m[1], err, out)
+		if out, err := exec.Command("git", "-C", cwd, "checkout", "-B", branch).CombinedOutput(); err != nil {
+			return fmt.Errorf("git checkout -B %s: %v: %s", branch, err, out)
 		}
 	}
 	return os.WriteFile(filepath.Join(cwd, OutputFile), []byte(prompt+"\n"), 0o644)

@@ -39,6 +39,7 @@ type Agent struct {
 	events     []Event
 	seq        int64
 	prNumber   int
+	commits    int   // commits made by agent runs
 	msgSeq     int64 // the last chat message's sequence number
 	// rngs are the seeded streams of the random fault decisions, one per
 	// callback kind (Config.Seed).

@@ -26,7 +26,9 @@
 // creation, retried per RetryPolicy (workspace ready is then kept pending
 // and re-sent after every successful heartbeat until a 2xx or 4xx); and,
 // AgentWorkDuration after a session starts, the task status callback, once,
-// without retry. A session created with both a chatSessionId and a
+// without retry, with the push the real agent would report (the work on the
+// branch the prompt names is pushed; work left on the workspace's checkout
+// branch is committed, its push blocked). A session created with both a chatSessionId and a
 // projectId (the real agent's condition for reporting chat messages) first
 // reports its run's messages (the prompt and an answer, tagged with that
 // chat session id) to /api/workspaces/{id}/messages, retried like the real

@@ -1,14 +1,17 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/tdf-project/tdf/vmagent"
+	"github.com/tdf-project/tdf/vmagent/fakeacp"
 )
 
 // boot waits out system provisioning, then sends node ready, once.
@@ -94,10 +97,9 @@ func (a *Agent) run(ctx context.Context, ws *workspace, s *session, tc taskConte
 			ErrorMessage: f.agentFailureMessage(),
 		}
 	default:
-		a.prNumber++
 		body = vmagent.TaskStatusRequest{
 			ExecutionStep: vmagent.ExecutionStepAwaitingFollowup,
-			GitPushResult: a.pushResultLocked(ws, s, a.prNumber),
+			GitPushResult: a.pushResultLocked(ws, s),
 		}
 	}
 	var chat *message
@@ -145,19 +147,50 @@ func (a *Agent) run(ctx context.Context, ws *workspace, s *session, tc taskConte
 // taskContext is the task a run reports on.
 type taskContext struct{ projectID, taskID string }
 
-// pushResultLocked makes up what the run pushed: a commit on the workspace
-// branch and a pull request.
-func (a *Agent) pushResultLocked(ws *workspace, s *session, pr int) *vmagent.GitPushResult {
-	sum := sha1.Sum([]byte(ws.id + "/" + s.ID + "/" + fmt.Sprint(pr)))
-	repo := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(ws.repository, "https://"), "github.com/"), ".git")
-	if repo == "" {
-		repo = "example/repo"
+// pushResultLocked makes up what the real agent reports after a run
+// whose coding agent did the prompt's work: on the branch the prompt names
+// (tdf's prompts name the task's output branch), else on the workspace's
+// checkout branch, left uncommitted. The agent commits it and pushes the
+// branch, but never the checkout branch (the project's default): its
+// guard keeps that commit local and says why. It opens a pull request
+// only for a GitHub repository (through gh).
+func (a *Agent) pushResultLocked(ws *workspace, s *session) *vmagent.GitPushResult {
+	a.commits++
+	sum := sha1.Sum([]byte(ws.id + "/" + s.ID + "/" + fmt.Sprint(a.commits)))
+	res := &vmagent.GitPushResult{
+		CommitSHA:             hex.EncodeToString(sum[:]),
+		BranchName:            cmp.Or(fakeacp.PromptBranch(s.LastPrompt), ws.branch),
+		HasUncommittedChanges: true,
 	}
-	return &vmagent.GitPushResult{
-		Pushed:     true,
-		CommitSHA:  hex.EncodeToString(sum[:]),
-		BranchName: ws.branch,
-		PRURL:      fmt.Sprintf("https://github.com/%s/pull/%d", repo, pr),
-		PRNumber:   pr,
+	if res.BranchName == ws.branch {
+		res.Error = fmt.Sprintf("auto-commit push blocked: HEAD is still on the project default branch %q; "+
+			"the agent should have checked out the task output branch before completing. "+
+			"Changes are committed locally (sha %s) but were not pushed to protect the default branch", ws.branch, res.CommitSHA)
+		return res
 	}
+	res.Pushed = true
+	if repo, ok := githubRepo(ws.repository); ok {
+		a.prNumber++
+		res.PRURL, res.PRNumber = fmt.Sprintf("https://github.com/%s/pull/%d", repo, a.prNumber), a.prNumber
+	}
+	return res
+}
+
+// githubRepo is the owner/name of a GitHub repository, which the real
+// agent reads a repository without a scheme as ("acme/app",
+// "github.com/acme/app").
+func githubRepo(repository string) (string, bool) {
+	r := strings.TrimSpace(repository)
+	if r == "" {
+		return "", false
+	}
+	if strings.HasPrefix(r, "http://") || strings.HasPrefix(r, "https://") {
+		u, err := url.Parse(r)
+		if err != nil || !strings.EqualFold(u.Host, "github.com") {
+			return "", false
+		}
+		r = u.Path
+	}
+	r = strings.TrimPrefix(strings.TrimPrefix(r, "/"), "github.com/")
+	return strings.TrimSuffix(r, ".git"), true
 }

@@ -449,7 +449,7 @@ func TestStatusCallbackAfterWork(t *testing.T) {
 	e := newEnv(t, func(c *sim.Config, _ *controlPlane) { c.AgentWorkDuration = 100 * time.Millisecond })
 	e.createWorkspace(t, "ws1")
 	started := time.Now()
-	startSession(t, e, "ws1", "s1", vmagent.StartSessionRequest{AgentType: "claude-code", InitialPrompt: "fix it", TaskID: "t1", ProjectID: "p1"})
+	startSession(t, e, "ws1", "s1", vmagent.StartSessionRequest{AgentType: "claude-code", InitialPrompt: "fix it on the git branch `sam/out-1`", TaskID: "t1", ProjectID: "p1"})
 	path := vmagent.TaskStatusPath("p1", "t1")
 	waitFor(t, "task status callback", func() bool { return len(e.cp.on(path)) > 0 })
 
@@ -464,12 +464,12 @@ func TestStatusCallbackAfterWork(t *testing.T) {
 	got.decode(t, &body)
 	g := body.GitPushResult
 	if body.ExecutionStep != vmagent.ExecutionStepAwaitingFollowup || body.ToStatus != "" || g == nil ||
-		!g.Pushed || g.BranchName != "sam/fix-ws1" || !strings.HasPrefix(g.PRURL, "https://github.com/acme/app/pull/") ||
+		!g.Pushed || g.BranchName != "sam/out-1" || !strings.HasPrefix(g.PRURL, "https://github.com/acme/app/pull/") ||
 		len(g.CommitSHA) != 40 || g.PRNumber == 0 {
 		t.Fatalf("status callback body = %s, want awaiting_followup with a pushed branch and PR", got.Body)
 	}
 	// The real agent sends every gitPushResult field.
-	for _, field := range []string{`"hasUncommittedChanges":false`, `"error":""`} {
+	for _, field := range []string{`"hasUncommittedChanges":true`, `"error":""`} {
 		if !strings.Contains(string(got.Body), field) {
 			t.Fatalf("status callback body = %s, want %s", got.Body, field)
 		}
