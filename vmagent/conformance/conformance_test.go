@@ -76,6 +76,7 @@ func (c *contract) run(t *testing.T) {
 		{"management token refusals", c.refusals},
 		{"workspace create and replays", c.createWorkspace},
 		{"agent session create", c.createSession},
+		{"task status callback of a prompt naming no branch", c.taskOnCheckoutBranch},
 		{"session start with a deliveryId", c.startSession},
 		{"task status callback of a completed prompt", c.taskDone},
 		{"task status callback of a failed prompt", c.taskFailed},
@@ -395,7 +396,9 @@ func (c *contract) taskDone(t *testing.T) {
 	if err := json.Unmarshal(call.Body, &pr); err != nil || pr.GitPushResult == nil {
 		t.Fatalf("tdf cannot read the task status body %s: %v", call.Body, err)
 	}
-	t.Logf("push result: %+v", *pr.GitPushResult)
+	if g := pr.GitPushResult; !g.Pushed || g.BranchName != outBranch || g.CommitSHA == "" || g.Error != "" {
+		t.Errorf("push result %+v, want %s pushed", *g, outBranch)
+	}
 
 	msgs := c.a.CP.waitCall(t, c.a.Timeout, vmagent.MessagesPath(mainWS))
 	if _, err := c.a.CP.Issuer.VerifyCallback(msgs.Token, tokens.ScopeWorkspace, mainWS); err != nil {
@@ -409,6 +412,31 @@ func (c *contract) taskDone(t *testing.T) {
 		if m.MessageID == "" || m.SessionID != chatID || m.Role == "" || m.Timestamp == "" {
 			t.Errorf("message %+v, want an id, chat session %s, a role and a time", m, chatID)
 		}
+	}
+}
+
+// taskOnCheckoutBranch: work left on the workspace's checkout branch (the
+// project's default: the prompt named no branch) is committed but not
+// pushed, and the push result says why. It runs before any prompt names a
+// branch: the standalone agent keeps one working directory.
+func (c *contract) taskOnCheckoutBranch(t *testing.T) {
+	const session0 = "s-0"
+	if _, err := c.cl.CreateAgentSession(c.ctx, c.a.Base, c.a.NodeID, user, mainWS,
+		vmagent.CreateSessionRequest{SessionID: session0, ProjectID: project}, ""); err != nil {
+		t.Fatal(err)
+	}
+	req := startRequest("t-0", "d-0", "Tidy the docs.")
+	if err := c.cl.StartAgentSession(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, session0, req); err != nil {
+		t.Fatal(err)
+	}
+	call := c.a.CP.waitCall(t, c.a.Timeout, vmagent.TaskStatusPath(project, "t-0"))
+	var body vmagent.TaskStatusRequest
+	if err := json.Unmarshal(call.Body, &body); err != nil || body.GitPushResult == nil {
+		t.Fatalf("task status body %s: %v", call.Body, err)
+	}
+	if g := body.GitPushResult; body.ExecutionStep != vmagent.ExecutionStepAwaitingFollowup || g.Pushed ||
+		g.BranchName != "main" || g.CommitSHA == "" || !strings.Contains(g.Error, "push blocked") {
+		t.Errorf("task status body %s, want awaiting_followup with a commit on main and its push blocked", call.Body)
 	}
 }
 
