@@ -1,6 +1,7 @@
 package conformance_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,12 @@ type agent struct {
 	// Standalone: the agent runs in the standalone role, which creates a
 	// workspace within the create call (the real agent's NODE_ROLE).
 	Standalone bool
+	// WorkspacesFail: every workspace's provisioning fails (the real agent
+	// in VM mode, offline: no docker, no devcontainer).
+	WorkspacesFail bool
+	// FailWorkspaces, when set, makes provisioning fail (on) or succeed
+	// (off).
+	FailWorkspaces func(on bool)
 	// FailRuns, when set, makes the agent's runs fail (on) or succeed
 	// (off); the real agent's fake coding agent fails a prompt that
 	// carries fakeacp.FailMarker instead.
@@ -72,6 +79,11 @@ func startSim(t *testing.T) *agent {
 			f.AgentRunFailure = on
 			a.SetFaults(f)
 		},
+		FailWorkspaces: func(on bool) {
+			f := a.Faults()
+			f.FailWorkspaces = on
+			a.SetFaults(f)
+		},
 		Timeout: 10 * time.Second,
 	}
 }
@@ -91,16 +103,22 @@ func (j jwksVerifier) Verify(token, nodeID, workspaceID string) error {
 	return fmt.Errorf("%w: %v", sim.ErrUnauthorized, err)
 }
 
-// startReal boots the real agent in its sandbox (vmagent/realagent), in the
-// standalone role as the e2e tests do, with tdf fake-acp as its coding
-// agent and a git server on loopback for its repository.
-func startReal(t *testing.T) *agent {
+// startReal boots the real agent in the standalone role, as the e2e tests
+// do, and startRealVM in its default VM role, where every workspace's
+// provisioning fails offline.
+func startReal(t *testing.T) *agent   { return startRealRole(t, realagent.RoleStandalone) }
+func startRealVM(t *testing.T) *agent { return startRealRole(t, realagent.RoleVM) }
+
+// startRealRole boots the real agent in its sandbox (vmagent/realagent),
+// with tdf fake-acp as its coding agent and a git server on loopback for
+// its repository.
+func startRealRole(t *testing.T, role string) *agent {
 	fixture := e2e.NeedRealAgent(t)
 	tdf := buildTDF(t)
 	git := e2e.StartGitServer(t)
 	repo := git.NewRepo("app.git")
 	cp := startControlPlane(t)
-	const nodeID = "n-real"
+	nodeID := "n-real-" + cmp.Or(role, "vm")
 	nodeToken, err := cp.Issuer.CallbackToken(tokens.ScopeNode, nodeID)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +140,7 @@ func startReal(t *testing.T) *agent {
 	}
 	p, err := realagent.Start(realagent.Options{
 		Binary: fixture.Binary, Sandbox: filepath.Join(fixture.Fixture, "sandbox"), Stubs: filepath.Join(fixture.Fixture, "stubs"),
-		TDF: tdf, Role: realagent.RoleStandalone, Root: root, Output: logFile,
+		TDF: tdf, Role: role, Root: root, Output: logFile,
 		Env: map[string]string{"HEARTBEAT_INTERVAL": "1s", "ERROR_REPORT_FLUSH_INTERVAL": "1s"},
 	}, realagent.Boot{
 		Name: nodeID,
@@ -142,7 +160,8 @@ func startReal(t *testing.T) *agent {
 	})
 	a := &agent{
 		Base: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), NodeID: nodeID, CP: cp,
-		Repository: repo, Standalone: true, Timeout: time.Minute,
+		Repository: repo, Standalone: role == realagent.RoleStandalone, WorkspacesFail: role == realagent.RoleVM,
+		Timeout: time.Minute,
 	}
 	waitFor(t, time.Minute, "the real agent's /health", func() error {
 		resp, err := http.Get(a.Base + "/health")

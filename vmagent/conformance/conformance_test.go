@@ -28,7 +28,7 @@ func TestAgentContract(t *testing.T) {
 	for _, k := range []struct {
 		name  string
 		start func(*testing.T) *agent
-	}{{"sim", startSim}, {"real", startReal}} {
+	}{{"sim", startSim}, {"real", startReal}, {"real-vm", startRealVM}} {
 		t.Run(k.name, func(t *testing.T) {
 			t.Parallel()
 			newContract(t, k.start(t)).run(t)
@@ -67,25 +67,35 @@ func (c *contract) client(tokens vmagent.TokenSource) *vmagent.Client {
 }
 
 func (c *contract) run(t *testing.T) {
+	// Checks of a running workspace need an agent whose workspaces can
+	// run; the provisioning failure, one whose workspaces can fail the
+	// VM-mode way (a standalone agent fails within the create call, with
+	// a 500).
+	running := !c.a.WorkspacesFail
+	failing := !c.a.Standalone && (c.a.WorkspacesFail || c.a.FailWorkspaces != nil)
 	for _, s := range []struct {
-		name  string
-		check func(*testing.T)
+		name    string
+		applies bool
+		check   func(*testing.T)
 	}{
-		{"health", c.health},
-		{"node ready callback", c.nodeReady},
-		{"management token refusals", c.refusals},
-		{"workspace create and replays", c.createWorkspace},
-		{"agent session create", c.createSession},
-		{"task status callback of a prompt naming no branch", c.taskOnCheckoutBranch},
-		{"session start with a deliveryId", c.startSession},
-		{"task status callback of a completed prompt", c.taskDone},
-		{"task status callback of a failed prompt", c.taskFailed},
-		{"session stop", c.stopSession},
-		{"workspace stop twice", c.stopWorkspace},
-		{"workspace delete", c.deleteWorkspace},
-		{"heartbeat", c.heartbeat},
+		{"health", true, c.health},
+		{"node ready callback", true, c.nodeReady},
+		{"management token refusals", true, c.refusals},
+		{"workspace create and replays", running, c.createWorkspace},
+		{"agent session create", running, c.createSession},
+		{"task status callback of a prompt naming no branch", running, c.taskOnCheckoutBranch},
+		{"session start with a deliveryId", running, c.startSession},
+		{"task status callback of a completed prompt", running, c.taskDone},
+		{"task status callback of a failed prompt", running, c.taskFailed},
+		{"session stop", running, c.stopSession},
+		{"workspace stop twice", running, c.stopWorkspace},
+		{"workspace delete", running, c.deleteWorkspace},
+		{"workspace whose provisioning fails", failing, c.provisioningFailure},
+		{"heartbeat", true, c.heartbeat},
 	} {
-		t.Run(s.name, s.check)
+		if s.applies {
+			t.Run(s.name, s.check)
+		}
 	}
 }
 
@@ -525,6 +535,74 @@ func (c *contract) deleteWorkspace(t *testing.T) {
 	}
 	if slices.ContainsFunc(list, func(w vmagent.Workspace) bool { return w.ID == mainWS }) {
 		t.Errorf("GET /workspaces after delete = %+v", list)
+	}
+}
+
+// provisioningFailure (VM mode): a workspace whose provisioning fails is
+// 202 creating, then reported with the provisioning-failed callback
+// {errorMessage} under its token; a replay is then 409
+// workspace_not_creatable, another branch still 409 workspace_conflict; it
+// stops (200, then 409 invalid_transition) and is deleted.
+func (c *contract) provisioningFailure(t *testing.T) {
+	if c.a.FailWorkspaces != nil {
+		c.a.FailWorkspaces(true)
+		defer c.a.FailWorkspaces(false)
+	}
+	const ws = "ws-fail"
+	req := c.createRequest(t, ws)
+	if _, err := c.cl.CreateWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, req); err != nil {
+		t.Fatal(err)
+	}
+	c.statusBody(t, c.last(t, http.StatusAccepted), ws, vmagent.StatusCreating)
+
+	call := c.a.CP.waitCall(t, c.a.Timeout, vmagent.ProvisioningFailedPath(ws))
+	if _, err := c.a.CP.Issuer.VerifyCallback(call.Token, tokens.ScopeWorkspace, ws); err != nil {
+		t.Errorf("provisioning-failed token: %v", err)
+	}
+	body := object(t, call.Body)
+	keysExactly(t, "provisioning-failed body", body, "errorMessage")
+	if msg, _ := body["errorMessage"].(string); msg == "" {
+		t.Errorf("provisioning-failed body %s, want an errorMessage", call.Body)
+	}
+
+	waitFor(t, c.a.Timeout, "a replay to answer 409 workspace_not_creatable", func() error {
+		_, err := c.cl.CreateWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, req)
+		if !errors.Is(err, vmagent.ErrWorkspaceNotCreatable) {
+			return err
+		}
+		return nil
+	})
+	failedBody(t, c.rec.Last().Body, vmagent.CodeWorkspaceNotCreatable, ws)
+	other := req
+	other.Branch = "other"
+	if _, err := c.cl.CreateWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, other); !errors.Is(err, vmagent.ErrWorkspaceConflict) {
+		t.Errorf("create with another branch = %v, want 409 workspace_conflict", err)
+	}
+	failedBody(t, c.rec.Last().Body, vmagent.CodeWorkspaceConflict, ws)
+
+	if err := c.cl.StopWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, ws); err != nil {
+		t.Fatal(err)
+	}
+	c.last(t, http.StatusOK)
+	if err := c.cl.StopWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, ws); err != nil {
+		t.Fatal(err)
+	}
+	codedError(t, c.last(t, http.StatusConflict).Body, vmagent.CodeInvalidTransition)
+	if err := c.cl.DeleteWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, ws); err != nil {
+		t.Fatal(err)
+	}
+	c.last(t, http.StatusOK)
+}
+
+// failedBody checks a 409 about a failed workspace: the coded error, its
+// workspace id and status.
+func failedBody(t *testing.T, b []byte, code, ws string) {
+	t.Helper()
+	codedError(t, b, code)
+	body := object(t, b)
+	keysExactly(t, code+" body", body, "error", "message", "workspaceId", "status")
+	if body["workspaceId"] != ws || body["status"] != vmagent.StatusError {
+		t.Errorf("%s body %s, want workspaceId %s status error", code, b, ws)
 	}
 }
 
