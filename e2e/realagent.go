@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -59,6 +60,12 @@ func NeedRealAgent(tb testing.TB) RealAgent {
 		}
 	}
 	realAgentBuild.once.Do(func() {
+		// Test binaries of several packages may build it at once; the
+		// build script writes one cached file, so take turns.
+		if lock, err := os.OpenFile(filepath.Join(os.TempDir(), "tdf-vm-agent-build.lock"), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			defer lock.Close()
+			_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
+		}
 		out, err := exec.Command(filepath.Join(dir, "build")).Output()
 		if ee, ok := err.(*exec.ExitError); ok {
 			err = &buildError{err, string(ee.Stderr)}
