@@ -83,6 +83,7 @@ func (c *contract) run(t *testing.T) {
 		{"management token refusals", true, c.refusals},
 		{"workspace create and replays", running, c.createWorkspace},
 		{"agent session create", running, c.createSession},
+		{"unknown workspace or session", running, c.unknown},
 		{"task status callback of a prompt naming no branch", running, c.taskOnCheckoutBranch},
 		{"session start with a deliveryId", running, c.startSession},
 		{"task status callback of a completed prompt", running, c.taskDone},
@@ -269,9 +270,15 @@ func (c *contract) createWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := slices.IndexFunc(list, func(w vmagent.Workspace) bool { return w.ID == mainWS })
-	if i < 0 || list[i].Status != vmagent.StatusRunning || list[i].Repository != req.Repository || list[i].Branch != "main" {
+	if i < 0 || list[i].Status != vmagent.StatusRunning || list[i].Repository != req.Repository || list[i].Branch != "main" ||
+		list[i].CreatedAt.IsZero() {
 		t.Errorf("GET /workspaces = %+v, want %s running on %s main", list, mainWS, req.Repository)
 	}
+	var raw struct{ Workspaces []map[string]any }
+	if err := json.Unmarshal(c.last(t, http.StatusOK).Body, &raw); err != nil || len(raw.Workspaces) == 0 {
+		t.Fatalf("GET /workspaces body: %v", err)
+	}
+	keysExactly(t, "GET /workspaces entry", raw.Workspaces[0], "id", "repository", "branch", "status", "createdAt", "updatedAt", "sessions")
 }
 
 // statusBody checks a {workspaceId, status} answer.
@@ -322,6 +329,26 @@ func (c *contract) createSession(t *testing.T) {
 	if ex.Status != http.StatusBadRequest || plainError(t, ex.Body) != "session already exists: "+session1 {
 		t.Errorf("same sessionId without a key = %d %s, want 400 session already exists", ex.Status, ex.Body)
 	}
+}
+
+// unknown: a stop or start naming a workspace or session the agent does
+// not have is a permanent 404.
+func (c *contract) unknown(t *testing.T) {
+	err := c.cl.StopWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, "ws-never")
+	if !errors.Is(err, vmagent.ErrNotFound) || !vmagent.IsPermanent(err) {
+		t.Errorf("stop of an unknown workspace = %v, want a permanent 404", err)
+	}
+	plainError(t, c.rec.Last().Body)
+	_, err = c.cl.StopAgentSession(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, "s-never")
+	if !errors.Is(err, vmagent.ErrNotFound) {
+		t.Errorf("stop of an unknown session = %v, want 404", err)
+	}
+	plainError(t, c.rec.Last().Body)
+	err = c.cl.StartAgentSession(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, "s-never", startRequest("t-9", "d-9", donePrompt))
+	if !errors.Is(err, vmagent.ErrNotFound) {
+		t.Errorf("start of an unknown session = %v, want 404", err)
+	}
+	plainError(t, c.rec.Last().Body)
 }
 
 func startRequest(task, delivery, prompt string) vmagent.StartSessionRequest {
@@ -410,6 +437,12 @@ func (c *contract) taskDone(t *testing.T) {
 		t.Errorf("push result %+v, want %s pushed", *g, outBranch)
 	}
 
+	// The delivery, replayed after the run, is still a duplicate.
+	if err := c.cl.StartAgentSession(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, session1, startRequest("t-1", "d-1", donePrompt)); err != nil {
+		t.Fatalf("replay after the run: %v", err)
+	}
+	startBody(t, c.last(t, http.StatusOK), "duplicate")
+
 	msgs := c.a.CP.waitCall(t, c.a.Timeout, vmagent.MessagesPath(mainWS))
 	if _, err := c.a.CP.Issuer.VerifyCallback(msgs.Token, tokens.ScopeWorkspace, mainWS); err != nil {
 		t.Errorf("messages token: %v", err)
@@ -487,6 +520,11 @@ func (c *contract) stopSession(t *testing.T) {
 		if s.ID != session1 || s.Status != vmagent.SessionStopped || s.StoppedAt == nil {
 			t.Errorf("stop %d = %+v, want the session stopped", i+1, s)
 		}
+	}
+	err := c.cl.StartAgentSession(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, session1, startRequest("t-1", "d-3", donePrompt))
+	var e *vmagent.Error
+	if !errors.As(err, &e) || e.Status != http.StatusConflict || vmagent.IsTransient(err) || plainError(t, c.rec.Last().Body) != "session is not running" {
+		t.Errorf("start of a stopped session = %v, want a permanent 409 session is not running", err)
 	}
 }
 
