@@ -27,6 +27,10 @@ type Config struct {
 	// AgentVersion is reported in node ready and heartbeats. Default
 	// "tdf-sim".
 	AgentVersion string
+	// Standalone runs the agent in the real agent's standalone role: a
+	// workspace is made within the create call (standalone.go). Default:
+	// VM mode, which provisions in the background.
+	Standalone bool
 	// Verifier checks management tokens. Nil accepts every token, and
 	// requests without one (unit tests); the routing headers are checked
 	// either way.

@@ -17,7 +17,9 @@
 // rebuild, and DELETE (always 200). Management tokens are checked by a
 // Verifier (401 missing, invalid, or for another node or workspace); the
 // X-SAM-Node-Id and X-SAM-Workspace-Id headers are checked as the real agent
-// does (403 when they name another node or workspace).
+// does (403 when they name another node or workspace). That is the agent's
+// default VM mode; Config.Standalone switches to its standalone role, which
+// makes a workspace within the create call (standalone.go).
 //
 // Callbacks, under each control-plane URL: node ready once, BootDelay after
 // Start, without retry; a heartbeat every HeartbeatInterval (the first one

@@ -109,6 +109,10 @@ func (a *Agent) handleCreateWorkspace(w http.ResponseWriter, r *http.Request) {
 	if branch == "" {
 		branch = vmagent.DefaultBranch
 	}
+	if a.cfg.Standalone {
+		a.createStandalone(w, r, body, repository, branch)
+		return
+	}
 
 	a.mu.Lock()
 	if ws, ok := a.workspaces[body.WorkspaceID]; ok {
