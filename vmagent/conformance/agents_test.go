@@ -36,6 +36,9 @@ type agent struct {
 	// FailWorkspaces, when set, makes provisioning fail (on) or succeed
 	// (off).
 	FailWorkspaces func(on bool)
+	// BrokenRepository, when set, is a repository the agent fails to
+	// clone.
+	BrokenRepository string
 	// FailRuns, when set, makes the agent's runs fail (on) or succeed
 	// (off); the real agent's fake coding agent fails a prompt that
 	// carries fakeacp.FailMarker instead.
@@ -44,9 +47,14 @@ type agent struct {
 	Timeout time.Duration
 }
 
-// startSim runs the simulated agent, configured as the fakeworld does
+// startSim runs the simulated agent in its default VM mode, and
+// startSimStandalone in the standalone role.
+func startSim(t *testing.T) *agent           { return startSimRole(t, false) }
+func startSimStandalone(t *testing.T) *agent { return startSimRole(t, true) }
+
+// startSimRole runs the simulated agent, configured as the fakeworld does
 // (tokens verified against the control plane's JWKS), with short delays.
-func startSim(t *testing.T) *agent {
+func startSimRole(t *testing.T, standalone bool) *agent {
 	cp := startControlPlane(t)
 	const nodeID = "n-sim"
 	nodeToken, err := cp.Issuer.CallbackToken(tokens.ScopeNode, nodeID)
@@ -64,6 +72,7 @@ func startSim(t *testing.T) *agent {
 	cfg.Verifier = jwksVerifier{v}
 	cfg.BootDelay, cfg.WorkspaceReadyDelay, cfg.AgentWorkDuration = 50*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 	cfg.HeartbeatInterval = time.Second
+	cfg.Standalone = standalone
 	a := sim.New(cfg)
 	srv := httptest.NewServer(a.Handler())
 	a.Start(context.Background())
@@ -73,7 +82,7 @@ func startSim(t *testing.T) *agent {
 	})
 	return &agent{
 		Base: srv.URL, NodeID: nodeID, CP: cp,
-		Repository: "https://git.example.invalid/app.git",
+		Repository: "https://git.example.invalid/app.git", Standalone: standalone,
 		FailRuns: func(on bool) {
 			f := a.Faults()
 			f.AgentRunFailure = on
@@ -160,7 +169,8 @@ func startRealRole(t *testing.T, role string) *agent {
 	})
 	a := &agent{
 		Base: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), NodeID: nodeID, CP: cp,
-		Repository: repo, Standalone: role == realagent.RoleStandalone, WorkspacesFail: role == realagent.RoleVM,
+		Repository: repo, BrokenRepository: git.URL + "/missing.git",
+		Standalone: role == realagent.RoleStandalone, WorkspacesFail: role == realagent.RoleVM,
 		Timeout: time.Minute,
 	}
 	waitFor(t, time.Minute, "the real agent's /health", func() error {

@@ -10,6 +10,7 @@ package conformance_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +29,7 @@ func TestAgentContract(t *testing.T) {
 	for _, k := range []struct {
 		name  string
 		start func(*testing.T) *agent
-	}{{"sim", startSim}, {"real", startReal}, {"real-vm", startRealVM}} {
+	}{{"sim", startSim}, {"sim-standalone", startSimStandalone}, {"real", startReal}, {"real-vm", startRealVM}} {
 		t.Run(k.name, func(t *testing.T) {
 			t.Parallel()
 			newContract(t, k.start(t)).run(t)
@@ -73,6 +74,7 @@ func (c *contract) run(t *testing.T) {
 	// a 500).
 	running := !c.a.WorkspacesFail
 	failing := !c.a.Standalone && (c.a.WorkspacesFail || c.a.FailWorkspaces != nil)
+	failingStandalone := c.a.Standalone && (c.a.BrokenRepository != "" || c.a.FailWorkspaces != nil)
 	for _, s := range []struct {
 		name    string
 		applies bool
@@ -81,6 +83,9 @@ func (c *contract) run(t *testing.T) {
 		{"health", true, c.health},
 		{"node ready callback", true, c.nodeReady},
 		{"management token refusals", true, c.refusals},
+		// Before any workspace: a standalone agent clones into its one
+		// working directory once.
+		{"workspace whose creation fails, standalone", failingStandalone, c.standaloneFailure},
 		{"workspace create and replays", running, c.createWorkspace},
 		{"agent session create", running, c.createSession},
 		{"unknown workspace or session", running, c.unknown},
@@ -231,6 +236,11 @@ func (c *contract) createWorkspace(t *testing.T) {
 		c.statusBody(t, ex, mainWS, vmagent.StatusRunning)
 	default:
 		t.Fatalf("replay answered %d %s, want 202 or 200", ex.Status, ex.Body)
+	}
+	// A standalone agent makes the workspace again on a replay, and sends
+	// ready again, before answering.
+	if n := len(c.a.CP.Calls(vmagent.WorkspaceReadyPath(mainWS))); c.a.Standalone && n != 2 {
+		t.Errorf("%d ready callbacks after a create and a replay, want 2", n)
 	}
 
 	for what, mod := range map[string]func(*vmagent.CreateWorkspaceRequest){
@@ -574,6 +584,57 @@ func (c *contract) deleteWorkspace(t *testing.T) {
 	if slices.ContainsFunc(list, func(w vmagent.Workspace) bool { return w.ID == mainWS }) {
 		t.Errorf("GET /workspaces after delete = %+v", list)
 	}
+}
+
+// standaloneFailure (standalone role): a workspace whose creation fails
+// (its clone) is reported with the provisioning-failed callback
+// {errorMessage} within the call, which answers 500 {error}; a replay
+// tries again (500 again), another branch is 409 workspace_conflict; the
+// failed workspace stops and is deleted.
+func (c *contract) standaloneFailure(t *testing.T) {
+	if c.a.FailWorkspaces != nil {
+		c.a.FailWorkspaces(true)
+		defer c.a.FailWorkspaces(false)
+	}
+	const ws = "ws-bad"
+	req := c.createRequest(t, ws)
+	req.Repository = cmp.Or(c.a.BrokenRepository, req.Repository)
+	for i := range 2 {
+		_, err := c.cl.CreateWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, req)
+		var e *vmagent.Error
+		if !errors.As(err, &e) || e.Status != http.StatusInternalServerError || !vmagent.IsTransient(err) {
+			t.Fatalf("create %d = %v, want a transient 500", i+1, err)
+		}
+		plainError(t, c.rec.Last().Body)
+		// Sent before the answer.
+		calls := c.a.CP.Calls(vmagent.ProvisioningFailedPath(ws))
+		if len(calls) != i+1 {
+			t.Fatalf("%d provisioning-failed callbacks after %d creates", len(calls), i+1)
+		}
+		if _, err := c.a.CP.Issuer.VerifyCallback(calls[i].Token, tokens.ScopeWorkspace, ws); err != nil {
+			t.Errorf("provisioning-failed token: %v", err)
+		}
+		body := object(t, calls[i].Body)
+		keysExactly(t, "provisioning-failed body", body, "errorMessage")
+		if msg, _ := body["errorMessage"].(string); msg == "" {
+			t.Errorf("provisioning-failed body %s, want an errorMessage", calls[i].Body)
+		}
+	}
+	other := req
+	other.Branch = "other"
+	if _, err := c.cl.CreateWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, other); !errors.Is(err, vmagent.ErrWorkspaceConflict) {
+		t.Errorf("create with another branch = %v, want 409 workspace_conflict", err)
+	}
+	body := object(t, c.rec.Last().Body)
+	keysExactly(t, "workspace_conflict body", body, "error", "message", "workspaceId")
+	if err := c.cl.StopWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, ws); err != nil {
+		t.Fatal(err)
+	}
+	c.last(t, http.StatusOK)
+	if err := c.cl.DeleteWorkspace(c.ctx, c.a.Base, c.a.NodeID, user, ws); err != nil {
+		t.Fatal(err)
+	}
+	c.last(t, http.StatusOK)
 }
 
 // provisioningFailure (VM mode): a workspace whose provisioning fails is
