@@ -1,12 +1,15 @@
 package conformance_test
 
 // The simulated agent follows the real one: every check below runs against
-// both, through tdf's own vmagent.Client (its transport records the exact
-// answer behind what the client made of it), with raw requests only where
-// the client refuses to send what the check needs (no Idempotency-Key, a
-// malformed deliveryId). Where the real agent's answer depends on its role
-// (standalone creates a workspace within the call, VM mode in the
-// background), the check says so; the simulator models VM mode.
+// both, in both of the agent's roles, through tdf's own vmagent.Client (its
+// transport records the exact answer behind what the client made of it),
+// with raw requests only where the client refuses to send what the check
+// needs (no Idempotency-Key, a malformed deliveryId). Where the answer
+// depends on the role (standalone makes a workspace within the create
+// call, VM mode in the background), the check says so. Offline, the real
+// agent's VM mode cannot provision a workspace (no docker), so its running
+// workspaces are compared in the standalone role, and its failed ones in
+// both.
 
 import (
 	"bytes"
