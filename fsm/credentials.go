@@ -117,6 +117,11 @@ type Credential struct {
 	// helper ("" lets the agent choose: x-access-token at github.com).
 	Username string `json:"username,omitempty"`
 	Host     string `json:"host,omitempty"`
+	// GitHubApp, set on a git token only, makes it a GitHub App
+	// installation: the sealed secret is then the app's private key (PEM),
+	// and the leader mints a short-lived installation token from it for
+	// each hand-out. Zero for a static token.
+	GitHubApp GitHubApp `json:"github_app,omitzero"`
 	// KeyID, Nonce and Ciphertext are the secret sealed with AES-256-GCM.
 	KeyID      string `json:"key_id"`
 	Nonce      []byte `json:"nonce"`
@@ -128,8 +133,38 @@ type Credential struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
+// GitHubApp names the GitHub App installation a git token is minted for.
+// It is metadata: the app's private key is the credential's sealed secret.
+type GitHubApp struct {
+	AppID          int64 `json:"app_id"`
+	InstallationID int64 `json:"installation_id"`
+	// APIBaseURL is the GitHub API to mint at ("" is https://api.github.com;
+	// GitHub Enterprise Server: https://HOST/api/v3).
+	APIBaseURL string `json:"api_base_url,omitempty"`
+}
+
+// IsGitHubApp tells a GitHub App installation from a static secret.
+func (c *Credential) IsGitHubApp() bool { return c.GitHubApp != GitHubApp{} }
+
+func (a GitHubApp) validate(kind CredentialKind) error {
+	switch {
+	case a == GitHubApp{}:
+		return nil
+	case kind != CredentialGitToken:
+		return fmt.Errorf("a GitHub App goes with a git-token only, not a %q", kind)
+	case a.AppID <= 0 || a.InstallationID <= 0:
+		return fmt.Errorf("a GitHub App needs a positive app id and installation id, not %d and %d", a.AppID, a.InstallationID)
+	case a.APIBaseURL != "":
+		return checkCredentialField("api base url", a.APIBaseURL, maxCredentialMeta)
+	}
+	return nil
+}
+
 func (c *Credential) validate() error {
 	if err := c.CredentialRef.Validate(); err != nil {
+		return err
+	}
+	if err := c.GitHubApp.validate(c.Kind); err != nil {
 		return err
 	}
 	for _, f := range []struct{ what, v string }{{"secret kind", c.SecretKind}, {"username", c.Username}, {"host", c.Host}, {"fingerprint", c.Fingerprint}} {
