@@ -105,7 +105,12 @@ func (s *Server) gitToken(c *gin.Context) {
 	ref := fsm.CredentialRef{Kind: fsm.CredentialGitToken, Scope: fsm.CredentialProject, ScopeID: t.ProjectID}
 	cr, ok := s.cfg.Node.FSM().Credential(ref)
 	if !ok {
+		s.githubApps.forget(t.ProjectID)
 		abortError(c, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no git credential is configured for project %s (an admin sets one: tdf credential set git-token project %s)", t.ProjectID, t.ProjectID))
+		return
+	}
+	if cr.IsGitHubApp() {
+		s.gitHubAppToken(c, t.ProjectID, cr)
 		return
 	}
 	secret, err := s.openCredential(cr)

@@ -18,6 +18,7 @@ import (
 // coding agent keys, set, listed and deleted under /v1/credentials.
 //
 //	PUT    /v1/credentials/git-token/project/{project}           {"secret", "username"?, "host"?}
+//	       or a GitHub App installation (githubapp.go):  {"github_app": {"app_id", "installation_id", "private_key"}, "api_base_url"?, "username"?, "host"?}
 //	PUT    /v1/credentials/agent-key/{user|project}/{id}/{agent}  {"secret", "credential_kind"?}
 //	DELETE the same paths
 //	GET    /v1/credentials?kind=&scope=&id=                       metadata only
@@ -29,7 +30,7 @@ import (
 
 // CredentialRequest is the body of a credential PUT.
 type CredentialRequest struct {
-	Secret string `json:"secret"`
+	Secret string `json:"secret,omitempty"`
 	// CredentialKind tells the agent how to use an agent key: "api-key"
 	// (the default) or "oauth-token".
 	CredentialKind string `json:"credential_kind,omitempty"`
@@ -37,6 +38,11 @@ type CredentialRequest struct {
 	// helper (default: x-access-token at github.com).
 	Username string `json:"username,omitempty"`
 	Host     string `json:"host,omitempty"`
+	// GitHubApp makes a git token a GitHub App installation's, minted for
+	// each hand-out, instead of Secret; APIBaseURL is the GitHub API to
+	// mint at (default https://api.github.com).
+	GitHubApp  *GitHubAppRequest `json:"github_app,omitempty"`
+	APIBaseURL string            `json:"api_base_url,omitempty"`
 }
 
 // CredentialView is what the API shows of a credential: never the secret.
@@ -48,6 +54,8 @@ type CredentialView struct {
 	CredentialKind string              `json:"credential_kind,omitempty"`
 	Username       string              `json:"username,omitempty"`
 	Host           string              `json:"host,omitempty"`
+	GitHubApp      *GitHubAppView      `json:"github_app,omitempty"`
+	APIBaseURL     string              `json:"api_base_url,omitempty"`
 	KeyID          string              `json:"key_id"`
 	Fingerprint    string              `json:"fingerprint"`
 	CreatedAt      time.Time           `json:"created_at"`
@@ -55,9 +63,14 @@ type CredentialView struct {
 }
 
 func credentialView(c fsm.Credential) CredentialView {
-	return CredentialView{Kind: c.Kind, Scope: c.Scope, ID: c.ScopeID, AgentType: c.AgentType,
+	v := CredentialView{Kind: c.Kind, Scope: c.Scope, ID: c.ScopeID, AgentType: c.AgentType,
 		CredentialKind: c.SecretKind, Username: c.Username, Host: c.Host, KeyID: c.KeyID,
 		Fingerprint: c.Fingerprint, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+	if c.IsGitHubApp() {
+		v.GitHubApp = &GitHubAppView{AppID: c.GitHubApp.AppID, InstallationID: c.GitHubApp.InstallationID}
+		v.APIBaseURL = c.GitHubApp.APIBaseURL
+	}
+	return v
 }
 
 // CodeNoKeyring: the node that must seal or open a credential has no
@@ -95,13 +108,10 @@ func (s *Server) noKeyring(c *gin.Context) {
 }
 
 func (r *CredentialRequest) check(ref fsm.CredentialRef) error {
+	if err := r.checkSecret(ref); err != nil {
+		return err
+	}
 	switch {
-	case r.Secret == "":
-		return &fieldError{"secret", "is required"}
-	case len(r.Secret) > fsm.MaxCredentialSecret:
-		return &fieldError{"secret", fmt.Sprintf("is %d bytes, at most %d", len(r.Secret), fsm.MaxCredentialSecret)}
-	case !utf8.ValidString(r.Secret) || strings.ContainsRune(r.Secret, 0):
-		return &fieldError{"secret", "must be UTF-8 text without NUL"}
 	case ref.Kind == fsm.CredentialAgentKey && (r.Username != "" || r.Host != ""):
 		return &fieldError{"username", "and host go with git tokens only"}
 	case ref.Kind == fsm.CredentialGitToken && r.CredentialKind != "":
@@ -115,6 +125,32 @@ func (r *CredentialRequest) check(ref fsm.CredentialRef) error {
 		}
 	}
 	return nil
+}
+
+// checkSecret checks the static secret, or the GitHub App in its place.
+func (r *CredentialRequest) checkSecret(ref fsm.CredentialRef) error {
+	if r.GitHubApp != nil {
+		return r.checkGitHubApp(ref)
+	}
+	switch {
+	case r.APIBaseURL != "":
+		return &fieldError{"api_base_url", "goes with github_app only"}
+	case r.Secret == "":
+		return &fieldError{"secret", "is required (for a git token: or github_app)"}
+	case len(r.Secret) > fsm.MaxCredentialSecret:
+		return &fieldError{"secret", fmt.Sprintf("is %d bytes, at most %d", len(r.Secret), fsm.MaxCredentialSecret)}
+	case !utf8.ValidString(r.Secret) || strings.ContainsRune(r.Secret, 0):
+		return &fieldError{"secret", "must be UTF-8 text without NUL"}
+	}
+	return nil
+}
+
+// secretAndApp is what a request seals, and the app metadata beside it.
+func (r *CredentialRequest) secretAndApp() (string, fsm.GitHubApp) {
+	if r.GitHubApp == nil {
+		return r.Secret, fsm.GitHubApp{}
+	}
+	return r.GitHubApp.PrivateKey, fsm.GitHubApp{AppID: r.GitHubApp.AppID, InstallationID: r.GitHubApp.InstallationID, APIBaseURL: r.APIBaseURL}
 }
 
 func (s *Server) setCredential(c *gin.Context) {
@@ -135,14 +171,15 @@ func (s *Server) setCredential(c *gin.Context) {
 		s.noKeyring(c)
 		return
 	}
-	sealed, err := kr.Seal([]byte(req.Secret), ref.AAD())
+	secret, app := req.secretAndApp()
+	sealed, err := kr.Seal([]byte(secret), ref.AAD())
 	if err != nil {
 		abortError(c, http.StatusInternalServerError, CodeInternal, "sealing the credential failed")
 		return
 	}
 	_, existed := s.cfg.Node.FSM().Credential(ref)
-	cred := fsm.Credential{CredentialRef: ref, SecretKind: req.CredentialKind, Username: req.Username, Host: req.Host,
-		KeyID: sealed.KeyID, Nonce: sealed.Nonce, Ciphertext: sealed.Ciphertext, Fingerprint: kr.Fingerprint([]byte(req.Secret))}
+	cred := fsm.Credential{CredentialRef: ref, SecretKind: req.CredentialKind, Username: req.Username, Host: req.Host, GitHubApp: app,
+		KeyID: sealed.KeyID, Nonce: sealed.Nonce, Ciphertext: sealed.Ciphertext, Fingerprint: kr.Fingerprint([]byte(secret))}
 	if _, ok := s.commit(c, fsm.SetCredential{Credential: cred, At: s.now()}); !ok {
 		return
 	}

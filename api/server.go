@@ -104,6 +104,8 @@ type Server struct {
 	// streams end then.
 	streamsDone chan struct{}
 	closeOnce   sync.Once
+	// githubApps mints the GitHub App git tokens (githubapp.go).
+	githubApps githubApps
 }
 
 // CloseStreams ends every open event stream (and refuses new ones); the
