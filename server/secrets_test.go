@@ -2,25 +2,31 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/tdf-project/tdf/api/fakegithub"
 	"github.com/tdf-project/tdf/server"
 	"github.com/tdf-project/tdf/tokens"
 )
 
 // TestCredentialSecretsStayOut sets a git token and an agent key through
 // the admin API of a three-node cluster logging at trace level, hands both
-// out to the workspace's agent, takes raft snapshots on every node and a
-// backup through the API, then searches the nodes' logs, every API answer
-// but the two hand-outs, the snapshot files and the raft logs (raft.db) of
-// every data directory for either secret in clear text: none may hold one.
+// out to the workspace's agent, then sets the git credential to a GitHub
+// App (its private key the secret) and hands out tokens minted with it,
+// takes raft snapshots on every node and a backup through the API, then
+// searches the nodes' logs, every API answer but the hand-outs, the
+// snapshot files and the raft logs (raft.db) of every data directory for
+// any secret in clear text (any line of the PEM; the minted tokens too,
+// which are never committed): none may hold one.
 func TestCredentialSecretsStayOut(t *testing.T) {
 	logs := &logBuffer{} // ops_test.go
 	dataDir := t.TempDir()
@@ -52,6 +58,7 @@ func TestCredentialSecretsStayOut(t *testing.T) {
 	if !bytes.Contains(bytes.Join(handouts, nil), []byte(secrets[2])) || !bytes.Contains(bytes.Join(handouts, nil), []byte(testAgentSecret)) {
 		t.Fatalf("the hand-outs do not carry the secrets: %s", bytes.Join(handouts, []byte("\n")))
 	}
+	secrets = append(secrets, appCredentialHandouts(t, a, wsTok)...)
 	// A backup through the API, and a raft snapshot on every node.
 	a.do(t, a.c.Leader(), http.MethodGet, "/v1/cluster/snapshot", nil, nil)
 	for _, n := range a.c.Nodes {
@@ -61,7 +68,7 @@ func TestCredentialSecretsStayOut(t *testing.T) {
 	}
 	a.c.Close() // flushes and closes every raft.db
 
-	var files, snapshots, witnessed int
+	var files, snapshots, witnessed, appWitnessed int
 	err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -84,13 +91,16 @@ func TestCredentialSecretsStayOut(t *testing.T) {
 		if (strings.HasSuffix(path, "raft.db") || strings.HasSuffix(path, "state.bin")) && bytes.Contains(data, []byte(`"ciphertext"`)) {
 			witnessed++
 		}
+		if bytes.Contains(data, []byte(`"github_app":{"app_id":9,`)) {
+			appWitnessed++
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if witnessed < 6 {
-		t.Errorf("%d raft logs and snapshots hold a sealed credential, want every node's", witnessed)
+	if witnessed < 6 || appWitnessed < 6 {
+		t.Errorf("%d raft logs and snapshots hold a sealed credential, %d the app credential; want every node's", witnessed, appWitnessed)
 	}
 	if snapshots < 3 || files < 6 {
 		t.Fatalf("searched %d files with %d snapshots, want every node's raft.db and snapshot", files, snapshots)
@@ -110,4 +120,33 @@ func TestCredentialSecretsStayOut(t *testing.T) {
 		}
 	}
 	t.Logf("searched %d bytes of logs, %d API answers and %d files (%d snapshots)", len(logged), len(a.answers), files, snapshots)
+}
+
+// appCredentialHandouts sets p1's git credential to a GitHub App and hands
+// out minted tokens on every node; it returns the secrets to search for:
+// the lines of the app's key and the tokens.
+func appCredentialHandouts(t *testing.T, a *agentRoutesCluster, wsTok map[string]string) []string {
+	t.Helper()
+	gh := fakegithub.New()
+	t.Cleanup(gh.Close)
+	appKey, pemKey, err := fakegithub.NewAppKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh.Install(9, 90, &appKey.PublicKey)
+	gh.SetLifetime(30 * time.Second) // within ghinstallation's refresh margin: minted on every call
+	a.setAppCredential(t, 9, 90, pemKey, gh.URL)
+	out := pemLines(pemKey)
+	for _, n := range a.c.Nodes {
+		r := a.c.Do(n, http.MethodPost, "/api/workspaces/"+a.wsID+"/git-token", []byte(`{}`), wsTok)
+		var tok struct{ Token string }
+		if err := json.Unmarshal(r.Body, &tok); err != nil || r.Status != http.StatusOK || tok.Token == "" {
+			t.Fatalf("app git-token on %s = %d %s", n.ID, r.Status, r.Body)
+		}
+		out = append(out, tok.Token)
+	}
+	if gh.Minted(90) != len(a.c.Nodes) || len(out) < 20 {
+		t.Fatalf("minted %d tokens, %d secrets to search for", gh.Minted(90), len(out))
+	}
+	return out
 }
