@@ -22,12 +22,15 @@ import (
 
 const credentialUsage = `usage:
   tdf credential set git-token project PROJECT [--secret-file FILE] [--username U] [--host H]
+  tdf credential set git-token project PROJECT --github-app-id N --installation-id M [--api-base-url URL] [--secret-file KEY.pem]
   tdf credential set agent-key user|project ID AGENT_TYPE [--secret-file FILE] [--credential-kind api-key|oauth-token]
   tdf credential list [--kind K] [--scope S] [--id ID]
   tdf credential delete git-token project PROJECT
   tdf credential delete agent-key user|project ID AGENT_TYPE
 The secret is read from --secret-file, or from standard input ("-", the
-default), never from a flag: flags show in ps and shell history.`
+default), never from a flag: flags show in ps and shell history. With
+--github-app-id the secret is the GitHub App's private key (PEM), and the
+agent gets installation tokens minted with it.`
 
 // runCredential sets, lists and deletes credentials (admin token).
 func runCredential(ctx context.Context, args []string) error {
@@ -45,6 +48,7 @@ func runCredential(ctx context.Context, args []string) error {
 		fs.StringVar(&req.CredentialKind, "credential-kind", "", "agent keys: api-key (default) or oauth-token")
 		fs.StringVar(&req.Username, "username", "", "git tokens: the user name git presents (default x-access-token)")
 		fs.StringVar(&req.Host, "host", "", "git tokens: the git host (default github.com)")
+		app := githubAppFlags(fs)
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
 			return err
@@ -53,9 +57,13 @@ func runCredential(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := app.check(fs.Args()[0]); err != nil {
+			return err
+		}
 		if req.Secret, err = readSecret(*secretFile, os.Stdin); err != nil {
 			return err
 		}
+		app.into(&req)
 		var out struct {
 			Credential api.CredentialView `json:"credential"`
 		}
@@ -66,7 +74,7 @@ func runCredential(ctx context.Context, args []string) error {
 			return printJSON(out)
 		}
 		v := out.Credential
-		fmt.Printf("set %s %s/%s%s (fingerprint %s, key %s)\n", v.Kind, v.Scope, v.ID, agentSuffix(v.AgentType), v.Fingerprint, v.KeyID)
+		fmt.Printf("set %s %s/%s%s (%sfingerprint %s, key %s)\n", v.Kind, v.Scope, v.ID, agentSuffix(v.AgentType), appNote(v), v.Fingerprint, v.KeyID)
 		return nil
 	case "delete":
 		c, err := parseClient(fs, args[1:], addr)
@@ -170,9 +178,9 @@ func agentSuffix(a string) string {
 
 func printCredentials(cs []api.CredentialView, haveKeyring bool) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KIND\tSCOPE\tID\tAGENT\tFINGERPRINT\tKEY\tUPDATED")
+	fmt.Fprintln(w, "KIND\tSCOPE\tID\tAGENT\tGITHUB APP\tFINGERPRINT\tKEY\tUPDATED")
 	for _, v := range cs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Kind, v.Scope, v.ID, cmpDash(v.AgentType), v.Fingerprint, v.KeyID, v.UpdatedAt.Format(time.RFC3339))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Kind, v.Scope, v.ID, cmpDash(v.AgentType), cmpDash(appColumn(v)), v.Fingerprint, v.KeyID, v.UpdatedAt.Format(time.RFC3339))
 	}
 	if err := w.Flush(); err != nil {
 		return err
