@@ -318,6 +318,9 @@ func TestAgentSessionIdempotency(t *testing.T) {
 	if !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.Contains(e.Message, "session already exists: s1") || vmagent.IsTransient(err) {
 		t.Fatalf("CreateAgentSession(other key) = %v, want permanent 400 session already exists", err)
 	}
+	if !vmagent.IsSessionExists(err, "s1") || vmagent.IsSessionExists(err, "s") || vmagent.IsSessionExists(errors.New("x"), "s1") {
+		t.Fatalf("IsSessionExists(%v) does not tell session s1 from others", err)
+	}
 
 	// An empty key is derived from the session id, so retries still replay.
 	req2 := vmagent.CreateSessionRequest{SessionID: "s2"}

@@ -126,3 +126,19 @@ func IsTransient(err error) bool {
 
 // IsPermanent is !IsTransient for a non-nil error.
 func IsPermanent(err error) bool { return err != nil && !IsTransient(err) }
+
+// sessionExistsPrefix starts the agent's 400 message for a session id it
+// has already (created under another Idempotency-Key, or under none).
+const sessionExistsPrefix = "session already exists: "
+
+// IsSessionExists reports whether err is the agent's answer to creating
+// session sessionID when a session of that id exists already and the
+// request's Idempotency-Key is not the one it was created with: 400
+// "session already exists: <id>". It is how a caller learns that a session
+// exists: the agent's session list does not take a management token, and
+// the sessions count of GET /workspaces counts terminal sessions.
+func IsSessionExists(err error, sessionID string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code == "" &&
+		e.Message == sessionExistsPrefix+sessionID
+}

@@ -125,7 +125,10 @@ type Workspace struct {
 	Status     string    `json:"status"`
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
-	Sessions   int       `json:"sessions"`
+	// Sessions counts the workspace's terminal (PTY) sessions, not its
+	// agent sessions: it is 0 while an agent session runs. Whether an
+	// agent session exists is learnt from IsSessionExists.
+	Sessions int `json:"sessions"`
 }
 
 // ListWorkspacesResponse is the body of GET /workspaces.
