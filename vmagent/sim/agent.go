@@ -219,7 +219,10 @@ func (a *Agent) listWorkspacesLocked() []vmagent.Workspace {
 			Status:     ws.status,
 			CreatedAt:  ws.createdAt,
 			UpdatedAt:  ws.updatedAt,
-			Sessions:   len(a.sessions[ws.id]),
+			// The real agent counts the workspace's terminal (PTY)
+			// sessions here, never its agent sessions; the simulator
+			// has no terminals.
+			Sessions: 0,
 		})
 	}
 	slices.SortFunc(out, func(x, y vmagent.Workspace) int {

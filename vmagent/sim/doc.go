@@ -7,11 +7,13 @@
 // # What it models
 //
 // Calls: GET /health (200 at once, no auth), GET /system-info,
-// GET /workspaces, POST /workspaces (202 while provisioning, 200 once
+// GET /workspaces (its sessions count is the real agent's count of
+// terminal sessions: always 0 here), POST /workspaces (202 while provisioning, 200 once
 // running, 409 workspace_conflict on another repository or branch, 409
 // workspace_not_creatable once stopped or failed), agent sessions (400
 // "session already exists: <id>" on a repeated sessionId without the
-// Idempotency-Key, 201 with the existing session for the same key), session
+// Idempotency-Key, 201 with the existing session for the same key; listing
+// them answers 401 to a management token, as the real agent does), session
 // start (202; with a deliveryId 202 accepted, 200 duplicate, 409 conflict),
 // session stop, workspace stop (200, then 409 invalid_transition), restart,
 // rebuild, and DELETE (always 200). Management tokens are checked by a

@@ -28,6 +28,7 @@ func (a *Agent) Handler() http.Handler {
 	slow("POST /workspaces/{workspaceId}/restart", a.handleRestartWorkspace)
 	slow("POST /workspaces/{workspaceId}/rebuild", a.handleRebuildWorkspace)
 	slow("DELETE /workspaces/{workspaceId}", a.handleDeleteWorkspace)
+	slow("GET /workspaces/{workspaceId}/agent-sessions", a.handleListSessions)
 	slow("POST /workspaces/{workspaceId}/agent-sessions", a.handleCreateSession)
 	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/start", a.handleStartSession)
 	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/stop", a.handleStopSession)
@@ -323,6 +324,19 @@ func (a *Agent) handleDeleteWorkspace(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	hook()
 	writeJSON(w, http.StatusOK, map[string]bool{"success": true})
+}
+
+// handleListSessions refuses the control plane as the real agent does: the
+// route checks a browser's workspace token first and answers 401 when that
+// fails, before it would accept a management token. So a control plane
+// cannot list agent sessions (it learns whether one exists by creating it:
+// 400 "session already exists").
+func (a *Agent) handleListSessions(w http.ResponseWriter, r *http.Request) {
+	msg := "invalid token"
+	if h := strings.TrimSpace(r.Header.Get("Authorization")); strings.TrimSpace(strings.TrimPrefix(h, "Bearer")) == "" {
+		msg = "missing token"
+	}
+	writeError(w, http.StatusUnauthorized, msg)
 }
 
 func (a *Agent) handleCreateSession(w http.ResponseWriter, r *http.Request) {

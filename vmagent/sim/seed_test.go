@@ -43,10 +43,18 @@ func TestSeed(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, w := range list {
+		// sessions counts terminal sessions, as on the real agent: none,
+		// though ws-r has an agent session.
 		got[w.ID] = w.Status + "/" + strings.Repeat("s", w.Sessions)
 	}
-	if got["ws-c"] != "creating/" || got["ws-r"] != "running/s" || got["ws-s"] != "stopped/" || len(got) != 3 {
+	if got["ws-c"] != "creating/" || got["ws-r"] != "running/" || got["ws-s"] != "stopped/" || len(got) != 3 {
 		t.Fatalf("workspaces = %v", got)
+	}
+	// The seeded session was created without an Idempotency-Key, as the
+	// old system does: creating it again under any key says it exists.
+	_, err = e.client.CreateAgentSession(e.ctx, e.srv.URL, node, user, "ws-r", vmagent.CreateSessionRequest{SessionID: "s-r"}, "k")
+	if !vmagent.IsSessionExists(err, "s-r") {
+		t.Fatalf("create of the seeded session = %v, want 400 session already exists", err)
 	}
 	res, err := e.client.CreateWorkspace(e.ctx, e.srv.URL, node, user, vmagent.CreateWorkspaceRequest{WorkspaceID: "ws-r", Repository: "r", CallbackToken: wsToken})
 	if err != nil || res.Status != "running" {
