@@ -94,6 +94,7 @@ func (c *contract) run(t *testing.T) {
 		{"unknown workspace or session", running, c.unknown},
 		{"task status callback of a prompt naming no branch", running, c.taskOnCheckoutBranch},
 		{"session start with a deliveryId", running, c.startSession},
+		{"agent session existence, as adoption asks", running, c.sessionExistence},
 		{"task status callback of a completed prompt", running, c.taskDone},
 		{"task status callback of a failed prompt", running, c.taskFailed},
 		{"session stop", running, c.stopSession},
