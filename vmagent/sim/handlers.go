@@ -363,6 +363,12 @@ func (a *Agent) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	if key != "" {
 		if existing, ok := a.idem[idemKey{wsID, key}]; ok {
 			if s, ok := a.sessions[wsID][existing]; ok {
+				// The real agent points the workspace's message
+				// reporting at the chat session of every creation
+				// request, a replay too.
+				if chat := strings.TrimSpace(body.ChatSessionID); chat != "" && projectID != "" {
+					s.chatSessionID = chat
+				}
 				out := s.Session
 				a.mu.Unlock()
 				writeJSON(w, http.StatusCreated, out)
