@@ -19,7 +19,8 @@ const CmdImportTask CommandType = 25
 
 // StepAdopt is the pseudo-step of an imported task that has not yet been
 // reconciled against reality. Like StepCleanup it is claimed and fenced as
-// an effect step, but its handler only reads (cloud and agent), so
+// an effect step, but its handler only reads (cloud and agent) besides
+// one keyed session creation the agent_session step would make anyway, so
 // re-running it never duplicates anything. The task's Step meanwhile
 // keeps the step the old system reported.
 const StepAdopt Step = "adopt"

@@ -12,11 +12,12 @@ import (
 )
 
 // adopt reconciles a task imported from the old system against reality
-// and reports the step it really is at (fsm.StepAdopt). It only reads —
-// the server (by its Hetzner id), the agent's /health, the agent's
-// workspaces and their sessions — so a re-dispatched attempt repeats
-// nothing; the ordinary steps that follow carry their own idempotency
-// keys. The ladder, from the bottom:
+// and reports the step it really is at (fsm.StepAdopt). It reads the
+// server (by its Hetzner id), the agent's /health and its workspaces; its
+// one write is how it asks whether the task's agent session exists
+// (sessionExists), a creation the agent_session step would make itself.
+// So a re-dispatched attempt repeats nothing, and the ordinary steps that
+// follow carry their own idempotency keys. The ladder, from the bottom:
 //
 //	server gone            → node_provisioning (a new server, same node)
 //	server not running     → node_provisioning (it polls the server)
@@ -25,7 +26,7 @@ import (
 //	claimed node_agent_ready, agent healthy → workspace_creation
 //	workspace absent       → workspace_creation (created again, same id)
 //	workspace creating     → workspace_ready (its callback will come)
-//	workspace running      → agent_session, or running once a session exists
+//	workspace running      → agent_session, or running once the recorded session exists
 //	workspace stopped/error → the task fails
 //
 // A task that had reached awaiting_followup has its result: when its
@@ -92,17 +93,8 @@ func (p *pipeline) adopt(ctx context.Context, t *fsm.Task, _ string) steps.Resul
 		d.AdoptTo, d.AdoptNote = fsm.StepWorkspaceReady, fmt.Sprintf("workspace %s is creating: wait for its ready callback", ws.ID)
 	case ws.Status == vmagent.StatusRunning || ws.Status == vmagent.StatusRecovery:
 		d.WorkspaceStatus = fsm.WorkspaceStatus(ws.Status)
-		switch {
-		case claimed.Order() < fsm.StepAgentSession.Order():
-			d.AdoptTo, d.AdoptNote = fsm.StepAgentSession, fmt.Sprintf("workspace %s is %s: start the agent session", ws.ID, ws.Status)
-		case ws.Sessions == 0:
-			d.AdoptTo, d.AdoptNote = fsm.StepAgentSession, fmt.Sprintf("workspace %s has no agent session: start it", ws.ID)
-		default:
-			d.AdoptTo, d.SessionID = fsm.StepRunning, t.AgentSessionID
-			if claimed == fsm.StepAwaitingFollowup {
-				d.AdoptTo = claimed
-			}
-			d.AdoptNote = fmt.Sprintf("workspace %s is %s with %d agent session(s): wait at %s", ws.ID, ws.Status, ws.Sessions, d.AdoptTo)
+		if err := p.adoptSession(ctx, t, base, n.ID, ws, &d); err != nil {
+			return steps.Failed(agentErr("create agent session", err))
 		}
 	default:
 		if finished {
@@ -120,4 +112,55 @@ func findWorkspace(list []vmagent.Workspace, id string) (vmagent.Workspace, bool
 		}
 	}
 	return vmagent.Workspace{}, false
+}
+
+// adoptSession sets where a task whose workspace runs goes: to running (or
+// awaiting_followup, where it was) when its agent session exists, else to
+// agent_session. The old system records a session's id before it creates
+// the session on the VM, so a task without one has none there.
+func (p *pipeline) adoptSession(ctx context.Context, t *fsm.Task, base, nodeID string, ws vmagent.Workspace, d *fsm.StepData) error {
+	sid := t.AgentSessionID
+	switch {
+	case sid == "" && t.Step.Order() < fsm.StepAgentSession.Order():
+		d.AdoptTo, d.AdoptNote = fsm.StepAgentSession, fmt.Sprintf("workspace %s is %s: start the agent session", ws.ID, ws.Status)
+		return nil
+	case sid == "":
+		d.AdoptTo, d.AdoptNote = fsm.StepAgentSession, fmt.Sprintf("workspace %s has no agent session on record: start it", ws.ID)
+		return nil
+	}
+	exists, err := p.sessionExists(ctx, t, base, nodeID)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		d.AdoptTo, d.AdoptNote = fsm.StepAgentSession, fmt.Sprintf("workspace %s has no agent session %s: start it", ws.ID, sid)
+		return nil
+	}
+	d.AdoptTo, d.SessionID = fsm.StepRunning, sid
+	if t.Step == fsm.StepAwaitingFollowup {
+		d.AdoptTo = t.Step
+	}
+	d.AdoptNote = fmt.Sprintf("workspace %s is %s with agent session %s: wait at %s", ws.ID, ws.Status, sid, d.AdoptTo)
+	return nil
+}
+
+// sessionExists asks the agent whether the task's recorded agent session
+// exists, the one way it can be asked: GET /workspaces counts terminal
+// sessions, not agent sessions, and the session list refuses a management
+// token. It creates the session as the agent_session step would (same id,
+// same Idempotency-Key): the old system created its sessions without a
+// key, so one of them answers 400 "session already exists"; a session that
+// did not exist is created now, unstarted, for the agent_session step to
+// start, and an earlier attempt's creation replays as 201 (the same key),
+// never taken for the old system's. No chat session id: on the agent it
+// would redirect a running session's chat messages and drop their outbox.
+func (p *pipeline) sessionExists(ctx context.Context, t *fsm.Task, base, nodeID string) (bool, error) {
+	req := sessionRequest(t)
+	req.ChatSessionID = ""
+	_, err := p.cfg.Agents.CreateAgentSession(ctx, base, nodeID, t.UserID, t.WorkspaceID, req,
+		steps.IdempotencyKey(t.ID, fsm.StepAgentSession))
+	if vmagent.IsSessionExists(err, req.SessionID) {
+		return true, nil
+	}
+	return false, err
 }

@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,15 +20,27 @@ func adoptWorld(t *testing.T) *world {
 }
 
 // importAt imports a task at a step on node n-old, whose server is srv.
+// From agent_session on it carries the session id s-old: the old system
+// records a session's id before it creates the session on the VM.
 func (w *world) importAt(id string, s fsm.Step, srv int64) {
 	w.t.Helper()
+	sid := ""
+	if s.Order() >= fsm.StepAgentSession.Order() {
+		sid = "s-old"
+	}
+	w.importSession(id, s, srv, sid)
+}
+
+// importSession imports a task as importAt does, with session id sid.
+func (w *world) importSession(id string, s fsm.Step, srv int64, sid string) {
+	w.t.Helper()
 	c := fsm.ImportTask{TaskID: id, Spec: taskSpec(), Status: fsm.StatusDelegated, Step: s, NodeID: "n-old", ServerID: srv,
-		Policy: fsm.DefaultPolicy(), At: time.Now(), CreatedAt: time.Now()}
+		Policy: fsm.DefaultPolicy(), At: time.Now(), CreatedAt: time.Now(), AgentSessionID: sid}
 	if s.Order() >= fsm.StepWorkspaceCreate.Order() {
 		c.WorkspaceID = "ws-old"
 	}
 	if s.Order() >= fsm.StepRunning.Order() {
-		c.Status, c.AgentSessionID = fsm.StatusInProgress, "s-old"
+		c.Status = fsm.StatusInProgress
 	}
 	w.apply(c)
 }
@@ -58,10 +71,12 @@ func TestAdoptLadder(t *testing.T) {
 		step      fsm.Step
 		gone, off bool
 		agentDown bool
-		ws        *sim.SeedWorkspace
-		wantStep  fsm.Step
-		wantState fsm.Status // the task's status afterwards
-		wantNote  string
+		// unrecorded: the export has no session id.
+		unrecorded bool
+		ws         *sim.SeedWorkspace
+		wantStep   fsm.Step
+		wantState  fsm.Status // the task's status afterwards
+		wantNote   string
 	}{
 		{name: "server gone", step: fsm.StepRunning, gone: true, wantStep: fsm.StepNodeProvisioning, wantState: fsm.StatusInProgress, wantNote: "is gone"},
 		{name: "server off", step: fsm.StepWorkspaceReady, off: true, wantStep: fsm.StepNodeProvisioning, wantState: fsm.StatusDelegated, wantNote: "is off"},
@@ -70,12 +85,18 @@ func TestAdoptLadder(t *testing.T) {
 		{name: "workspace absent", step: fsm.StepAgentSession, wantStep: fsm.StepWorkspaceCreate, wantState: fsm.StatusDelegated, wantNote: "not on the VM"},
 		{name: "workspace creating", step: fsm.StepWorkspaceCreate, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "creating", ReadyAfter: time.Hour},
 			wantStep: fsm.StepWorkspaceReady, wantState: fsm.StatusDelegated, wantNote: "is creating"},
-		{name: "workspace running, no session", step: fsm.StepRunning, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "running"},
-			wantStep: fsm.StepAgentSession, wantState: fsm.StatusInProgress, wantNote: "no agent session"},
+		{name: "workspace running, recorded session absent", step: fsm.StepRunning, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "running"},
+			wantStep: fsm.StepAgentSession, wantState: fsm.StatusInProgress, wantNote: "has no agent session s-old"},
+		{name: "workspace running, no session on record", step: fsm.StepAgentSession, unrecorded: true, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "running"},
+			wantStep: fsm.StepAgentSession, wantState: fsm.StatusDelegated, wantNote: "no agent session on record"},
 		{name: "session exists", step: fsm.StepAgentSession, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "running", Session: &sim.SeedSession{ID: "s-old"}},
 			wantStep: fsm.StepRunning, wantState: fsm.StatusInProgress, wantNote: "wait at running"},
+		{name: "session runs", step: fsm.StepRunning, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "running", Session: &sim.SeedSession{ID: "s-old", Prompt: "p", Running: true}},
+			wantStep: fsm.StepRunning, wantState: fsm.StatusInProgress, wantNote: "with agent session s-old: wait at running"},
 		{name: "finished, workspace gone", step: fsm.StepAwaitingFollowup, wantState: fsm.StatusCompleted, wantNote: "the run had finished"},
 		{name: "finished, server gone", step: fsm.StepAwaitingFollowup, gone: true, wantState: fsm.StatusCompleted, wantNote: "the run had finished"},
+		{name: "finished, session gone", step: fsm.StepAwaitingFollowup, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "running"},
+			wantState: fsm.StatusCompleted, wantNote: "the run had finished"},
 		{name: "finished, follow-up alive", step: fsm.StepAwaitingFollowup, ws: &sim.SeedWorkspace{ID: "ws-old", Status: "recovery", Session: &sim.SeedSession{ID: "s-old"}},
 			wantStep: fsm.StepAwaitingFollowup, wantState: fsm.StatusInProgress, wantNote: "wait at awaiting_followup"},
 	}
@@ -93,7 +114,11 @@ func TestAdoptLadder(t *testing.T) {
 				}
 			}
 			w.agentDown.Store(tc.agentDown)
-			w.importAt("x", tc.step, srv)
+			if tc.unrecorded {
+				w.importSession("x", tc.step, srv, "")
+			} else {
+				w.importAt("x", tc.step, srv)
+			}
 			out, task := w.adoptOnce("x")
 			if out.Err != nil || out.PollAfter != 0 {
 				t.Fatalf("adopt = %+v", out)
@@ -110,16 +135,89 @@ func TestAdoptLadder(t *testing.T) {
 			if !tc.gone && !tc.off && !tc.agentDown && (!n.Ready || n.IPv4 != "127.0.0.1") {
 				t.Fatalf("node after a healthy agent = %+v", n)
 			}
-			// Adoption only reads: the agent saw no write.
-			w.rec.mu.Lock()
-			defer w.rec.mu.Unlock()
-			for _, c := range w.rec.calls {
-				if c.Method != "GET" {
-					t.Fatalf("adopt wrote to the agent: %s %s", c.Method, c.Path)
+			w.onlyProbed(t)
+		})
+	}
+}
+
+// onlyProbed: adoption wrote nothing to the agent but its session probe
+// (a creation of the task's recorded session), and started nothing.
+func (w *world) onlyProbed(t *testing.T) {
+	t.Helper()
+	w.rec.mu.Lock()
+	calls := slices.Clone(w.rec.calls)
+	w.rec.mu.Unlock()
+	for _, c := range calls {
+		if c.Method != "GET" && (c.Method != "POST" || c.Path != "/workspaces/ws-old/agent-sessions" || !strings.Contains(string(c.Body), `"sessionId":"s-old"`)) {
+			t.Fatalf("adopt wrote to the agent: %s %s %s", c.Method, c.Path, c.Body)
+		}
+	}
+	if w.agent == nil {
+		return
+	}
+	for _, e := range w.agent.Events() {
+		if e.Kind == sim.EventSessionStart && e.Detail != "seeded" {
+			t.Fatalf("adopt started a session: %+v", e)
+		}
+	}
+}
+
+// TestAdoptSessionOnce: a task whose recorded session is absent from its
+// running workspace goes to agent_session, which starts that session; one
+// whose session the old system made waits at running. A re-dispatched
+// adoption (the first attempt's result lost) decides the same, though the
+// first attempt's probe created the absent session: the agent ends with
+// one session and one start, or none of tdf's.
+func TestAdoptSessionOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		session  *sim.SeedSession
+		wantStep fsm.Step
+	}{
+		{"absent", nil, fsm.StepAgentSession},
+		{"made by the old system", &sim.SeedSession{ID: "s-old", Prompt: "old prompt", Running: true}, fsm.StepRunning},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := adoptWorld(t)
+			srv := w.seedServer(false)
+			a := w.startAgent("n-old", nil)
+			if err := a.Seed(sim.SeedWorkspace{ID: "ws-old", Status: "running", Session: tc.session}); err != nil {
+				t.Fatal(err)
+			}
+			w.importAt("x", fsm.StepRunning, srv)
+			c := w.claim("x")
+			if out := w.run(c); out.Err != nil || out.Data.AdoptTo != tc.wantStep {
+				t.Fatalf("first adopt attempt = %+v", out)
+			}
+			out := w.run(c)
+			task := w.commit(c, out)
+			if out.Err != nil || task.Step != tc.wantStep || task.Adopting {
+				t.Fatalf("re-dispatched adopt = %+v, task at %s (adopting %v)", out, task.Step, task.Adopting)
+			}
+			w.onlyProbed(t)
+			if tc.wantStep == fsm.StepAgentSession {
+				if out, task := w.runStep("x"); out.Err != nil || task.Step != fsm.StepRunning || task.AgentSessionID != "s-old" {
+					t.Fatalf("agent_session = %+v, task at %s with session %q", out, task.Step, task.AgentSessionID)
 				}
+			}
+			ss := a.Sessions("ws-old")
+			ev := a.Events()
+			if len(ss) != 1 || ss[0].ID != "s-old" || countAgentEvents(ev, sim.EventSessionCreate) != 1 || countAgentEvents(ev, sim.EventSessionStart) != 1 {
+				t.Fatalf("sessions %+v, events %+v: want session s-old created and started once", ss, ev)
+			}
+			if tc.session != nil && ss[0].LastPrompt != tc.session.Prompt {
+				t.Fatalf("session prompt %q, want the old system's", ss[0].LastPrompt)
 			}
 		})
 	}
+}
+
+// runStep claims the task's step, runs it once and commits the result.
+func (w *world) runStep(id string) (steps.Result, *fsm.Task) {
+	w.t.Helper()
+	c := w.claim(id)
+	out := w.run(c)
+	return out, w.commit(c, out)
 }
 
 func TestAdoptFailures(t *testing.T) {

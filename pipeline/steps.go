@@ -167,6 +167,18 @@ func (p *pipeline) createWorkspace(ctx context.Context, t *fsm.Task, _ string) s
 // re-dispatched attempt asks for the same session.
 func SessionID(t *fsm.Task) string { return "s" + strings.TrimPrefix(t.ID, "t") }
 
+// sessionRequest is the creation of the task's agent session, made by the
+// agent_session step and, for an imported task, by adoption's probe: the
+// session the old system recorded (adoption may have created it), else
+// the task's own.
+func sessionRequest(t *fsm.Task) vmagent.CreateSessionRequest {
+	sid := t.AgentSessionID
+	if sid == "" {
+		sid = SessionID(t)
+	}
+	return vmagent.CreateSessionRequest{SessionID: sid, Label: "task " + t.ID, ChatSessionID: ChatSessionID(t), ProjectID: t.ProjectID}
+}
+
 // startSession creates the agent session (idempotent by session id and
 // Idempotency-Key, which the agent takes as is) and starts the agent with the
 // task's prompt (idempotent by delivery id, which the agent restricts).
@@ -179,9 +191,9 @@ func (p *pipeline) startSession(ctx context.Context, t *fsm.Task, key string) st
 	if err != nil {
 		return steps.Failed(err)
 	}
-	sid := SessionID(t)
-	if _, err := p.cfg.Agents.CreateAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID,
-		vmagent.CreateSessionRequest{SessionID: sid, Label: "task " + t.ID, ChatSessionID: ChatSessionID(t), ProjectID: t.ProjectID}, key); err != nil {
+	req := sessionRequest(t)
+	sid := req.SessionID
+	if _, err := p.cfg.Agents.CreateAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID, req, key); err != nil {
 		return steps.Failed(agentErr("create agent session", err))
 	}
 	if err := p.cfg.Agents.StartAgentSession(ctx, base, n.ID, t.UserID, t.WorkspaceID, sid, vmagent.StartSessionRequest{

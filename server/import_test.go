@@ -313,8 +313,8 @@ func checkAdoptNotes(t *testing.T, n *server.TestNode) {
 	t.Helper()
 	for id, note := range map[string]string{
 		"old-004": "agent healthy", "old-005": "is not on the VM", "old-006": "is creating", "old-007": "start the agent session",
-		"old-008": "has no agent session", "old-009": "wait at running", "old-010": "server 52000010 is gone",
-		"old-011": "wait at awaiting_followup", "old-012": "the run had finished",
+		"old-008": "has no agent session on record", "old-009": "with agent session old-s09: wait at running", "old-010": "server 52000010 is gone",
+		"old-011": "with agent session old-s11: wait at awaiting_followup", "old-012": "the run had finished",
 	} {
 		task, _ := n.FSM.Task(id)
 		i := slices.IndexFunc(task.Steps, func(a fsm.StepAttempt) bool {
