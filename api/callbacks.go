@@ -81,7 +81,7 @@ func (s *Server) callbackRoutes(r *gin.Engine) {
 	}
 	r.POST("/api/workspaces/:id/messages", cb("workspace_messages"), s.validID("id"), hold, s.onLeader, ws, s.workspaceMessages)
 	r.POST("/v1/tasks/:id/status", cb("task_status"), s.validID("id"), hold, s.onLeader, s.taskStatusAuth, s.taskStatus)
-	r.POST("/api/projects/:pid/tasks/:id/status/callback", cb("task_status"), s.validID("id"), s.onLeader, s.taskStatusAuth, s.taskStatus)
+	r.POST("/api/projects/:pid/tasks/:id/status/callback", cb("task_status"), s.validID("id"), hold, s.onLeader, s.taskStatusAuth, s.taskStatus)
 	s.agentRoutes(r)
 }
 

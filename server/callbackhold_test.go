@@ -17,9 +17,30 @@ import (
 // leader change. Sent to a follower just as the leader is cut off, it is
 // forwarded to the old leader, which can no longer commit. The partition
 // outlasts the ordinary 5 s hold; the callback must still be committed (by
-// the new leader) and answered 2xx, not 503. (The workspace-ready callback
-// is used: every callback route has the same hold.)
+// the new leader) and answered 2xx, not 503. Checked on the workspace-ready
+// callback and on the agent's own task-status route, which it sends once.
 func TestCallbackSurvivesLeaderPartition(t *testing.T) {
+	for _, cb := range []struct {
+		name string
+		path func(task *fsm.Task) string
+		body string
+		took func(task *fsm.Task, ws *fsm.Workspace) bool
+	}{
+		{"workspace ready", func(task *fsm.Task) string { return "/api/workspaces/" + task.WorkspaceID + "/ready" },
+			`{"status":"running"}`,
+			func(_ *fsm.Task, ws *fsm.Workspace) bool { return ws.Status == fsm.WorkspaceRunning }},
+		{"task status", func(task *fsm.Task) string {
+			return "/api/projects/" + task.ProjectID + "/tasks/" + task.ID + "/status/callback"
+		}, `{"executionStep":"awaiting_followup","gitPushResult":{"pushed":true,"branchName":"sam/hold"}}`,
+			func(task *fsm.Task, _ *fsm.Workspace) bool { return task.Output.Branch == "sam/hold" }},
+	} {
+		t.Run(cb.name, func(t *testing.T) {
+			callbackThroughPartition(t, cb.path, cb.body, cb.took)
+		})
+	}
+}
+
+func callbackThroughPartition(t *testing.T, path func(*fsm.Task) string, body string, took func(*fsm.Task, *fsm.Workspace) bool) {
 	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
 	// The session step never finishes, so the task stays in its run.
 	wait := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) })
@@ -51,7 +72,7 @@ func TestCallbackSurvivesLeaderPartition(t *testing.T) {
 	answer := make(chan server.TestResponse, 1)
 	go func() {
 		resp, err := server.DoRequest(&http.Client{Timeout: time.Minute}, followers[0].URL, http.MethodPost,
-			"/api/workspaces/"+task.WorkspaceID+"/ready", []byte(`{"status":"running"}`),
+			path(task), []byte(body),
 			map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + tok})
 		if err != nil {
 			t.Errorf("callback: %v", err)
@@ -72,7 +93,9 @@ func TestCallbackSurvivesLeaderPartition(t *testing.T) {
 	case <-time.After(server.TestWait):
 		t.Fatal("the callback got no answer")
 	}
-	if ws, ok := newLeader.FSM.Workspace(task.WorkspaceID); !ok || ws.Status != fsm.WorkspaceRunning {
-		t.Fatalf("workspace after the callback: %+v (found %v), want running", ws, ok)
+	ws, _ := newLeader.FSM.Workspace(task.WorkspaceID)
+	cur, _ := newLeader.FSM.Task(task.ID)
+	if ws == nil || cur == nil || !took(cur, ws) {
+		t.Fatalf("after the callback: task %+v, workspace %+v: the callback did not take effect", cur, ws)
 	}
 }
