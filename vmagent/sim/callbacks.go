@@ -352,6 +352,19 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 
 // readyMessage builds the workspace ready callback of ws; the caller holds
 // a.mu.
+// failWorkspaceLocked marks a workspace failed and returns the ledger
+// hook and the provisioning-failed callback to send (with a.mu held; the
+// caller unlocks, runs the hook and sends).
+func (a *Agent) failWorkspaceLocked(ws *workspace, f Faults) (hook func(), m *message) {
+	ws.status = vmagent.StatusError
+	hook = a.emitLocked(Event{Kind: EventWorkspaceFailed, WorkspaceID: ws.id, TaskID: ws.taskID, Detail: f.failureMessage()})
+	m = newMessage(KindProvisioningFailed, vmagent.ProvisioningFailedPath(ws.id), ws.callbackToken,
+		vmagent.ProvisioningFailedRequest{ErrorMessage: f.failureMessage()})
+	m.workspaceID, m.projectID, m.taskID = ws.id, ws.projectID, ws.taskID
+	m.retryLimits = true
+	return hook, m
+}
+
 func (a *Agent) readyMessageLocked(ws *workspace, status string) *message {
 	m := newMessage(KindWorkspaceReady, vmagent.WorkspaceReadyPath(ws.id), ws.callbackToken,
 		vmagent.WorkspaceReadyRequest{Status: status})

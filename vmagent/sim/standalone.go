@@ -83,12 +83,7 @@ func (a *Agent) createStandalone(w http.ResponseWriter, r *http.Request, body vm
 	f := a.faults
 	ws.updatedAt = time.Now()
 	if f.FailWorkspaces {
-		ws.status = vmagent.StatusError
-		hook := a.emitLocked(Event{Kind: EventWorkspaceFailed, WorkspaceID: ws.id, TaskID: ws.taskID, Detail: f.failureMessage()})
-		m := newMessage(KindProvisioningFailed, vmagent.ProvisioningFailedPath(ws.id), ws.callbackToken,
-			vmagent.ProvisioningFailedRequest{ErrorMessage: f.failureMessage()})
-		m.workspaceID, m.projectID, m.taskID = ws.id, ws.projectID, ws.taskID
-		m.retryLimits = true
+		hook, m := a.failWorkspaceLocked(ws, f)
 		a.mu.Unlock()
 		hook()
 		// Within the call, bounded as the real agent bounds it.
