@@ -232,12 +232,7 @@ func runTask(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		q := url.Values{}
-		for k, v := range map[string]string{"status": *status, "user_id": *user, "cursor": *cursor, "limit": fmt.Sprint(*limit)} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
+		q := queryOf(map[string]string{"status": *status, "user_id": *user, "cursor": *cursor, "limit": fmt.Sprint(*limit)})
 		var out api.TaskListResponse
 		if err := c.do(ctx, http.MethodGet, "/v1/tasks?"+q.Encode(), nil, nil, &out); err != nil {
 			return err
@@ -356,4 +351,15 @@ func runCluster(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "tdf cluster: unknown subcommand %q (status, members, join, remove, transfer-leadership)\n", args[0])
 	return errUsage
+}
+
+// queryOf is a list request's query: the filters that are set.
+func queryOf(filters map[string]string) url.Values {
+	q := url.Values{}
+	for k, v := range filters {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
 }

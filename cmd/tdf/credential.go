@@ -98,12 +98,7 @@ func runCredential(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		q := url.Values{}
-		for k, v := range map[string]string{"kind": *kind, "scope": *scope, "id": *id} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
+		q := queryOf(map[string]string{"kind": *kind, "scope": *scope, "id": *id})
 		var out struct {
 			Credentials []api.CredentialView `json:"credentials"`
 			Keyring     bool                 `json:"keyring"`

@@ -87,7 +87,6 @@ func runErrors(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("errors", flag.ContinueOnError)
 	addr := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	q := url.Values{}
 	task := fs.String("task", "", "only errors of this task")
 	node := fs.String("node", "", "only errors of this node")
 	kind := fs.String("kind", "", "only errors of this kind (step_error, task_failed, fenced, sweeper, cleanup, node_error, reconciler, recovered, push_failed)")
@@ -96,11 +95,7 @@ func runErrors(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	for k, v := range map[string]string{"task_id": *task, "node_id": *node, "kind": *kind, "limit": fmt.Sprint(*limit)} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
+	q := queryOf(map[string]string{"task_id": *task, "node_id": *node, "kind": *kind, "limit": fmt.Sprint(*limit)})
 	var out struct {
 		Errors     []fsm.ErrorRecord `json:"errors"`
 		NextCursor string            `json:"next_cursor"`
@@ -136,13 +131,7 @@ func runNodes(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("tdf nodes takes at most one node id, got %d arguments", fs.NArg())
 	}
-	q := url.Values{}
-	if *status != "" {
-		q.Set("status", *status)
-	}
-	if *user != "" {
-		q.Set("user_id", *user)
-	}
+	q := queryOf(map[string]string{"status": *status, "user_id": *user})
 	var out struct {
 		Nodes []api.NodeView `json:"nodes"`
 	}
