@@ -203,7 +203,7 @@ func (w *World) bootAgent(s fakecloud.VM) error {
 		if err != nil {
 			return fmt.Errorf("agent exits: %w", err)
 		}
-		cfg.Verifier = agentVerifier{v}
+		cfg.Verifier = AgentVerifier{v}
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(s.IPv4.String(), fmt.Sprint(w.opts.AgentPort)))
 	if err != nil {
@@ -235,11 +235,13 @@ func (w *World) shutdown(s fakecloud.VM) {
 	}
 }
 
-// agentVerifier maps token errors onto the agent's 401/403 errors.
-type agentVerifier struct{ v *tokens.JWKSVerifier }
+// AgentVerifier checks management tokens against the control plane's
+// JWKS for a simulated agent, mapping token errors onto its 401/403.
+type AgentVerifier struct{ V *tokens.JWKSVerifier }
 
-func (a agentVerifier) Verify(token, nodeID, workspaceID string) error {
-	err := a.v.Verify(token, nodeID, workspaceID)
+// Verify implements sim.Verifier.
+func (a AgentVerifier) Verify(token, nodeID, workspaceID string) error {
+	err := a.V.Verify(token, nodeID, workspaceID)
 	switch {
 	case err == nil:
 		return nil

@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/e2e"
+	"github.com/tdf-project/tdf/fakeworld"
 	"github.com/tdf-project/tdf/tokens"
 	"github.com/tdf-project/tdf/vmagent/realagent"
 	"github.com/tdf-project/tdf/vmagent/sim"
@@ -69,7 +69,7 @@ func startSimRole(t *testing.T, standalone bool) *agent {
 	}
 	cfg := sim.DefaultConfig()
 	cfg.NodeID, cfg.ControlPlaneURL, cfg.NodeCallbackToken = nodeID, cp.URL, nodeToken
-	cfg.Verifier = jwksVerifier{v}
+	cfg.Verifier = fakeworld.AgentVerifier{V: v}
 	cfg.BootDelay, cfg.WorkspaceReadyDelay, cfg.AgentWorkDuration = 50*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 	cfg.HeartbeatInterval = time.Second
 	cfg.Standalone = standalone
@@ -95,21 +95,6 @@ func startSimRole(t *testing.T, standalone bool) *agent {
 		},
 		Timeout: 10 * time.Second,
 	}
-}
-
-// jwksVerifier maps token errors onto the simulator's, as the fakeworld
-// does.
-type jwksVerifier struct{ v *tokens.JWKSVerifier }
-
-func (j jwksVerifier) Verify(token, nodeID, workspaceID string) error {
-	err := j.v.Verify(token, nodeID, workspaceID)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, tokens.ErrWrongAuth):
-		return fmt.Errorf("%w: %v", sim.ErrForbidden, err)
-	}
-	return fmt.Errorf("%w: %v", sim.ErrUnauthorized, err)
 }
 
 // startReal boots the real agent in the standalone role, as the e2e tests
