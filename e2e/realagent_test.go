@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/e2e"
+	"github.com/tdf-project/tdf/fakeworld"
 	"github.com/tdf-project/tdf/keyring"
 	"github.com/tdf-project/tdf/vmagent/fakeacp"
 )
@@ -301,6 +302,7 @@ func TestRealAgentTasks(t *testing.T) {
 		}
 	}
 	w.waitNoServers(2 * time.Minute)
+	w.checkAgentsNeverFailed()
 	branches, err := w.git.Branches("app.git")
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +318,21 @@ func TestRealAgentTasks(t *testing.T) {
 		t.Errorf("agent request %s %s answered %d", r.Method, r.Path, r.Status)
 	}
 	w.checkSecretsKept(ids)
+}
+
+// checkAgentsNeverFailed: no agent failed to boot or exited and was
+// restarted while its server ran.
+func (w *realWorld) checkAgentsNeverFailed() {
+	w.t.Helper()
+	events, err := w.c.Ledger()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Kind == fakeworld.EventAgentRestarted || e.Kind == "agent_boot_failed" {
+			w.t.Errorf("agent of %s: %s: %s", e.Name, e.Kind, e.Detail)
+		}
+	}
 }
 
 // checkSecretsKept: the credentials the agents were handed appear in no

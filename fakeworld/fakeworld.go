@@ -105,7 +105,7 @@ func (w *World) Close() {
 		delete(w.agents, id)
 	}
 	for id, p := range w.real {
-		p.Stop()
+		p.Stop() // the world ends: no one reads the ledger any more
 		delete(w.real, id)
 	}
 }
@@ -231,7 +231,7 @@ func (w *World) shutdown(s fakecloud.VM) {
 		v.stop()
 	}
 	if p != nil {
-		p.Stop()
+		w.stopRealAgent(s, p)
 	}
 }
 

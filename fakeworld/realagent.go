@@ -29,3 +29,18 @@ func (w *World) bootRealAgent(s fakecloud.VM, boot cloudinit.Boot) error {
 	w.Cloud.Record(fakecloud.Event{Kind: "agent_booted", ServerID: s.ID, Name: s.Name, NodeID: boot.Env["NODE_ID"], Detail: "real agent in " + p.Dir()})
 	return nil
 }
+
+// EventAgentRestarted is the ledger kind of a real agent that exited and
+// was started again while its server ran (Detail: how often, and its last
+// exit): an agent that cannot start (its JWKS fetch fails, say) restarts
+// in a loop, as under systemd, and this is where a test sees it.
+const EventAgentRestarted = "agent_restarted"
+
+// stopRealAgent stops a deleted server's agent and records its restarts.
+func (w *World) stopRealAgent(s fakecloud.VM, p *realagent.Process) {
+	p.Stop()
+	if n, last := p.Restarts(); n > 0 {
+		w.Cloud.Record(fakecloud.Event{Kind: EventAgentRestarted, ServerID: s.ID, Name: s.Name,
+			Detail: fmt.Sprintf("%d restarts, last exit: %v", n, last)})
+	}
+}
