@@ -168,6 +168,8 @@ var commands = map[CommandType]func() Command{
 	CmdRecordError:        func() Command { return &RecordError{} },
 	CmdPurgeErrors:        func() Command { return &PurgeErrors{} },
 	CmdSetCredential:      func() Command { return &SetCredential{} },
+	CmdCreateAPIToken:     func() Command { return &CreateAPIToken{} },
+	CmdRevokeAPIToken:     func() Command { return &RevokeAPIToken{} },
 	CmdDeleteCredential:   func() Command { return &DeleteCredential{} },
 	CmdImportTask:         func() Command { return &ImportTask{} },
 	CmdSetControlPlane:    func() Command { return &SetControlPlane{} },

@@ -65,6 +65,8 @@ type state struct {
 	creds *btree.BTreeG[*Credential]
 	// keys is replaced, never modified in place, so clones may share it.
 	keys []SigningKey
+	// apiTokens is replaced on every change, like keys (apitokens.go).
+	apiTokens []*APIToken
 	// controlURL is the cluster's control-plane URL (controlplane.go).
 	controlURL string
 	// nodeEvents and messages are the agents' reports kept per node and
@@ -114,6 +116,7 @@ func (s *state) clone() *state {
 		rejected:   s.rejected,
 		settings:   s.settings,
 		keys:       s.keys,
+		apiTokens:  s.apiTokens,
 		controlURL: s.controlURL,
 		nodeEvents: s.nodeEvents.Clone(),
 		messages:   s.messages.Clone(),
@@ -242,6 +245,10 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applySetCredential(c, res)
 	case DeleteCredential:
 		f.applyDeleteCredential(c, res)
+	case CreateAPIToken:
+		f.applyCreateAPIToken(c, res)
+	case RevokeAPIToken:
+		f.applyRevokeAPIToken(c, res)
 	case RecordError:
 		f.recordError(c.Record)
 	case PurgeErrors:
