@@ -61,7 +61,7 @@ func (d *fsmDriver) finish(ctx context.Context, i int) error {
 		switch {
 		case t.Alarm != nil && t.Alarm.Kind == fsm.AlarmDeadline:
 			cmd = fsm.StepTimeout{TaskID: id, Step: t.Step, Due: t.Alarm.Due, At: t.Alarm.Due}
-		case step != fsm.StepCleanup && fsm.KindOf(step) == fsm.KindDecided:
+		case fsm.KindOf(step) == fsm.KindDecided:
 			cmd = fsm.DecideStep{TaskID: id, Step: step, Leader: "n1", At: now}
 		default:
 			res, err := d.apply(ctx, fsm.StepStarted{TaskID: id, Step: step, Attempt: t.Attempt + 1, Term: 2, Leader: "n1", At: now})

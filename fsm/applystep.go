@@ -37,7 +37,7 @@ func (f *FSM) applyStepStarted(c StepStarted, res *Result) {
 	case cur.RunnableStep() != c.Step || c.Step == StepNone:
 		f.fence(res, cur, c.Step, c.Attempt, c.Leader, fmt.Sprintf("claim for step %s, task is at %q", c.Step, cur.RunnableStep()), c.At)
 		return
-	case c.Step != StepCleanup && KindOf(c.Step) != KindEffect:
+	case KindOf(c.Step) != KindEffect:
 		f.fence(res, cur, c.Step, c.Attempt, c.Leader, fmt.Sprintf("step %s is not claimed", c.Step), c.At)
 		return
 	case c.Attempt != cur.Attempt+1:
@@ -75,12 +75,9 @@ func (f *FSM) applyStepResult(c StepResult, res *Result) {
 		f.recordError(ErrorRecord{Kind: ErrKindRecovered, TaskID: t.ID, NodeID: t.NodeID, Step: c.Step, Attempt: c.Attempt,
 			Message: c.Data.Recovered, Leader: c.Leader, At: c.At})
 	}
-	switch c.Step {
-	case StepCleanup:
-		f.cleanupResult(t, c)
-	case StepAdopt:
-		f.adoptResult(t, c)
-	default:
+	if sp := stepOf(c.Step); sp.Result != nil {
+		sp.Result(f, t, c)
+	} else {
 		f.stepResult(t, c)
 	}
 	f.st.tasks.ReplaceOrInsert(t)
@@ -102,28 +99,24 @@ func (t *Task) finishAttempt(c StepResult) {
 }
 
 func (f *FSM) stepResult(t *Task, c StepResult) {
+	sp := stepOf(c.Step)
+	learned := c.Outcome == OutcomeSuccess || c.Outcome == OutcomePoll || c.Outcome == OutcomeRetry
+	if learned && sp.Store != nil {
+		sp.Store(f, t, c.Data, c.At)
+	}
 	switch c.Outcome {
 	case OutcomeSuccess:
-		f.storeData(t, c.Step, c.Data, c.At)
-		if c.Step == StepNodeAgentReady {
-			// The agent answers: the node is ready, even if its node-ready
-			// callback (sent once, never retried) was lost.
-			f.updateNode(t.NodeID, c.At, func(n *Node) {
-				if !n.Ready {
-					n.Ready, n.ReadyAt = true, timePtr(c.At)
-				}
-			})
+		if sp.Succeeded != nil {
+			sp.Succeeded(f, t, c.At)
 		}
 		f.advance(t, c.Step, c.At)
 	case OutcomePoll:
-		f.storeData(t, c.Step, c.Data, c.At)
 		if t.StepDeadline != nil && !c.RetryAt.Before(*t.StepDeadline) {
 			f.failTask(t, ErrKindFailed, c.Step, c.Attempt, ClassPermanent, fmt.Sprintf("%s timed out", c.Step), c.Leader, c.At)
 			return
 		}
 		t.Alarm = &Alarm{Due: c.RetryAt, Kind: AlarmRun}
 	case OutcomeRetry:
-		f.storeData(t, c.Step, c.Data, c.At)
 		t.Retries++
 		f.recordError(ErrorRecord{Kind: ErrKindStep, TaskID: t.ID, NodeID: t.NodeID, Step: c.Step, Attempt: c.Attempt,
 			Class: ClassTransient, Message: c.Error, Leader: c.Leader, At: c.At})
@@ -134,29 +127,6 @@ func (f *FSM) stepResult(t *Task, c StepResult) {
 			class = ClassPermanent
 		}
 		f.failTask(t, ErrKindFailed, c.Step, c.Attempt, class, c.Error, c.Leader, c.At)
-	}
-}
-
-// storeData keeps what a step learned: on the task, or on its node.
-func (f *FSM) storeData(t *Task, s Step, d StepData, at time.Time) {
-	switch s {
-	case StepNodeProvisioning:
-		f.updateNode(t.NodeID, at, func(n *Node) {
-			if d.ServerGone {
-				n.ServerID, n.ActionID, n.IPv4 = 0, 0, ""
-			}
-			if d.ServerID != 0 {
-				n.ServerID = d.ServerID
-			}
-			if d.ActionID != 0 {
-				n.ActionID = d.ActionID
-			}
-			if d.IPv4 != "" {
-				n.IPv4 = d.IPv4
-			}
-		})
-	case StepAgentSession:
-		t.AgentSessionID = d.SessionID
 	}
 }
 
@@ -173,56 +143,22 @@ func (f *FSM) updateNode(id string, at time.Time, mod func(*Node)) {
 	f.notifyNode(n)
 }
 
-// enter moves a task into a step, with what the state needs there: the
-// workspace record before it is created on the VM (so an early ready
-// callback finds it), and early callbacks consumed on arrival.
+// enter moves a task into a step, with what the state needs there (the
+// table's Enter).
 func (f *FSM) enter(t *Task, s Step, at time.Time) {
 	t.enterStep(s, at)
-	switch s {
-	case StepWorkspaceCreate:
-		if t.WorkspaceID == "" {
-			ws := &Workspace{ID: derivedID("ws", t.ID, f.workspaceExists), NodeID: t.NodeID, TaskID: t.ID,
-				Status: WorkspaceCreating, CreatedAt: at, UpdatedAt: at}
-			f.st.workspaces.ReplaceOrInsert(ws)
-			f.st.indexWorkspace(ws)
-			t.WorkspaceID = ws.ID
-		}
-	case StepWorkspaceReady:
-		ws, ok := f.st.workspaces.Get(&Workspace{ID: t.WorkspaceID})
-		switch {
-		case !ok:
-		case ws.Status == WorkspaceRunning || ws.Status == WorkspaceRecovery:
-			f.advance(t, StepWorkspaceReady, at)
-		case ws.Status == WorkspaceError:
-			// Its provisioning-failed came while it was being created.
-			f.failTask(t, ErrKindFailed, StepWorkspaceReady, t.Attempt, ClassPermanent, "workspace provisioning failed: "+ws.ErrorMessage, "", at)
-		}
-	case StepRunning:
-		if t.FollowupEarly {
-			t.FollowupEarly = false
-			f.enter(t, StepAwaitingFollowup, at)
-		}
+	if sp := stepOf(s); sp.Enter != nil {
+		sp.Enter(f, t, at)
 	}
 }
 
-// advance moves the task past a finished step, with the status changes
-// REFERENCE.md ties to steps.
+// advance moves the task past a finished step, with the status change the
+// table ties to it (REFERENCE.md's).
 func (f *FSM) advance(t *Task, done Step, at time.Time) {
-	sys := Actor{Type: ActorSystem}
-	switch done {
-	case StepWorkspaceCreate:
-		if CanTransition(t.Status, StatusDelegated) {
-			t.setStatus(StatusDelegated, sys, "workspace creation accepted", at)
-		}
-	case StepAgentSession:
-		if CanTransition(t.Status, StatusInProgress) {
-			t.setStatus(StatusInProgress, sys, "agent session started", at)
-			t.StartedAt = timePtr(at)
-		}
-	}
+	t.applyDone(stepOf(done), false, at)
 	next := nextStep(done)
 	if next == StepNone {
-		t.end(StatusCompleted, sys, "pipeline finished", "", at)
+		t.end(StatusCompleted, Actor{Type: ActorSystem}, "pipeline finished", "", at)
 		return
 	}
 	f.enter(t, next, at)
@@ -264,13 +200,14 @@ func (f *FSM) applyDecideStep(c DecideStep, res *Result) {
 	if !ok {
 		return
 	}
-	if cur.RunnableStep() != c.Step || KindOf(c.Step) != KindDecided || cur.InFlight {
+	sp := stepOf(c.Step)
+	if cur.RunnableStep() != c.Step || sp.Kind != KindDecided || sp.Decide == nil || cur.InFlight {
 		f.fence(res, cur, c.Step, 0, c.Leader, fmt.Sprintf("decision for step %s, task is at %q", c.Step, cur.RunnableStep()), c.At)
 		return
 	}
 	t := cur.clone()
 	t.Attempts++
-	f.decideNodeSelection(t, c.Leader, c.At)
+	sp.Decide(f, t, c.Leader, c.At)
 	f.st.tasks.ReplaceOrInsert(t)
 	res.Task = t
 }
@@ -286,13 +223,13 @@ func (f *FSM) applyStepTimeout(c StepTimeout, res *Result) {
 	}
 	t := cur.clone()
 	t.UpdatedAt = c.At
-	sys := Actor{Type: ActorSystem}
-	switch c.Step {
-	case StepAwaitingFollowup:
+	sp := stepOf(c.Step)
+	switch {
+	case sp.ExpiredCompletes:
 		// The idle timer ran out: the run is over and successful.
-		t.end(StatusCompleted, sys, "follow-up idle timeout", "", c.At)
-	case StepRunning:
-		f.failTask(t, ErrKindFailed, c.Step, 0, ClassPermanent, "max execution time exceeded", "", c.At)
+		t.end(StatusCompleted, Actor{Type: ActorSystem}, "follow-up idle timeout", "", c.At)
+	case sp.ExpiredError != "":
+		f.failTask(t, ErrKindFailed, c.Step, 0, ClassPermanent, sp.ExpiredError, "", c.At)
 	default:
 		f.failTask(t, ErrKindFailed, c.Step, 0, ClassPermanent, fmt.Sprintf("%s timed out", c.Step), "", c.At)
 	}
@@ -339,7 +276,7 @@ func (f *FSM) applyReschedule(c Reschedule, res *Result) {
 		t.Alarm = &Alarm{Due: c.At, Kind: AlarmClaim}
 	case KindOf(cur.Step) == KindWaiting && !cur.Cleanup:
 		// The deadline is lost with the alarm: grant the step's full wait.
-		t.Alarm = &Alarm{Due: c.At.Add(cur.Policy.stepTimeout(cur.Step)), Kind: AlarmDeadline}
+		t.Alarm = &Alarm{Due: c.At.Add(stepOf(cur.Step).timeout(cur.Policy)), Kind: AlarmDeadline}
 	default:
 		t.Alarm = &Alarm{Due: c.At, Kind: AlarmRun}
 	}

@@ -190,13 +190,13 @@ func (f *FSM) applyWorkspaceReady(c WorkspaceReady, res *Result) {
 	}
 	f.st.workspaces.ReplaceOrInsert(ws)
 	cur, ok := f.st.tasks.Get(&Task{ID: ws.TaskID})
-	if !ok || cur.Step != StepWorkspaceReady || cur.Cleanup {
+	if !ok || stepOf(cur.Step).CompletedBy != CallbackWorkspaceReady || cur.Cleanup {
 		// Early: kept on the workspace, used when the task gets there.
 		res.Task, res.Duplicate = cur, true
 		return
 	}
 	t := cur.clone()
-	f.advance(t, StepWorkspaceReady, c.At)
+	f.advance(t, cur.Step, c.At)
 	f.st.tasks.ReplaceOrInsert(t)
 	res.Task = t
 }
@@ -263,10 +263,10 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 		t.end(StatusFailed, cb, c.Reason, msg, c.At)
 	case c.ExecutionStep == StepAwaitingFollowup:
 		t.Output = mergeOutput(t.Output, c.Output)
-		switch t.Step {
-		case StepRunning:
-			f.enter(t, StepAwaitingFollowup, c.At)
-		case StepAwaitingFollowup:
+		switch finished := completedBy(CallbackRunFinished); {
+		case t.Step == finished:
+			f.advance(t, finished, c.At)
+		case t.Step.Order() > finished.Order():
 			// The agent reports again after each follow-up prompt; a report
 			// that changes the output is kept. (Entries from before push
 			// results were kept carry none, and stay duplicates.)

@@ -200,16 +200,16 @@ func (f *FSM) applyImportTask(c ImportTask, res *Result) {
 // ordinary steps reconcile by themselves (node_provisioning finds a
 // server by its name); from node_agent_ready on the task is adopted.
 func (f *FSM) importInFlight(t *Task, c ImportTask) {
-	switch c.Step {
-	case StepNodeSelection:
-		t.enterStep(StepNodeSelection, c.At)
-		return
-	case StepNodeProvisioning:
-		f.importNode(c, NodeActive, false)
-		t.enterStep(StepNodeProvisioning, c.At)
+	sp := stepOf(c.Step)
+	if sp.StartsRun { // no node chosen yet
+		t.enterStep(c.Step, c.At)
 		return
 	}
 	f.importNode(c, NodeActive, c.Step.Order() > StepNodeAgentReady.Order())
+	if !sp.Adopted {
+		t.enterStep(c.Step, c.At)
+		return
+	}
 	if c.WorkspaceID != "" && !f.workspaceExists(c.WorkspaceID) {
 		// Created as creating: adoption sets what the agent reports.
 		ws := &Workspace{ID: c.WorkspaceID, NodeID: c.NodeID, TaskID: c.TaskID,
@@ -313,19 +313,13 @@ func (f *FSM) adoptResult(t *Task, c StepResult) {
 	}
 	t.Adopting = false
 	t.noteLastAttempt(StepAdopt, c.Attempt, d.AdoptNote)
-	sys := Actor{Type: ActorSystem}
 	if d.AdoptComplete {
-		t.end(StatusCompleted, sys, "adopted: "+d.AdoptNote, "", c.At)
+		t.end(StatusCompleted, Actor{Type: ActorSystem}, "adopted: "+d.AdoptNote, "", c.At)
 		return
 	}
-	if to.Order() > StepWorkspaceCreate.Order() && CanTransition(t.Status, StatusDelegated) {
-		t.setStatus(StatusDelegated, sys, "adopted: workspace already accepted", c.At)
-	}
-	if to.Order() >= StepRunning.Order() && CanTransition(t.Status, StatusInProgress) {
-		t.setStatus(StatusInProgress, sys, "adopted: agent session already started", c.At)
-	}
-	if to.Order() >= StepRunning.Order() && t.StartedAt == nil {
-		t.StartedAt = timePtr(c.At)
+	// The status changes of the steps the old system had already done.
+	for _, done := range AllSteps[:to.Order()-1] {
+		t.applyDone(stepOf(done), true, c.At)
 	}
 	f.enter(t, to, c.At)
 }

@@ -223,7 +223,7 @@ func (lt *leaderTerm) process(it workItem) {
 		return // replaced by a later alarm; the wheel fires that one
 	case t.Alarm.Kind == fsm.AlarmDeadline:
 		lt.commit(fsm.StepTimeout{TaskID: t.ID, Step: t.Step, Due: t.Alarm.Due, At: now}, &lt.r.stats.Timeouts)
-	case step != fsm.StepCleanup && fsm.KindOf(step) == fsm.KindDecided:
+	case fsm.KindOf(step) == fsm.KindDecided:
 		lt.commit(fsm.DecideStep{TaskID: t.ID, Step: step, Leader: lt.r.node.ID(), At: now}, &lt.r.stats.Decisions)
 	default:
 		lt.runEffect(t)
