@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/tdf-project/tdf/fsm"
 )
 
 // Prefix is where the dashboard is served.
@@ -73,6 +75,10 @@ func Handler() http.Handler {
 		if name == "" {
 			name = "index.html"
 		}
+		if name == stepsFile {
+			serveSteps(w, r)
+			return
+		}
 		tag, ok := etags[name]
 		if !ok {
 			// The API's error shape, as for every other unknown path.
@@ -85,6 +91,41 @@ func Handler() http.Handler {
 		h.Set("ETag", tag)
 		fileServer.ServeHTTP(w, r)
 	})
+}
+
+// stepsFile is the script that gives the page the step table, generated
+// from fsm's so that the dashboard shows the steps the binary runs.
+const stepsFile = "steps.js"
+
+var stepsJS, stepsTag = func() ([]byte, string) {
+	type step struct {
+		ID    string `json:"id"`
+		Label string `json:"label"`
+		Kind  string `json:"kind"`
+	}
+	var list []step
+	for _, s := range fsm.StepTable() {
+		if s.Execution {
+			list = append(list, step{ID: string(s.Step), Label: s.Label, Kind: s.Kind.String()})
+		}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		panic(err) // plain strings always marshal
+	}
+	js := []byte("// Generated from the binary's step table.\nwindow.TDF_STEPS = " + string(b) + ";\n")
+	sum := sha256.Sum256(js)
+	return js, `"` + hex.EncodeToString(sum[:8]) + `"`
+}()
+
+func serveSteps(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("ETag", stepsTag)
+	if r.Header.Get("If-None-Match") == stepsTag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	_, _ = w.Write(stepsJS)
 }
 
 // Register adds the dashboard's routes: GET and HEAD of /ui/… serve its

@@ -11,16 +11,8 @@
 (function () {
   // ---- constants ----------------------------------------------------------
 
-  const STEPS = [
-    { id: 'node_selection', label: 'Node selection', kind: 'decided' },
-    { id: 'node_provisioning', label: 'Node provisioning', kind: 'effect' },
-    { id: 'node_agent_ready', label: 'Node agent ready', kind: 'effect' },
-    { id: 'workspace_creation', label: 'Workspace creation', kind: 'effect' },
-    { id: 'workspace_ready', label: 'Workspace ready', kind: 'waiting' },
-    { id: 'agent_session', label: 'Agent session', kind: 'effect' },
-    { id: 'running', label: 'Running', kind: 'waiting' },
-    { id: 'awaiting_followup', label: 'Awaiting follow-up', kind: 'waiting' },
-  ];
+  // The execution steps in order, from the binary's step table (steps.js).
+  const STEPS = window.TDF_STEPS;
   const STEP_INDEX = new Map(STEPS.map((s, i) => [s.id, i]));
   const KIND_TEXT = { decided: 'decided in Apply', effect: 'calls out, then commits', waiting: 'waits for a callback' };
   const STATUSES = ['draft', 'ready', 'queued', 'delegated', 'in_progress', 'completed', 'failed', 'cancelled'];
@@ -558,7 +550,7 @@
 
   // ---- tasks view ---------------------------------------------------------
 
-  // stepStates says, for each of the eight steps, where the task's run is:
+  // stepStates says, for each execution step, where the task's run is:
   // done, current (an effect step), waiting (a waiting step), failed,
   // stopped (the run was cancelled there), pending or skipped.
   function stepStates(t) {
@@ -602,7 +594,7 @@
     const done = states.filter((s) => s === 'done').length;
     let label = t.execution_step ? t.execution_step.replace(/_/g, ' ') : TERMINAL.has(t.status) ? '' : '—';
     if (t.cleanup_pending) label = 'cleanup';
-    return h('td', { class: 'nowrap', title: done + ' of 8 steps done' }, cells, h('span', { class: 'sr-only' }, done + ' of 8 steps done; '), label);
+    return h('td', { class: 'nowrap', title: done + ' of ' + STEPS.length + ' steps done' }, cells, h('span', { class: 'sr-only' }, done + ' of ' + STEPS.length + ' steps done; '), label);
   }
 
   function taskRow(t) {
