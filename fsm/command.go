@@ -173,6 +173,7 @@ var commands = map[CommandType]func() Command{
 	CmdDeleteCredential:   func() Command { return &DeleteCredential{} },
 	CmdImportTask:         func() Command { return &ImportTask{} },
 	CmdSetControlPlane:    func() Command { return &SetControlPlane{} },
+	CmdSetClusterID:       func() Command { return &SetClusterID{} },
 	CmdRecordMessages:     func() Command { return &RecordMessages{} },
 }
 

@@ -69,6 +69,8 @@ type state struct {
 	apiTokens []*APIToken
 	// controlURL is the cluster's control-plane URL (controlplane.go).
 	controlURL string
+	// clusterID is the id of the cluster this state belongs to (clusterid.go).
+	clusterID string
 	// nodeEvents and messages are the agents' reports kept per node and
 	// per task (nodeevents.go, messages.go).
 	nodeEvents *btree.BTreeG[*nodeEventLog]
@@ -118,6 +120,7 @@ func (s *state) clone() *state {
 		keys:       s.keys,
 		apiTokens:  s.apiTokens,
 		controlURL: s.controlURL,
+		clusterID:  s.clusterID,
 		nodeEvents: s.nodeEvents.Clone(),
 		messages:   s.messages.Clone(),
 		idx:        s.idx.clone(),
@@ -241,6 +244,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applyAddSigningKey(c, res)
 	case SetControlPlane:
 		f.applySetControlPlane(c, res)
+	case SetClusterID:
+		f.applySetClusterID(c, res)
 	case SetCredential:
 		f.applySetCredential(c, res)
 	case DeleteCredential:

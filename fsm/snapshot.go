@@ -72,6 +72,8 @@ type snapshotMeta struct {
 	Credentials []*Credential `json:"credentials,omitempty"`
 	// APITokens hold hashes only (apitokens.go).
 	APITokens []*APIToken `json:"api_tokens,omitempty"`
+	// ClusterID is absent from snapshots taken before the cluster id.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // snapshot is a point-in-time view: cloned trees share nodes with the live
@@ -173,7 +175,7 @@ func (s *state) writeTo(w io.Writer) error {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10), crc: crc32.New(crcTable)}
 	sw.write([]byte(snapshotMagic))
 	sw.record(kindMeta, snapshotMeta{Version: 2, Index: s.index, ErrSeq: s.errSeq, Rejected: s.rejected, Settings: s.settings, Keys: s.keys, ControlPlaneURL: s.controlURL,
-		Credentials: s.credentialList(), APITokens: s.apiTokens})
+		Credentials: s.credentialList(), APITokens: s.apiTokens, ClusterID: s.clusterID})
 	s.members.Ascend(func(m Member) bool { return sw.record(kindMember, m) })
 	s.tasks.Ascend(func(t *Task) bool { return sw.binary(kindTask, func(e *encoder) { e.task(t, &sw.scratch) }) })
 	s.nodes.Ascend(func(n *Node) bool { return sw.record(kindNode, n) })
@@ -346,7 +348,7 @@ func (s *state) loadJSON(kind recordKind, body []byte) error {
 			return fmt.Errorf("snapshot version %d is unknown", m.Version)
 		}
 		s.index, s.errSeq, s.rejected, s.settings, s.keys = m.Index, m.ErrSeq, m.Rejected, m.Settings, m.Keys
-		s.controlURL = m.ControlPlaneURL
+		s.controlURL, s.clusterID = m.ControlPlaneURL, m.ClusterID
 		if err := s.loadCredentials(m.Credentials); err != nil {
 			return err
 		}
