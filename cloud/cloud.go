@@ -15,9 +15,14 @@ type ServerSpec struct {
 	Name       string
 	ServerType string // e.g. cx23
 	Location   string // by name, e.g. fsn1
-	Image      string // by name; empty means ubuntu-24.04
-	UserData   string // cloud-init; at most 32 KiB; never logged
-	Labels     map[string]string
+	// FallbackLocations are tried in order when Location has no capacity
+	// for the type (resource_unavailable, placement_error) or does not
+	// offer it. A server of that name found anywhere is adopted first, so
+	// the fallback never makes a second server.
+	FallbackLocations []string
+	Image             string // by name; empty means ubuntu-24.04
+	UserData          string // cloud-init; at most 32 KiB; never logged
+	Labels            map[string]string
 }
 
 // Server is a server as the provider reports it.
@@ -31,6 +36,13 @@ type Server struct {
 	IPv4    string
 	Labels  map[string]string
 	Created time.Time
+	// Location is where the server is, by name.
+	Location string
+	// ServerType is its type, by name.
+	ServerType string
+	// Placement says why a server just created is not in the location
+	// asked for first (which locations were full), empty otherwise.
+	Placement string
 }
 
 // Server statuses the callers act on.

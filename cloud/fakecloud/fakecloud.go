@@ -1,9 +1,12 @@
 package fakecloud
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/subtle"
 	"encoding/json"
+	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -24,18 +27,21 @@ type Server struct {
 	hooks   hookQueue
 	done    chan struct{} // closed by Close: slow answers stop waiting
 
-	mu           sync.Mutex
-	closed       bool
-	servers      map[int64]*server
-	byName       map[string]*server
-	actions      map[int64]*action
-	nextServerID int64
-	nextActionID int64
-	faults       []*faultState
-	rng          *rand.Rand
-	ledger       []Event
-	tokens       float64 // rate-limit bucket
-	tokensAt     time.Time
+	mu             sync.Mutex
+	closed         bool
+	servers        map[int64]*server
+	byName         map[string]*server
+	actions        map[int64]*action
+	firewalls      map[int64]*firewall
+	nextFirewallID int64
+	nextServerID   int64
+	nextActionID   int64
+	faults         []*faultState
+	rng            *rand.Rand
+	ledger         []Event
+	unavailable    map[string][]string // location → types out of stock (none listed: all)
+	tokens         float64             // rate-limit bucket
+	tokensAt       time.Time
 }
 
 // New returns a fake configured by opts. It panics if an initial fault is
@@ -47,15 +53,18 @@ func New(opts Options) *Server {
 		seed = rand.Uint64()
 	}
 	s := &Server{
-		opts:    opts,
-		done:    make(chan struct{}),
-		servers: make(map[int64]*server),
-		byName:  make(map[string]*server),
-		actions: make(map[int64]*action),
+		opts:           opts,
+		done:           make(chan struct{}),
+		servers:        make(map[int64]*server),
+		byName:         make(map[string]*server),
+		actions:        make(map[int64]*action),
+		firewalls:      make(map[int64]*firewall),
+		nextFirewallID: 900000,
 		// Distinct ranges keep a server id from passing for an action id.
 		nextServerID: 100000,
 		nextActionID: 500000,
 		rng:          rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		unavailable:  maps.Clone(opts.Unavailable),
 		tokens:       float64(opts.RateLimit),
 		tokensAt:     time.Now(),
 	}
@@ -105,6 +114,21 @@ func (s *Server) Servers() []VM {
 	return out
 }
 
+// SetUnavailable replaces which server types are out of stock where:
+// location → types (an empty list: every type). A create of such a type
+// there answers 412 resource_unavailable, and /server_types shows it as
+// not available in that location.
+func (s *Server) SetUnavailable(m map[string][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unavailable = maps.Clone(m)
+}
+
+func (s *Server) unavailableLocked(loc, typ string) bool {
+	types, ok := s.unavailable[loc]
+	return ok && (len(types) == 0 || slices.Contains(types, typ))
+}
+
 // route is one API endpoint.
 type route struct {
 	endpoint string
@@ -116,7 +140,7 @@ type route struct {
 // not exist.
 func (s *Server) match(method, path string) (rt route, id int64, status int, msg string) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) >= 2 && (parts[0] == "servers" || parts[0] == "actions") {
+	if len(parts) >= 2 && (parts[0] == "servers" || parts[0] == "actions" || parts[0] == "firewalls") {
 		n, err := strconv.ParseInt(parts[1], 10, 64)
 		if err != nil || n <= 0 {
 			return route{}, 0, http.StatusNotFound, "invalid id " + strconv.Quote(parts[1])
@@ -143,6 +167,24 @@ func (s *Server) match(method, path string) (rt route, id int64, status int, msg
 		routes = map[string]route{http.MethodGet: {EndpointListActions, s.listActions}}
 	case len(parts) == 2 && parts[0] == "actions":
 		routes = map[string]route{http.MethodGet: {EndpointGetAction, s.getAction}}
+	case len(parts) == 1 && parts[0] == "firewalls":
+		routes = map[string]route{
+			http.MethodPost: {EndpointCreateFirewall, s.createFirewall},
+			http.MethodGet:  {EndpointListFirewalls, s.listFirewalls},
+		}
+	case len(parts) == 2 && parts[0] == "firewalls":
+		routes = map[string]route{
+			http.MethodGet:    {EndpointGetFirewall, s.getFirewall},
+			http.MethodDelete: {EndpointDeleteFirewall, s.deleteFirewall},
+		}
+	case len(parts) == 4 && parts[0] == "firewalls" && parts[2] == "actions" && parts[3] == "apply_to_resources":
+		routes = map[string]route{http.MethodPost: {EndpointApplyFirewall, s.applyFirewall}}
+	case len(parts) == 1 && parts[0] == "server_types":
+		routes = map[string]route{http.MethodGet: {EndpointListServerTypes, s.listServerTypes}}
+	case len(parts) == 1 && parts[0] == "locations":
+		routes = map[string]route{http.MethodGet: {EndpointListLocations, s.listLocations}}
+	case len(parts) == 1 && parts[0] == "pricing":
+		routes = map[string]route{http.MethodGet: {EndpointGetPricing, s.getPricing}}
 	default:
 		return route{}, 0, http.StatusNotFound, "no such path"
 	}
@@ -160,6 +202,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt, id, status, msg := s.match(r.Method, strings.TrimPrefix(r.URL.Path, "/v1"))
+	location := ""
+	if rt.endpoint == EndpointCreateServer {
+		location = peekLocation(r)
+	}
 
 	s.mu.Lock()
 	if s.closed {
@@ -170,7 +216,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	allowed := s.rateLimitLocked(w.Header())
 	var d decision
 	if allowed && status == 0 {
-		d = s.decideLocked(rt.endpoint)
+		d = s.decideLocked(rt.endpoint, location)
 	}
 	s.mu.Unlock()
 
@@ -197,6 +243,25 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return // the effect happened; the client never learns of it
 	}
 	writeJSON(w, status, body)
+}
+
+// peekLocation reads the location a create asks for and leaves the body
+// readable again ("" for the default location, fsn1).
+func peekLocation(r *http.Request) string {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	_ = r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		return ""
+	}
+	var req struct {
+		Location string `json:"location"`
+	}
+	_ = json.Unmarshal(b, &req)
+	if l, ok := lookupLocation(req.Location); ok {
+		return l.Name
+	}
+	return req.Location
 }
 
 // wait waits for d, or until the client goes away or the fake closes; it
@@ -252,6 +317,10 @@ func (s *Server) serveFake(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			Servers []VM `json:"servers"`
 		}{s.Servers()})
+	case path == "/fake/firewalls" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, struct {
+			Firewalls []Firewall `json:"firewalls"`
+		}{s.Firewalls()})
 	case path == "/fake/faults" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, FaultsRequest{Faults: s.Faults()})
 	case path == "/fake/faults" && r.Method == http.MethodDelete:
@@ -294,6 +363,10 @@ func (s *Server) serveFake(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		status = http.StatusInternalServerError

@@ -19,12 +19,22 @@ const (
 	EndpointListServerActions = "list_server_actions" // GET /servers/{id}/actions
 	EndpointListActions       = "list_actions"        // GET /actions
 	EndpointGetAction         = "get_action"          // GET /actions/{id}
+	EndpointCreateFirewall    = "create_firewall"     // POST /firewalls
+	EndpointListFirewalls     = "list_firewalls"      // GET /firewalls
+	EndpointGetFirewall       = "get_firewall"        // GET /firewalls/{id}
+	EndpointDeleteFirewall    = "delete_firewall"     // DELETE /firewalls/{id}
+	EndpointApplyFirewall     = "apply_firewall"      // POST /firewalls/{id}/actions/apply_to_resources
+	EndpointListServerTypes   = "list_server_types"   // GET /server_types
+	EndpointListLocations     = "list_locations"      // GET /locations
+	EndpointGetPricing        = "get_pricing"         // GET /pricing
 )
 
 var endpoints = map[string]bool{
 	EndpointAll: true, EndpointCreateServer: true, EndpointListServers: true, EndpointGetServer: true,
 	EndpointDeleteServer: true, EndpointPoweronServer: true, EndpointListServerActions: true,
-	EndpointListActions: true, EndpointGetAction: true,
+	EndpointListActions: true, EndpointGetAction: true, EndpointCreateFirewall: true, EndpointListFirewalls: true,
+	EndpointGetFirewall: true, EndpointDeleteFirewall: true, EndpointApplyFirewall: true,
+	EndpointListServerTypes: true, EndpointListLocations: true, EndpointGetPricing: true,
 }
 
 // FaultKind is what a fault does.
@@ -77,10 +87,13 @@ var errorKinds = map[FaultKind]struct {
 // When several faults fire for one request, the first of each sort (slow,
 // error, slow answer, action error) applies, in list order.
 type Fault struct {
-	Endpoint    string    `json:"endpoint,omitempty"`
-	Kind        FaultKind `json:"kind"`
-	Probability float64   `json:"probability,omitempty"`
-	Count       int       `json:"count,omitempty"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Kind     FaultKind `json:"kind"`
+	// Location, if set, limits the fault to server creations in that
+	// location (a full location: resource_unavailable there only).
+	Location    string  `json:"location,omitempty"`
+	Probability float64 `json:"probability,omitempty"`
+	Count       int     `json:"count,omitempty"`
 	// Delay is the wait of FaultSlow and FaultSlowAnswer. In JSON a
 	// duration string ("1.5s") or a number of milliseconds.
 	Delay Duration `json:"delay,omitempty"`
@@ -210,10 +223,13 @@ type decision struct {
 }
 
 // decideLocked rolls the faults for one request to endpoint.
-func (s *Server) decideLocked(endpoint string) decision {
+func (s *Server) decideLocked(endpoint, location string) decision {
 	var d decision
 	for _, f := range s.faults {
 		if f.Endpoint != "" && f.Endpoint != EndpointAll && f.Endpoint != endpoint {
+			continue
+		}
+		if f.Location != "" && (endpoint != EndpointCreateServer || f.Location != location) {
 			continue
 		}
 		if f.Kind == FaultActionError && endpoint != EndpointCreateServer {

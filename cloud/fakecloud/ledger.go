@@ -17,6 +17,13 @@ const (
 	EventServerPoweron = "server_poweron"
 	// EventServerDelete: a DELETE was accepted (once per server).
 	EventServerDelete = "server_delete"
+	// EventFirewallCreate, EventFirewallApply and EventFirewallDelete: a
+	// firewall was created, applied to a server (ServerID; at creation if
+	// the create named it) or deleted. Name is the firewall's name, Detail
+	// its id.
+	EventFirewallCreate = "firewall_create"
+	EventFirewallApply  = "firewall_apply"
+	EventFirewallDelete = "firewall_delete"
 )
 
 // Event is one effect in the ledger, in DESIGN.md's format. The fake cloud

@@ -37,6 +37,9 @@ type Options struct {
 	// answers 429 rate_limit_exceeded. Negative disables the limit (the
 	// headers are still sent).
 	RateLimit int
+	// Unavailable lists the server types out of stock per location
+	// (location → types; an empty list: every type); see SetUnavailable.
+	Unavailable map[string][]string
 	// MaxServers is the project's server quota; a create beyond it is
 	// 403 resource_limit_exceeded. 0 means no limit.
 	MaxServers int

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
@@ -27,6 +28,7 @@ type server struct {
 	location   string
 	image      string
 	userData   string
+	firewalls  []int64 // the firewalls applied to it
 	actions    []int64 // every action of the server, oldest first
 	deleting   int64   // the delete action, once deleted
 }
@@ -39,7 +41,43 @@ func (sv *server) vm() VM {
 	}
 }
 
-func (sv *server) schema() schema.Server {
+// serverJSON is a server as the API description has it: hcloud-go's
+// schema plus the fields hcloud-go does not read (its datacenter) and the
+// server type with its locations.
+type serverJSON struct {
+	schema.Server
+	ServerType serverTypeJSON  `json:"server_type"`
+	Datacenter *datacenterJSON `json:"datacenter"`
+}
+
+type datacenterJSON struct {
+	ID          int64           `json:"id"`
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Location    schema.Location `json:"location"`
+	ServerTypes struct {
+		Available             []int64 `json:"available"`
+		AvailableForMigration []int64 `json:"available_for_migration"`
+		Supported             []int64 `json:"supported"`
+	} `json:"server_types"`
+}
+
+// datacenter is the location's one datacenter (Hetzner names them
+// <location>-dc<n>).
+func datacenter(loc schema.Location) *datacenterJSON {
+	dc := &datacenterJSON{ID: loc.ID, Name: loc.Name + "-dc1", Description: loc.Description + " DC 1", Location: loc}
+	dc.ServerTypes.Available, dc.ServerTypes.AvailableForMigration, dc.ServerTypes.Supported = []int64{}, []int64{}, []int64{}
+	for _, name := range serverTypeNames() {
+		if t := serverTypes[name]; t.offered(loc.Name) {
+			dc.ServerTypes.Supported = append(dc.ServerTypes.Supported, t.id)
+			dc.ServerTypes.Available = append(dc.ServerTypes.Available, t.id)
+			dc.ServerTypes.AvailableForMigration = append(dc.ServerTypes.AvailableForMigration, t.id)
+		}
+	}
+	return dc
+}
+
+func (sv *server) schema(unavailable func(loc, typ string) bool) serverJSON {
 	st := serverTypes[sv.serverType]
 	loc := locations[sv.location]
 	image := sv.image
@@ -48,7 +86,14 @@ func (sv *server) schema() schema.Server {
 		labels = map[string]string{}
 	}
 	ip := sv.ipv4.String()
-	return schema.Server{
+	firewalls := make([]schema.ServerFirewall, 0, len(sv.firewalls))
+	for _, id := range sv.firewalls {
+		firewalls = append(firewalls, schema.ServerFirewall{ID: id, Status: "applied"})
+	}
+	var zero uint64
+	imageCreated := time.Date(2024, 4, 25, 0, 0, 0, 0, time.UTC)
+	osVersion := strings.TrimPrefix(image, "ubuntu-")
+	return serverJSON{Server: schema.Server{
 		ID:      sv.id,
 		Name:    sv.name,
 		Status:  sv.status,
@@ -62,23 +107,23 @@ func (sv *server) schema() schema.Server {
 				DNSPtr: []schema.ServerPublicNetIPv6DNSPtr{},
 			},
 			FloatingIPs: []int64{},
-			Firewalls:   []schema.ServerFirewall{},
+			Firewalls:   firewalls,
 		},
-		PrivateNet: []schema.ServerPrivateNet{},
-		ServerType: schema.ServerType{
-			ID: st.id, Name: sv.serverType, Description: sv.serverType, Cores: st.cores,
-			Memory: st.memory, Disk: st.disk, StorageType: "local", CPUType: st.cpu, Architecture: st.arch,
-		},
-		Location: loc,
+		PrivateNet:      []schema.ServerPrivateNet{},
+		IncludedTraffic: 20 << 40,
+		OutgoingTraffic: &zero,
+		IngoingTraffic:  &zero,
+		Location:        loc,
 		Image: &schema.Image{
 			ID: imageID(image), Status: "available", Type: "system", Name: &image, Description: image,
-			OSFlavor: "ubuntu", Architecture: st.arch, Labels: map[string]string{},
+			OSFlavor: "ubuntu", OSVersion: &osVersion, Architecture: st.arch, Labels: map[string]string{},
+			Created: &imageCreated, DiskSize: 5,
 		},
 		Labels:          labels,
 		Volumes:         []int64{},
 		LoadBalancers:   []int64{},
 		PrimaryDiskSize: st.disk,
-	}
+	}, ServerType: st.schema(sv.serverType, unavailable), Datacenter: datacenter(loc)}
 }
 
 // imageID gives an image name a stable id.
@@ -96,19 +141,24 @@ type action struct {
 	command  string
 	status   string // running | success | error
 	serverID int64
-	started  time.Time
-	finished time.Time
-	duration time.Duration
-	progress int // when finished
-	errCode  string
-	errMsg   string
-	timer    *time.Timer
+	// resources are the action's resources when it is not a server's.
+	resources []schema.ActionResourceReference
+	started   time.Time
+	finished  time.Time
+	duration  time.Duration
+	progress  int // when finished
+	errCode   string
+	errMsg    string
+	timer     *time.Timer
 }
 
 func (a *action) schema(now time.Time) schema.Action {
 	out := schema.Action{
 		ID: a.id, Command: a.command, Status: a.status, Progress: a.progress, Started: a.started,
 		Resources: []schema.ActionResourceReference{{ID: a.serverID, Type: "server"}},
+	}
+	if a.resources != nil {
+		out.Resources = a.resources
 	}
 	if a.status == "running" {
 		// Progress moves with time but reaches 100 only on completion.
@@ -221,6 +271,19 @@ func (s *Server) createServer(r *http.Request, _ int64, d decision) (int, any) {
 	if _, taken := s.byName[req.Name]; taken {
 		return errorResp(http.StatusConflict, "uniqueness_error", "server name is already used")
 	}
+	if !serverTypes[typeName].offered(loc.Name) {
+		return invalid("invalid input in field 'server_type': %s is not supported in location %s", typeName, loc.Name)
+	}
+	if s.unavailableLocked(loc.Name, typeName) {
+		return errorResp(http.StatusPreconditionFailed, "resource_unavailable", fmt.Sprintf("server type %s is currently not available in location %s", typeName, loc.Name))
+	}
+	var firewalls []int64
+	for _, f := range req.Firewalls {
+		if s.firewalls[f.Firewall] == nil {
+			return invalid("invalid input in field 'firewalls': firewall %d not found", f.Firewall)
+		}
+		firewalls = append(firewalls, f.Firewall)
+	}
 	if s.opts.MaxServers > 0 && len(s.servers) >= s.opts.MaxServers {
 		return errorResp(http.StatusForbidden, "resource_limit_exceeded", "server limit exceeded")
 	}
@@ -237,6 +300,9 @@ func (s *Server) createServer(r *http.Request, _ int64, d decision) (int, any) {
 	s.servers[sv.id] = sv
 	s.byName[sv.name] = sv
 	s.recordLocked(Event{Kind: EventServerCreate, ServerID: sv.id, Name: sv.name, Time: now})
+	for _, id := range firewalls {
+		s.applyFirewallLocked(s.firewalls[id], sv, now)
+	}
 
 	var startAction *action
 	fail := d.actionError
@@ -261,8 +327,8 @@ func (s *Server) createServer(r *http.Request, _ int64, d decision) (int, any) {
 		}
 		s.runningLocked(sv, now)
 	})
-	resp := schema.ServerCreateResponse{
-		Server:      sv.schema(),
+	resp := createServerResponse{
+		Server:      sv.schema(s.unavailableLocked),
 		Action:      create.schema(now),
 		NextActions: []schema.Action{},
 	}
@@ -281,14 +347,25 @@ func (s *Server) getServer(_ *http.Request, id int64, _ decision) (int, any) {
 	if sv == nil {
 		return errorResp(http.StatusNotFound, "not_found", "server not found")
 	}
-	return http.StatusOK, schema.ServerGetResponse{Server: sv.schema()}
+	return http.StatusOK, getServerResponse{Server: sv.schema(s.unavailableLocked)}
 }
 
 // serverListResponse and actionListResponse are list answers: the items
 // and the pagination meta.
 type serverListResponse struct {
-	schema.ServerListResponse
+	Servers []serverJSON `json:"servers"`
 	schema.MetaResponse
+}
+
+type createServerResponse struct {
+	Server       serverJSON      `json:"server"`
+	Action       schema.Action   `json:"action"`
+	NextActions  []schema.Action `json:"next_actions"`
+	RootPassword *string         `json:"root_password"`
+}
+
+type getServerResponse struct {
+	Server serverJSON `json:"server"`
 }
 
 type actionListResponse struct {
@@ -326,9 +403,9 @@ func (s *Server) listServers(r *http.Request, _ int64, _ decision) (int, any) {
 	slices.SortFunc(all, func(a, b *server) int { return cmp.Compare(a.id, b.id) })
 	items, meta := paginate(all, page, perPage)
 	resp := serverListResponse{MetaResponse: schema.MetaResponse{Meta: schema.Meta{Pagination: &meta}}}
-	resp.Servers = make([]schema.Server, 0, len(items))
+	resp.Servers = make([]serverJSON, 0, len(items))
 	for _, sv := range items {
-		resp.Servers = append(resp.Servers, sv.schema())
+		resp.Servers = append(resp.Servers, sv.schema(s.unavailableLocked))
 	}
 	return http.StatusOK, resp
 }

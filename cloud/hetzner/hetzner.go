@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -53,18 +55,35 @@ type Options struct {
 	// Registerer, if set, receives hcloud-go's request metrics (counts per
 	// endpoint, in-flight, durations).
 	Registerer prometheus.Registerer
+	// Transport, if set, carries every request instead of a clone of
+	// http.DefaultTransport (tests wrap it to check each exchange).
+	Transport http.RoundTripper
+	// MaxConcurrent bounds the requests in flight at once (default 4).
+	MaxConcurrent int
+	// RequestsPerHour is the request budget tdf paces itself to (default
+	// 3600, Hetzner's limit per project); negative disables the pacing.
+	RequestsPerHour int
+	// CatalogTTL is how long the catalog (server types, locations,
+	// prices) is cached (default 1 h).
+	CatalogTTL time.Duration
+	// Firewall, if set, is created once and attached to every server at
+	// its creation (and to an adopted server that lacks it).
+	Firewall *FirewallOptions
 }
 
 // DefaultOptions returns the defaults of every field but Endpoint and Token.
 func DefaultOptions() Options {
 	return Options{
-		Endpoint:     hcloud.Endpoint,
-		Application:  Application{Name: "tdf"},
-		PollInterval: 2 * time.Second,
-		MaxRetries:   5,
-		RetryBackoff: time.Second,
-		Timeout:      30 * time.Second,
-		ListPageSize: 50,
+		Endpoint:        hcloud.Endpoint,
+		Application:     Application{Name: "tdf"},
+		PollInterval:    2 * time.Second,
+		MaxRetries:      5,
+		RetryBackoff:    time.Second,
+		Timeout:         30 * time.Second,
+		ListPageSize:    50,
+		MaxConcurrent:   4,
+		RequestsPerHour: 3600,
+		CatalogTTL:      time.Hour,
 	}
 }
 
@@ -81,6 +100,9 @@ func (o Options) Validate() error {
 	}
 	if o.ListPageSize < 0 || o.ListPageSize > 50 {
 		return fmt.Errorf("hetzner: ListPageSize %d must be between 1 and 50", o.ListPageSize)
+	}
+	if o.Firewall != nil {
+		return o.Firewall.Validate()
 	}
 	return nil
 }
@@ -111,6 +133,15 @@ func (o *Options) fill() {
 	if o.ListPageSize == 0 {
 		o.ListPageSize = d.ListPageSize
 	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = d.MaxConcurrent
+	}
+	if o.RequestsPerHour == 0 {
+		o.RequestsPerHour = d.RequestsPerHour
+	}
+	if o.CatalogTTL <= 0 {
+		o.CatalogTTL = d.CatalogTTL
+	}
 }
 
 // Provider is cloud.Provider over hcloud-go. It is safe for concurrent use.
@@ -118,6 +149,12 @@ type Provider struct {
 	opts       Options
 	httpClient *http.Client
 	client     *hcloud.Client
+
+	catMu sync.Mutex
+	cat   cloud.Catalog
+
+	fwMu sync.Mutex
+	fwID int64 // the firewall's id, once known
 }
 
 var _ cloud.Provider = (*Provider)(nil)
@@ -133,6 +170,10 @@ func New(opts Options) (*Provider, error) {
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		httpClient.Transport = t.Clone()
 	}
+	if opts.Transport != nil {
+		httpClient.Transport = opts.Transport
+	}
+	httpClient.Transport = newLimiter(httpClient.Transport, opts.MaxConcurrent, opts.RequestsPerHour)
 	clientOpts := []hcloud.ClientOption{
 		hcloud.WithEndpoint(opts.Endpoint),
 		hcloud.WithToken(opts.Token),
@@ -180,6 +221,66 @@ func (p *Provider) CreateServer(ctx context.Context, spec cloud.ServerSpec) (clo
 		return p.adopt(ctx, spec, found)
 	}
 
+	var firewalls []*hcloud.ServerCreateFirewall
+	if p.opts.Firewall != nil {
+		id, err := p.ensureFirewall(ctx)
+		if err != nil {
+			return cloud.Server{}, cloud.Action{}, err
+		}
+		firewalls = []*hcloud.ServerCreateFirewall{{Firewall: hcloud.Firewall{ID: id}}}
+	}
+	// The first location, then the fallbacks, while a location answers
+	// that it has no room for the type.
+	var full []string
+	var last *cloud.Error
+	for _, loc := range placements(spec) {
+		srv, act, err := p.createIn(ctx, spec, loc, firewalls)
+		if err == nil {
+			if len(full) > 0 {
+				srv.Placement = fmt.Sprintf("placed in %s: %s", srv.Location, strings.Join(full, "; "))
+			}
+			return srv, act, nil
+		}
+		if !errors.As(err, &last) || !noRoom(last) {
+			return srv, act, err
+		}
+		full = append(full, fmt.Sprintf("%s answered %s (%s)", loc, last.Code, last.Message))
+	}
+	if len(full) == 1 {
+		return cloud.Server{}, cloud.Action{}, last
+	}
+	return cloud.Server{}, cloud.Action{}, &cloud.Error{Op: op, Code: last.Code, StatusCode: last.StatusCode,
+		RateLimitReset: last.RateLimitReset, Err: last.Err, Message: "no location has room: " + strings.Join(full, "; ")}
+}
+
+// placements are the locations to try in order, without repeats ("" is
+// the provider's default).
+func placements(spec cloud.ServerSpec) []string {
+	out := []string{spec.Location}
+	for _, l := range spec.FallbackLocations {
+		if l != "" && !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// noRoom reports an answer that another location may not give: no
+// capacity for the type, or the type not sold there.
+func noRoom(e *cloud.Error) bool {
+	switch hcloud.ErrorCode(e.Code) {
+	case hcloud.ErrorCodeResourceUnavailable, hcloud.ErrorCodePlacementError, hcloud.ErrorCodeInvalidServerType:
+		return true
+	case hcloud.ErrorCodeInvalidInput:
+		return strings.Contains(e.Message, "not supported in location") || strings.Contains(e.Message, "unsupported location")
+	}
+	return false
+}
+
+// createIn creates the server in loc; on uniqueness_error it adopts the
+// server of that name (wherever it is).
+func (p *Provider) createIn(ctx context.Context, spec cloud.ServerSpec, loc string, firewalls []*hcloud.ServerCreateFirewall) (cloud.Server, cloud.Action, error) {
+	const op = "create server"
 	image := spec.Image
 	if image == "" {
 		image = DefaultImage
@@ -191,9 +292,10 @@ func (p *Provider) CreateServer(ctx context.Context, spec cloud.ServerSpec) (clo
 		UserData:         spec.UserData,
 		StartAfterCreate: hcloud.Ptr(true),
 		Labels:           maps.Clone(spec.Labels),
+		Firewalls:        firewalls,
 	}
-	if spec.Location != "" {
-		opts.Location = &hcloud.Location{Name: spec.Location}
+	if loc != "" {
+		opts.Location = &hcloud.Location{Name: loc}
 	}
 	res, resp, err := p.client.Server.Create(ctx, opts)
 	if err == nil {
@@ -223,6 +325,13 @@ func (p *Provider) adopt(ctx context.Context, spec cloud.ServerSpec, hs *hcloud.
 	s := serverFrom(hs)
 	if !cloud.Owns(spec.Labels, hs.Labels) {
 		return s, cloud.Action{}, fmt.Errorf("%w: %q is server %d with labels %v", cloud.ErrNameTaken, s.Name, s.ID, hs.Labels)
+	}
+	if p.opts.Firewall != nil && hs.Status != hcloud.ServerStatusDeleting {
+		// A server created before the firewall was configured gets it
+		// before its agent is called.
+		if err := p.attachFirewall(ctx, hs); err != nil {
+			return s, cloud.Action{}, err
+		}
 	}
 	switch hs.Status {
 	case hcloud.ServerStatusRunning:
@@ -404,6 +513,12 @@ func serverFrom(hs *hcloud.Server) cloud.Server {
 	}
 	s := cloud.Server{
 		ID: hs.ID, Name: hs.Name, Status: string(hs.Status), Labels: maps.Clone(hs.Labels), Created: hs.Created,
+	}
+	if hs.Location != nil {
+		s.Location = hs.Location.Name
+	}
+	if hs.ServerType != nil {
+		s.ServerType = hs.ServerType.Name
 	}
 	if !hs.PublicNet.IPv4.IsUnspecified() {
 		s.IPv4 = hs.PublicNet.IPv4.IP.String()
