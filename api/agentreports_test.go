@@ -135,8 +135,8 @@ func TestTaskStatusCallbackKeepsPushResult(t *testing.T) {
 	r := s.do(t, "POST", "/api/projects/p1/tasks/"+s.fx.running+"/status/callback", body, tokens.ScopeWorkspace, s.fx.runningWS)
 	task := decodeTask(t, r)
 	p := task.Output.Push
-	if r.Status != 200 || task.Status != fsm.StatusInProgress || task.Step != fsm.StepAwaitingFollowup || p == nil {
-		t.Fatalf("callback = %d, task %s/%s, push %+v", r.Status, task.Status, task.Step, p)
+	if r.Status != 200 || task.Status != fsm.StatusInProgress || task.ExecutionStep != fsm.StepAwaitingFollowup || p == nil {
+		t.Fatalf("callback = %d, task %s/%s, push %+v", r.Status, task.Status, task.ExecutionStep, p)
 	}
 	if p.Pushed || p.CommitSHA != "abc123" || p.BranchName != "main" || !p.HasUncommittedChanges || !strings.Contains(p.Error, "push blocked") {
 		t.Fatalf("push result kept as %+v", p)

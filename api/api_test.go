@@ -91,7 +91,7 @@ func checkNodeHeaders(t *testing.T, what string, r server.TestResponse, node, le
 	}
 }
 
-func decodeTask(t *testing.T, r server.TestResponse) *fsm.Task {
+func decodeTask(t *testing.T, r server.TestResponse) *api.Task {
 	t.Helper()
 	var tr api.TaskResponse
 	if err := json.Unmarshal(r.Body, &tr); err != nil || tr.Task == nil {
@@ -100,7 +100,7 @@ func decodeTask(t *testing.T, r server.TestResponse) *fsm.Task {
 	return tr.Task
 }
 
-func submit(t *testing.T, c *server.TestCluster, n *server.TestNode, b []byte) *fsm.Task {
+func submit(t *testing.T, c *server.TestCluster, n *server.TestNode, b []byte) *api.Task {
 	t.Helper()
 	r := c.Do(n, "POST", "/v1/tasks", b, nil)
 	if r.Status != http.StatusAccepted {

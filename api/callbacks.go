@@ -273,7 +273,7 @@ func (s *Server) taskStatus(c *gin.Context) {
 	}
 	res, ok := s.commit(c, cmd)
 	if ok {
-		c.JSON(http.StatusOK, TaskResponse{Task: view(res.Task)})
+		c.JSON(http.StatusOK, TaskResponse{Task: TaskView(res.Task)})
 	}
 }
 

@@ -93,8 +93,8 @@ func FuzzSubmitHandler(f *testing.F) {
 		if err := json.Unmarshal(b, &sent); err != nil {
 			t.Fatalf("POST %q was accepted but does not decode: %v", b, err)
 		}
-		if !reflect.DeepEqual(tr.Task.TaskSpec, sent) {
-			t.Fatalf("POST %q created a task with spec %+v, want %+v", b, tr.Task.TaskSpec, sent)
+		if !reflect.DeepEqual(tr.Task.Submitted(), sent) {
+			t.Fatalf("POST %q created a task with spec %+v, want %+v", b, tr.Task.Submitted(), sent)
 		}
 	})
 }

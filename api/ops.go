@@ -32,7 +32,7 @@ func (s *Server) idleReset(c *gin.Context) {
 	}
 	res, ok := s.commit(c, fsm.IdleReset{TaskID: id, Actor: fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, At: s.now()})
 	if ok {
-		c.JSON(http.StatusOK, TaskResponse{Task: view(res.Task)})
+		c.JSON(http.StatusOK, TaskResponse{Task: TaskView(res.Task)})
 	}
 }
 

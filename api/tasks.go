@@ -34,18 +34,15 @@ var (
 	locationPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{1,31}$`)
 )
 
-// SubmitRequest is the body of POST /v1/tasks.
-type SubmitRequest = fsm.TaskSpec
-
 // TaskResponse wraps one task.
 type TaskResponse struct {
-	Task *fsm.Task `json:"task"`
+	Task *Task `json:"task"`
 }
 
 // TaskListResponse is one page of tasks.
 type TaskListResponse struct {
-	Tasks      []*fsm.Task `json:"tasks"`
-	NextCursor string      `json:"next_cursor,omitempty"`
+	Tasks      []*Task `json:"tasks"`
+	NextCursor string  `json:"next_cursor,omitempty"`
 }
 
 // validateSubmit checks every field of a submission.
@@ -139,9 +136,9 @@ func (s *Server) submitTask(c *gin.Context) {
 	}
 	cmd := fsm.SubmitTask{
 		RequestID:   requestID,
-		Fingerprint: fingerprint(req),
+		Fingerprint: fingerprint(req.spec()),
 		TaskID:      newTaskID(now),
-		Spec:        req,
+		Spec:        req.spec(),
 		Policy:      s.cfg.Policy,
 		At:          now,
 		Owner:       owner,
@@ -153,7 +150,7 @@ func (s *Server) submitTask(c *gin.Context) {
 	if res.Duplicate {
 		c.Header("Idempotent-Replayed", "true")
 	}
-	c.JSON(http.StatusAccepted, TaskResponse{Task: view(res.Task)})
+	c.JSON(http.StatusAccepted, TaskResponse{Task: TaskView(res.Task)})
 }
 
 // CancelRequest is the optional body of POST /v1/tasks/{id}/cancel.
@@ -193,7 +190,7 @@ func (s *Server) cancelTask(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, TaskResponse{Task: view(res.Task)})
+	c.JSON(http.StatusOK, TaskResponse{Task: TaskView(res.Task)})
 }
 
 func (s *Server) getTask(c *gin.Context) {
@@ -206,7 +203,7 @@ func (s *Server) getTask(c *gin.Context) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
 		return
 	}
-	c.JSON(http.StatusOK, TaskResponse{Task: view(t)})
+	c.JSON(http.StatusOK, TaskResponse{Task: TaskView(t)})
 }
 
 func (s *Server) listTasks(c *gin.Context) {
@@ -238,9 +235,9 @@ func (s *Server) listTasks(c *gin.Context) {
 		flt.Limit = n
 	}
 	page, next := s.cfg.Node.FSM().ListTasks(flt)
-	out := TaskListResponse{Tasks: make([]*fsm.Task, 0, len(page)), NextCursor: next}
+	out := TaskListResponse{Tasks: make([]*Task, 0, len(page)), NextCursor: next}
 	for _, t := range page {
-		out.Tasks = append(out.Tasks, view(t))
+		out.Tasks = append(out.Tasks, TaskView(t))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -312,19 +309,4 @@ func (s *Server) commitResult(c *gin.Context, cmd fsm.Command) (*fsm.Result, boo
 			return nil, false
 		}
 	}
-}
-
-// view returns the task as the API shows it: lists are [] rather than null.
-func view(t *fsm.Task) *fsm.Task {
-	if t == nil || (t.History != nil && t.Steps != nil) {
-		return t
-	}
-	v := *t
-	if v.History == nil {
-		v.History = []fsm.StatusEvent{}
-	}
-	if v.Steps == nil {
-		v.Steps = []fsm.StepAttempt{}
-	}
-	return &v
 }

@@ -496,7 +496,7 @@ func (r *composeRun) waitCompleted(timeout time.Duration) {
 			if tk.Status == "cancelled" || (tk.Status == "failed" && tk.ErrorMessage != "max execution time exceeded") {
 				r.t.Fatalf("task %s is %s: %s (steps %+v)", tk.ID, tk.Status, tk.ErrorMessage, tk.Steps)
 			}
-			if (tk.Status != "completed" && tk.Status != "failed") || tk.Cleanup {
+			if (tk.Status != "completed" && tk.Status != "failed") || tk.Cleanup == "pending" {
 				pending++
 				byState[tk.Status+"/"+tk.Step]++
 			}

@@ -21,7 +21,7 @@ type composeTask struct {
 	WorkspaceID    string `json:"workspace_id"`
 	AgentSessionID string `json:"agent_session_id"`
 	ErrorMessage   string `json:"error_message"`
-	Cleanup        bool   `json:"cleanup_pending"`
+	Cleanup        string `json:"cleanup"` // "pending" until the run's cleanup ran
 	History        []struct {
 		To string `json:"to"`
 	} `json:"history"`
@@ -109,7 +109,7 @@ func checkComposeTasks(tasks []composeTask, acked map[string]string, lost map[st
 		if !slices.Equal(path, wantPath) {
 			bad = append(bad, fmt.Sprintf("task %s: history %v, want %v (status callback lost: %v)", tk.ID, path, wantPath, lost[tk.ID]))
 		}
-		if tk.Status != wantStatus || tk.ErrorMessage != wantError || tk.Cleanup || tk.NodeID == "" || tk.WorkspaceID == "" || tk.AgentSessionID == "" {
+		if tk.Status != wantStatus || tk.ErrorMessage != wantError || tk.Cleanup == "pending" || tk.NodeID == "" || tk.WorkspaceID == "" || tk.AgentSessionID == "" {
 			bad = append(bad, fmt.Sprintf("task %s: %s (cleanup pending %v), node %q, workspace %q, session %q, error %q; want %s (error %q) with all three",
 				tk.ID, tk.Status, tk.Cleanup, tk.NodeID, tk.WorkspaceID, tk.AgentSessionID, tk.ErrorMessage, wantStatus, wantError))
 		}

@@ -315,7 +315,9 @@ func (n *Nemesis) waitInFlight(leader string, timeout time.Duration) bool {
 		cursor := fmt.Sprintf("t-%012x", time.Now().Add(-time.Minute).UnixMilli())
 		var page struct {
 			Tasks []struct {
-				InFlight bool `json:"in_flight"`
+				Steps []struct {
+					Finished *time.Time `json:"finished"`
+				} `json:"steps"`
 			} `json:"tasks"`
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -323,7 +325,8 @@ func (n *Nemesis) waitInFlight(leader string, timeout time.Duration) bool {
 		cancel()
 		if err == nil {
 			for _, t := range page.Tasks {
-				if t.InFlight {
+				// A claimed attempt is the newest one, not finished yet.
+				if n := len(t.Steps); n > 0 && t.Steps[n-1].Finished == nil {
 					return true
 				}
 			}

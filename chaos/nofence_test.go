@@ -182,16 +182,20 @@ func staleResultScenario(t *testing.T, bin string, wantStale bool) (string, chao
 func provisioningInFlight(c *e2e.Cluster, n *e2e.Node) (string, error) {
 	var out struct {
 		Tasks []struct {
-			ID       string `json:"id"`
-			Step     string `json:"execution_step"`
-			InFlight bool   `json:"in_flight"`
+			ID    string `json:"id"`
+			Step  string `json:"execution_step"`
+			Steps []struct {
+				Step     string     `json:"step"`
+				Finished *time.Time `json:"finished"`
+			} `json:"steps"`
 		} `json:"tasks"`
 	}
 	if err := c.GetJSON(n, "/v1/tasks?limit=500", &out); err != nil {
 		return "", err
 	}
 	for _, tk := range out.Tasks {
-		if tk.Step == "node_provisioning" && tk.InFlight {
+		// Its claim is the newest attempt, not finished yet.
+		if n := len(tk.Steps); tk.Step == "node_provisioning" && n > 0 && tk.Steps[n-1].Step == tk.Step && tk.Steps[n-1].Finished == nil {
 			return tk.ID, nil
 		}
 	}

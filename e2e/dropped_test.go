@@ -148,7 +148,7 @@ func dropWaitTerminal(r *pipeRun, timeout time.Duration) []pipeTask {
 				}
 				mine = append(mine, tk)
 				fmt.Fprintf(&state, "%s:%s:%s:%v ", tk.ID, tk.Status, tk.Step, tk.Cleanup)
-				if !dropTerminal(tk.Status) || tk.Cleanup {
+				if !dropTerminal(tk.Status) || tk.Cleanup == "pending" {
 					pending = append(pending, tk)
 				}
 			}

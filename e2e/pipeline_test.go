@@ -564,7 +564,7 @@ type pipeTask struct {
 		Started  time.Time  `json:"started"`
 		Finished *time.Time `json:"finished"`
 	} `json:"steps"`
-	Cleanup bool `json:"cleanup_pending"`
+	Cleanup string `json:"cleanup"` // "pending" until the run's cleanup ran
 }
 
 // pipeNode is the part of a node (GET /v1/nodes) the tests check.
@@ -632,7 +632,7 @@ func summarize(tasks []pipeTask) string {
 		if tk.Step != "" {
 			k += "/" + tk.Step
 		}
-		if tk.Cleanup {
+		if tk.Cleanup == "pending" {
 			k += "/cleanup"
 		}
 		counts[k]++
@@ -678,7 +678,7 @@ func (r *pipeRun) waitCompleted(timeout time.Duration) {
 				switch {
 				case tk.Status == "failed" || tk.Status == "cancelled":
 					r.t.Fatalf("task %s (submission %d) is %s on %s: %q; history %+v; steps %+v", tk.ID, want[tk.ID], tk.Status, n.ID, tk.ErrorMessage, tk.History, tk.Steps)
-				case tk.Status != "completed" || tk.Cleanup:
+				case tk.Status != "completed" || tk.Cleanup == "pending":
 					pending = append(pending, tk)
 				}
 			}

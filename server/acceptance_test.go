@@ -20,7 +20,7 @@ func submitBody(user, prompt string) []byte {
 	return b
 }
 
-func decodeTask(t *testing.T, r server.TestResponse) *fsm.Task {
+func decodeTask(t *testing.T, r server.TestResponse) *api.Task {
 	t.Helper()
 	var tr api.TaskResponse
 	if err := json.Unmarshal(r.Body, &tr); err != nil || tr.Task == nil {
@@ -76,7 +76,7 @@ func TestSubmitOnFollowerReadOnOtherFollower(t *testing.T) {
 		t.Logf("leadership moved from %s to %s during the test; not checking the forwarding header", leader.ID, now.ID)
 	}
 
-	var got *fsm.Task
+	var got *api.Task
 	server.WaitFor(t, server.TestWait, "task replicated to "+f2.ID, func() error {
 		r := c.Do(f2, "GET", "/v1/tasks/"+task.ID, nil, nil)
 		if r.Status != 200 {

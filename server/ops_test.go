@@ -45,7 +45,24 @@ func submitTask(t *testing.T, c *server.TestCluster, via *server.TestNode, user,
 	if r.Status != http.StatusAccepted {
 		t.Fatalf("POST /v1/tasks (%s) on %s = %d %s, want 202", prompt, via.ID, r.Status, r.Body)
 	}
-	return decodeTask(t, r)
+	return asRecord(decodeTask(t, r))
+}
+
+// asRecord is the part of the FSM's record the API shows, for tests that
+// go on with the FSM's types.
+func asRecord(a *api.Task) *fsm.Task {
+	t := &fsm.Task{ID: a.ID, TaskSpec: fsm.TaskSpec{ProjectID: a.ProjectID, UserID: a.UserID, Prompt: a.Prompt,
+		Repository: a.Repository, Branch: a.Branch, VMSize: a.VMSize, VMLocation: a.VMLocation, PreferredNodeID: a.PreferredNodeID},
+		Owner: a.Owner, Status: a.Status, Step: a.ExecutionStep, NodeID: a.NodeID, WorkspaceID: a.WorkspaceID,
+		AgentSessionID: a.AgentSessionID, ErrorMessage: a.ErrorMessage, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
+		StartedAt: a.StartedAt, CompletedAt: a.CompletedAt, Attempts: a.Attempts, Cleanup: a.Cleanup == api.CleanupPending}
+	for _, at := range a.Steps {
+		t.Steps = append(t.Steps, fsm.StepAttempt{Step: at.Step, Attempt: at.Attempt, Leader: at.Leader, Started: at.Started,
+			Finished: at.Finished, Outcome: at.Outcome, Error: at.Error, Note: at.Note})
+	}
+	// A claimed attempt is the newest one, not finished yet.
+	t.InFlight = len(t.Steps) > 0 && t.Steps[len(t.Steps)-1].Finished == nil
+	return t
 }
 
 // waitTask polls n's FSM until the task satisfies cond, and returns it.
@@ -573,7 +590,7 @@ func TestNodesEndpointFilters(t *testing.T) {
 
 type sseEvent struct {
 	ID, Type string
-	Event    api.Event
+	Event    api.EventMessage
 }
 
 // sseStream is a client of GET /v1/events.
@@ -697,7 +714,7 @@ func describe(evs []sseEvent) string {
 	for _, e := range evs {
 		fmt.Fprintf(&b, "[%s %s", e.ID, e.Type)
 		if e.Event.Task != nil {
-			fmt.Fprintf(&b, " task %s %s/%s", e.Event.Task.ID, e.Event.Task.Status, e.Event.Task.Step)
+			fmt.Fprintf(&b, " task %s %s/%s", e.Event.Task.ID, e.Event.Task.Status, e.Event.Task.ExecutionStep)
 		}
 		if e.Event.Node != nil {
 			fmt.Fprintf(&b, " node %s %s", e.Event.Node.ID, e.Event.Node.Status)
@@ -716,7 +733,9 @@ func eventIDs(evs []sseEvent) []string {
 }
 
 func taskEvent(id string, cond func(*fsm.Task) bool) func(sseEvent) bool {
-	return func(e sseEvent) bool { return e.Event.Task != nil && e.Event.Task.ID == id && cond(e.Event.Task) }
+	return func(e sseEvent) bool {
+		return e.Event.Task != nil && e.Event.Task.ID == id && cond(asRecord(e.Event.Task))
+	}
 }
 
 // TestEventsStream: a client of GET /v1/events receives the changes of a
@@ -763,7 +782,7 @@ func TestEventsStream(t *testing.T) {
 			bEvents = append(bEvents, e)
 		}
 	}
-	if len(bEvents) < 3 || bEvents[0].Event.Task.Status != fsm.StatusQueued || bEvents[0].Event.Task.Step != fsm.StepNodeSelection {
+	if len(bEvents) < 3 || bEvents[0].Event.Task.Status != fsm.StatusQueued || bEvents[0].Event.Task.ExecutionStep != fsm.StepNodeSelection {
 		t.Fatalf("B's events = %s, want submitted (queued at node_selection), then its steps", describe(bEvents))
 	}
 	var bNode bool // node_selection made B's node: a node event at the same index
@@ -1161,9 +1180,12 @@ func TestIdleReset(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("idle-reset of a task awaiting follow-up = %d %s, want 200", r.Status, r.Body)
 	}
-	if got := decodeTask(t, r); got.Step != fsm.StepAwaitingFollowup || got.Alarm == nil || !got.Alarm.Due.After(before) || got.Alarm.Kind != fsm.AlarmDeadline {
-		t.Errorf("after idle-reset: step %s alarm %+v, want the deadline after %s", got.Step, got.Alarm, before)
+	if got := decodeTask(t, r); got.ExecutionStep != fsm.StepAwaitingFollowup || got.StepDeadline == nil || !got.StepDeadline.After(before) {
+		t.Errorf("after idle-reset: step %s deadline %v, want the deadline after %s", got.ExecutionStep, got.StepDeadline, before)
 	}
+	waitTask(t, f, run.ID, "idle deadline alarm moved on", func(tk *fsm.Task) bool {
+		return tk.Alarm != nil && tk.Alarm.Kind == fsm.AlarmDeadline && tk.Alarm.Due.After(before)
+	})
 
 	// Cancelled: no longer awaiting follow-up.
 	if r := c.Do(f, http.MethodPost, "/v1/tasks/"+run.ID+"/cancel", nil, nil); r.Status != http.StatusOK {

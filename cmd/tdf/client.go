@@ -18,7 +18,6 @@ import (
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
-	"github.com/tdf-project/tdf/fsm"
 )
 
 // client talks to any node's API.
@@ -48,6 +47,9 @@ func newClient(addr string) (*client, error) {
 	token, caFile := clientAuth.token, clientAuth.caFile
 	if token == "" {
 		token = os.Getenv("TDF_TOKEN")
+	}
+	if token == "" {
+		token = savedClientToken(addr)
 	}
 	if caFile == "" {
 		caFile = os.Getenv("TDF_CA_FILE")
@@ -137,7 +139,7 @@ func runTask(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	switch args[0] {
 	case "submit":
-		var spec fsm.TaskSpec
+		var spec api.SubmitRequest
 		fs.StringVar(&spec.ProjectID, "project", "", "project id (required)")
 		fs.StringVar(&spec.UserID, "user", "", "user id (required)")
 		fs.StringVar(&spec.Prompt, "prompt", "", "what the agent should do (required)")
@@ -243,7 +245,7 @@ func runTask(ctx context.Context, args []string) error {
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tUSER\tCREATED")
 		for _, t := range out.Tasks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.Step, t.UserID, t.CreatedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.ExecutionStep, t.UserID, t.CreatedAt.Format(time.RFC3339))
 		}
 		if out.NextCursor != "" {
 			fmt.Fprintf(tw, "(more: --cursor %s)\n", out.NextCursor)
@@ -270,13 +272,13 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return found
 }
 
-func showTask(t *fsm.Task, asJSON bool) error {
+func showTask(t *api.Task, asJSON bool) error {
 	if asJSON {
 		return printJSON(api.TaskResponse{Task: t})
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "id\t%s\nstatus\t%s\nstep\t%s\nuser\t%s\nproject\t%s\nrepository\t%s\ncreated\t%s\n",
-		t.ID, t.Status, t.Step, t.UserID, t.ProjectID, t.Repository, t.CreatedAt.Format(time.RFC3339))
+		t.ID, t.Status, t.ExecutionStep, t.UserID, t.ProjectID, t.Repository, t.CreatedAt.Format(time.RFC3339))
 	if t.ErrorMessage != "" {
 		fmt.Fprintf(tw, "error\t%s\n", t.ErrorMessage)
 	}

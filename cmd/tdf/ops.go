@@ -28,19 +28,19 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 		return err
 	}
 	last := ""
-	show := func(t *fsm.Task) bool {
-		line := fmt.Sprintf("%s  %-12s %-20s attempts %d", time.Now().Format("15:04:05"), t.Status, t.Step, t.Attempts)
-		if t.Cleanup {
+	show := func(t *api.Task) bool {
+		line := fmt.Sprintf("%s  %-12s %-20s attempts %d", time.Now().Format("15:04:05"), t.Status, t.ExecutionStep, t.Attempts)
+		if t.Cleanup == api.CleanupPending {
 			line += "  (cleaning up)"
 		}
 		if t.ErrorMessage != "" {
 			line += "  error: " + t.ErrorMessage
 		}
-		if key := fmt.Sprint(t.Status, t.Step, t.Cleanup, t.Attempts); key != last {
+		if key := fmt.Sprint(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts); key != last {
 			last = key
 			fmt.Fprintln(out, line)
 		}
-		return t.Status.Terminal() && !t.Cleanup
+		return t.Status.Terminal() && t.Cleanup != api.CleanupPending
 	}
 	if show(tr.Task) {
 		return nil
@@ -69,7 +69,7 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 		if !ok {
 			continue
 		}
-		var ev api.Event
+		var ev api.EventMessage
 		if json.Unmarshal([]byte(data), &ev) != nil || ev.Task == nil {
 			continue
 		}

@@ -12,14 +12,13 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/api"
-	"github.com/tdf-project/tdf/fsm"
 )
 
 // What the agents report, as the CLI shows it: a task's push result and
 // chat messages, a node's event log.
 
 // showOutput prints a task's output lines, the push result among them.
-func showOutput(w io.Writer, o fsm.Output) {
+func showOutput(w io.Writer, o api.TaskOutput) {
 	if o.Branch != "" || o.PRURL != "" || o.Summary != "" {
 		fmt.Fprintf(w, "output\tbranch %s  pr %s  %s\n", o.Branch, o.PRURL, o.Summary)
 	}

@@ -32,7 +32,7 @@ func fakeReportsAPI(t *testing.T) string {
 			{NodeError: fsm.NodeError{Level: "info", Message: "Agent ready", Source: "agent"}, At: at},
 			{NodeError: fsm.NodeError{Level: "error", Message: "docker died", Source: "docker", WorkspaceID: "ws-1"}, At: at},
 		}}
-	answers := map[string]any{"/v1/tasks/t-1": api.TaskResponse{Task: task}, "/v1/tasks/t-1/messages": msgs, "/v1/nodes/n-1": node}
+	answers := map[string]any{"/v1/tasks/t-1": api.TaskResponse{Task: api.TaskView(task)}, "/v1/tasks/t-1/messages": msgs, "/v1/nodes/n-1": node}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, ok := answers[r.URL.Path]
 		if !ok {

@@ -199,6 +199,13 @@
   // cookie that only GET /v1/events accepts (POST /v1/session).
 
   const TOKEN_KEY = 'tdf.token';
+  // A sign-in link (tdf dev prints one) carries the token in the URL's
+  // fragment, which the browser never sends: keep it for this tab and
+  // take it out of the address bar and history at once.
+  if (location.hash.startsWith('#token=')) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice('#token='.length)));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
   let token = sessionStorage.getItem(TOKEN_KEY) || '';
   const auth = { on: false, subject: '', scope: 'admin' };
   const authHeaders = (extra) => Object.assign({}, extra || {}, token ? { Authorization: 'Bearer ' + token } : {});
@@ -593,7 +600,7 @@
       states.map((s) => h('i', { class: s === 'waiting' ? 'current' : s })));
     const done = states.filter((s) => s === 'done').length;
     let label = t.execution_step ? t.execution_step.replace(/_/g, ' ') : TERMINAL.has(t.status) ? '' : '—';
-    if (t.cleanup_pending) label = 'cleanup';
+    if (t.cleanup === 'pending') label = 'cleanup';
     return h('td', { class: 'nowrap', title: done + ' of ' + STEPS.length + ' steps done' }, cells, h('span', { class: 'sr-only' }, done + ' of ' + STEPS.length + ' steps done; '), label);
   }
 
@@ -687,7 +694,7 @@
         fill(tbody, h('tr', null, h('td', { colspan: 9, class: 'empty' }, text)));
       } else {
         keyedRows(tbody, rowCache, list.slice(0, state.rows), (t) => t.id,
-          (t) => [t.status, t.execution_step, t.attempts, t.node_id, t.completed_at, t.cleanup_pending].join('|'), taskRow);
+          (t) => [t.status, t.execution_step, t.attempts, t.node_id, t.completed_at, t.cleanup].join('|'), taskRow);
       }
       const rest = list.length - state.rows;
       more.hidden = rest <= 0;
@@ -729,13 +736,13 @@
       const prev = rows[r.i - 1];
       if (prev && prev.s.kind !== 'waiting' && isFinite(prev.to) && !prev.open) r.from = prev.to;
       else if (seen) r.from = seen;
-      else if (r.s.id === 'awaiting_followup' && isFinite(ended) && t.policy && t.policy.idle_timeout) {
+      else if (r.s.id === 'awaiting_followup' && isFinite(ended) && t.timeouts && t.timeouts.idle_seconds) {
         // Entered when the agent reported it had finished, which the task
         // record does not time; without an idle reset that was one idle
         // timeout before the task completed.
         const last = t.history[t.history.length - 1];
         if (last && last.reason === 'follow-up idle timeout') {
-          r.from = ended - t.policy.idle_timeout / 1e6;
+          r.from = ended - t.timeouts.idle_seconds * 1000;
           r.approx = true;
         }
       }
@@ -834,8 +841,8 @@
     const legend = h('div', { class: 'legend', 'aria-hidden': 'true' },
       [['success', 'var(--ok)'], ['poll (not done yet)', 'var(--accent)'], ['retry', 'var(--warn)'], ['failed', 'var(--bad)'], ['in flight', 'var(--run)'], ['waiting for a callback', 'var(--wait)']]
         .map(([l, c]) => h('span', { style: { '--sw': c } }, l)));
-    return [out, legend, cleanup.length || t.cleanup_pending
-      ? h('div', { class: 'cleanup', 'data-step': 'cleanup' }, h('h3', { class: 'small' }, 'Cleanup ', t.cleanup_pending ? badge('pending', 'st-current') : badge('done', 'st-done')),
+    return [out, legend, cleanup.length || t.cleanup === 'pending'
+      ? h('div', { class: 'cleanup', 'data-step': 'cleanup' }, h('h3', { class: 'small' }, 'Cleanup ', t.cleanup === 'pending' ? badge('pending', 'st-current') : badge('done', 'st-done')),
         cleanup.length ? h('ul', { class: 'attempts' }, cleanup.map(attemptItem)) : null)
       : null];
   }
@@ -872,7 +879,7 @@
       row('Finished', t.completed_at ? fmtClock(ms(t.completed_at)) : '—'),
       row('Duration', total),
       row('Step attempts', String(t.attempts || 0)),
-      t.alarm ? row('Next alarm', [t.alarm.kind, ' ', timeEl(t.alarm.due, 'due')]) : null,
+      t.step_deadline ? row('Step deadline', timeEl(t.step_deadline, 'due')) : null,
       t.error_message ? row('Error', h('span', { class: 'err' }, t.error_message)) : null,
       o.branch || pr || o.summary ? row('Output', [o.branch ? h('code', null, o.branch) : null, pr ? [' ', h('a', { href: pr, rel: 'noopener noreferrer', target: '_blank' }, 'pull request')] : null,
         o.summary ? h('div', { class: 'small' }, o.summary) : null]) : null,
@@ -984,7 +991,7 @@
       const openKeys = new Set([...steps.querySelectorAll('details[open]')].map((d) => d.getAttribute('data-key')));
       fill(head, h('div', { class: 'title' }, h('h2', null, t.id), statusBadge(t.status),
         t.execution_step ? badge(t.execution_step.replace(/_/g, ' '), 'st-current') : null,
-        t.cleanup_pending ? badge('cleanup pending', 'st-waiting') : null),
+        t.cleanup === 'pending' ? badge('cleanup pending', 'st-waiting') : null),
       notice(loadError, true));
       fill(summary, h('h3', { id: 'summary-h' }, 'Task'), facts(t), h('p', { class: 'prompt', 'aria-label': 'Prompt' }, t.prompt));
       fill(steps, h('h3', { id: 'steps-h' }, 'Pipeline timeline'), diagram(t, openKeys));
