@@ -74,6 +74,8 @@ func (f *FSM) applyStepResult(c StepResult, res *Result) {
 	if c.Data.Recovered != "" {
 		f.recordError(ErrorRecord{Kind: ErrKindRecovered, TaskID: t.ID, NodeID: t.NodeID, Step: c.Step, Attempt: c.Attempt,
 			Message: c.Data.Recovered, Leader: c.Leader, At: c.At})
+		// And on the task's timeline (e.g. a fallback placement).
+		t.noteLastAttempt(c.Step, c.Attempt, c.Data.Recovered)
 	}
 	if sp := stepOf(c.Step); sp.Result != nil {
 		sp.Result(f, t, c)

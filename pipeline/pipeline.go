@@ -16,7 +16,8 @@ import (
 	"github.com/tdf-project/tdf/vmagent"
 )
 
-// ServerTypes maps task VM sizes onto Hetzner server types.
+// ServerTypes is the default mapping of task VM sizes onto Hetzner server
+// types (Config.ServerTypes overrides it).
 var ServerTypes = map[string]string{"small": "cx23", "medium": "cx33", "large": "cx43"}
 
 // Labels every server of ours carries.
@@ -57,6 +58,11 @@ type Config struct {
 	AgentType string
 	// OutputBranchPrefix starts every task's output branch (OutputBranch).
 	OutputBranchPrefix string
+	// ServerTypes maps task VM sizes onto server types (nil: ServerTypes).
+	ServerTypes map[string]string
+	// FallbackLocations are tried in order when a task's location has no
+	// room for its server type (placement.go).
+	FallbackLocations []string
 }
 
 // DefaultConfig returns REFERENCE.md's defaults.

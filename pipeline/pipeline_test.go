@@ -257,7 +257,6 @@ func TestProvisionErrorClasses(t *testing.T) {
 		setup func(t *testing.T, w *world)
 		want  fsm.ErrorClass
 	}{
-		{name: "429 rate limit", opts: worldOpts{fake: fakecloud.Options{Faults: fault(fakecloud.FaultRateLimit)}}, want: fsm.ClassTransient},
 		{name: "503 unavailable", opts: worldOpts{fake: fakecloud.Options{Faults: fault(fakecloud.FaultUnavailable)}}, want: fsm.ClassTransient},
 		{name: "412 resource unavailable", opts: worldOpts{fake: fakecloud.Options{Faults: fault(fakecloud.FaultResourceUnavailable)}}, want: fsm.ClassTransient},
 		{name: "409 conflict", opts: worldOpts{fake: fakecloud.Options{Faults: fault(fakecloud.FaultConflict)}}, want: fsm.ClassTransient},

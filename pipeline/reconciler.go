@@ -43,6 +43,14 @@ func (r *Reconciler) Run(ctx context.Context, _ uint64) {
 		} else if n > 0 {
 			r.Logger.Warn("leaked servers deleted", "count", n)
 		}
+		// Firewalls of an earlier configuration that no server uses.
+		if fs, ok := r.Config.Cloud.(cloud.FirewallSweeper); ok {
+			if n, err := fs.SweepFirewalls(ctx); err != nil {
+				r.Logger.Warn("firewall sweep failed", "error", err)
+			} else if n > 0 {
+				r.Logger.Info("unused firewalls deleted", "count", n)
+			}
+		}
 	}
 }
 

@@ -41,16 +41,17 @@ func (p *pipeline) createServer(ctx context.Context, n *fsm.Node, t *fsm.Task) s
 		// at once, so this passes on a retry.
 		return steps.Failed(steps.Transient(err))
 	}
-	typ, ok := ServerTypes[n.Size]
+	typ, ok := p.cfg.serverType(n.Size)
 	if !ok {
 		return steps.Failed(steps.Permanentf("unknown VM size %q", n.Size))
 	}
 	srv, act, err := p.cfg.Cloud.CreateServer(ctx, cloud.ServerSpec{Name: n.ServerName, ServerType: typ, Location: n.Location,
-		Image: p.cfg.Image, UserData: ud, Labels: p.labels(n)})
+		FallbackLocations: p.cfg.FallbackLocations, Image: p.cfg.Image, UserData: ud, Labels: p.labels(n)})
 	if err != nil {
-		return steps.Failed(cloudErr("create server "+n.ServerName, err))
+		return cloudFailed("create server "+n.ServerName, err)
 	}
-	data := fsm.StepData{ServerID: srv.ID, ActionID: act.ID, IPv4: srv.IPv4}
+	// A fallback placement goes on the task's timeline.
+	data := fsm.StepData{ServerID: srv.ID, ActionID: act.ID, IPv4: srv.IPv4, Recovered: srv.Placement}
 	if act.ID == 0 && srv.Status == cloud.StatusRunning {
 		return steps.Done(data)
 	}
@@ -60,7 +61,7 @@ func (p *pipeline) createServer(ctx context.Context, n *fsm.Node, t *fsm.Task) s
 func (p *pipeline) pollAction(ctx context.Context, n *fsm.Node) steps.Result {
 	act, err := p.cfg.Cloud.GetAction(ctx, n.ActionID)
 	if err != nil {
-		return steps.Failed(cloudErr("get create action", err))
+		return cloudFailed("get create action", err)
 	}
 	switch {
 	case act.Failed():
@@ -80,7 +81,7 @@ func (p *pipeline) pollAction(ctx context.Context, n *fsm.Node) steps.Result {
 func (p *pipeline) pollServer(ctx context.Context, n *fsm.Node) steps.Result {
 	srv, err := p.cfg.Cloud.GetServer(ctx, n.ServerID)
 	if err != nil {
-		return steps.Failed(cloudErr("get server", err))
+		return cloudFailed("get server", err)
 	}
 	if srv == nil {
 		return steps.Result{Data: fsm.StepData{ServerGone: true}, Err: steps.Transient(fmt.Errorf("server %d of node %s vanished", n.ServerID, n.ID))}
