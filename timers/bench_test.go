@@ -169,9 +169,9 @@ func heapGrowth(build func() any) float64 {
 }
 
 // BenchmarkRebuild measures what a new leader pays before its wheel is ready:
-// Reset, then one Schedule per alarm in the FSM, 1M of them. One op is one
-// whole rebuild. "grow" calls Grow(1M) after Reset, as a leader that knows
-// the FSM's alarm count can.
+// a new wheel, then one Schedule per alarm in the FSM, 1M of them. One op is
+// one whole rebuild. "grow" calls Grow(1M) first, as a leader that knows the
+// FSM's alarm count does.
 func BenchmarkRebuild(b *testing.B) {
 	d := loadBenchData()
 	for _, grow := range []bool{false, true} {
@@ -180,9 +180,9 @@ func BenchmarkRebuild(b *testing.B) {
 			name = "grow"
 		}
 		b.Run(name, func(b *testing.B) {
-			w, _ := fullWheel(d, nopFire)
+			c := NewFakeClock(t0)
 			for b.Loop() {
-				w.Reset()
+				w := New(c, nopFire)
 				if grow {
 					w.Grow(benchN)
 				}

@@ -9,11 +9,14 @@
 // truth, so it is not durable, it is not replicated, and it imports nothing of
 // tdf's own. The leader drives it:
 //
-//   - on gaining leadership, after Barrier: Reset, Grow(count), Schedule every
-//     alarm in the FSM, then Start (overdue alarms fire at once);
+//   - on gaining leadership, after Barrier: a new wheel for the term,
+//     Grow(count), Schedule every alarm in the FSM (the runner scans and
+//     subscribes to the change feed in one step), then Start (overdue alarms
+//     fire at once);
 //   - while leading: the FSM's change feed calls Schedule and Cancel from the
 //     apply goroutine;
-//   - on losing leadership: Stop (it waits for a fire in progress), then Reset.
+//   - on losing leadership: Stop (it waits for a fire in progress), and the
+//     term's wheel is dropped.
 //
 // fire must not change state. It re-checks leadership and the task, then
 // proposes a command; the wheel has already dropped the alarm, and Apply of

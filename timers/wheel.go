@@ -114,16 +114,6 @@ func (w *Wheel) Len() int {
 	return w.alarms.len()
 }
 
-// Reset drops every alarm and releases their memory. A leader calls it when
-// it loses leadership and before rebuilding the wheel from the FSM on
-// election, so no alarm outlives the term whose state produced it. It does
-// not start or stop the goroutine.
-func (w *Wheel) Reset() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.alarms = newIndex()
-}
-
 // Start starts the firing goroutine; alarms already overdue fire at once.
 // Starting a running wheel does nothing.
 func (w *Wheel) Start() {

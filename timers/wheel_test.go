@@ -359,29 +359,6 @@ func TestStopWaitsForFire(t *testing.T) {
 	}
 }
 
-func TestReset(t *testing.T) {
-	w, c, r := newFakeWheel(t)
-	for i := range 100 {
-		w.Schedule(fmt.Sprint(i), sec(float64(i+1)))
-	}
-	w.Start()
-	waitArmed(t, c, sec(1))
-	w.Reset()
-	if w.Len() != 0 {
-		t.Errorf("Len() after Reset = %d, want 0", w.Len())
-	}
-	if _, ok := w.Due("5"); ok {
-		t.Error("Due(5) after Reset found an alarm")
-	}
-	c.Advance(time.Hour)
-	waitIdle(t, c)
-	r.none(t)
-
-	// The wheel is usable again, as after a leadership rebuild.
-	w.Schedule("rebuilt", c.Now())
-	r.expect(t, "rebuilt")
-}
-
 // TestScheduleDoesNotWaitForFire holds fire blocked and checks that Schedule,
 // Cancel, Due and Len all complete meanwhile.
 func TestScheduleDoesNotWaitForFire(t *testing.T) {
