@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -22,16 +23,34 @@ const (
 	ScopeAdmin Scope = "admin"
 	// ScopeUser submits tasks and sees, cancels and follows only its own.
 	ScopeUser Scope = "user"
+	// ScopeMember is a cluster member registering its own addresses with
+	// a member token (tokens.MemberToken): POST /v1/cluster/join only.
+	ScopeMember Scope = "member"
 )
+
+// memberRoute is the one route a member token may call.
+const memberRoute = "POST /v1/cluster/join"
 
 // Principal is the authenticated caller of one request.
 type Principal struct {
 	Subject string `json:"subject"`
 	Scope   Scope  `json:"scope"`
+	// Projects, if any, are the only projects a user token may submit to
+	// and read (replicated tokens only; see apitokens.go).
+	Projects []string `json:"projects,omitempty"`
+	// TokenID names the replicated token ("" for one from --tokens-file),
+	// so that a session cookie dies with a revoked token.
+	TokenID string `json:"token_id,omitempty"`
 }
 
 // IsAdmin reports whether the caller may see everything.
 func (p Principal) IsAdmin() bool { return p.Scope == ScopeAdmin }
+
+// MayUseProject reports whether the caller may submit to or read the
+// project.
+func (p Principal) MayUseProject(id string) bool {
+	return p.IsAdmin() || len(p.Projects) == 0 || slices.Contains(p.Projects, id)
+}
 
 // TokenEntry is one configured API token.
 type TokenEntry struct {
@@ -104,7 +123,7 @@ func (e TokenEntry) check() error {
 	return nil
 }
 
-// Len is the number of configured tokens.
+// Len is the number of configured (not replicated) tokens.
 func (t *Tokens) Len() int {
 	if t == nil {
 		return 0
@@ -114,6 +133,9 @@ func (t *Tokens) Len() int {
 
 // Lookup returns the principal of a presented token.
 func (t *Tokens) Lookup(token string) (Principal, bool) {
+	if t == nil {
+		return Principal{}, false
+	}
 	sum := sha256.Sum256([]byte(token))
 	var who Principal
 	found := 0
@@ -268,9 +290,10 @@ func isCallbackRoute(method, route string) bool {
 const ctxPrincipal = "tdf.principal"
 
 // authenticate resolves the caller and enforces the route's access. With
-// no tokens configured every request passes as an anonymous admin.
+// authentication off (Config.Auth nil: --insecure-no-auth) every request
+// passes as an anonymous admin.
 func (s *Server) authenticate(c *gin.Context) {
-	if s.cfg.Auth.Len() == 0 {
+	if s.cfg.Auth == nil {
 		c.Next()
 		return
 	}
@@ -286,7 +309,13 @@ func (s *Server) authenticate(c *gin.Context) {
 		abortError(c, http.StatusUnauthorized, CodeUnauthorized, "a valid API token is required (Authorization: Bearer <token>)")
 		return
 	}
-	if need == accessAdmin && route != "" && !who.IsAdmin() {
+	if who.Scope == ScopeMember && c.Request.Method+" "+route != memberRoute {
+		// Accepted for registration only (principal); never elsewhere.
+		c.Header("WWW-Authenticate", `Bearer realm="tdf"`)
+		abortError(c, http.StatusUnauthorized, CodeUnauthorized, "a valid API token is required (Authorization: Bearer <token>)")
+		return
+	}
+	if need == accessAdmin && route != "" && !who.IsAdmin() && who.Scope != ScopeMember {
 		abortError(c, http.StatusForbidden, CodeForbidden, fmt.Sprintf("%s %s needs an admin token", c.Request.Method, c.Request.URL.Path))
 		return
 	}
@@ -302,14 +331,42 @@ func (s *Server) principal(c *gin.Context) (Principal, bool) {
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return Principal{}, false
 		}
-		return s.cfg.Auth.Lookup(strings.TrimSpace(token))
+		token = strings.TrimSpace(token)
+		if p, ok := s.lookupToken(token); ok {
+			return p, true
+		}
+		if c.Request.Method+" "+c.FullPath() == memberRoute && s.cfg.Tokens != nil {
+			if node, err := s.cfg.Tokens.VerifyMember(token); err == nil {
+				return Principal{Subject: node, Scope: ScopeMember}, true
+			}
+		}
+		return Principal{}, false
 	}
 	if c.FullPath() == "/v1/events" && c.Request.Method == http.MethodGet {
 		if v, err := c.Cookie(sessionCookie); err == nil {
-			return s.sessions.verify(v, s.now())
+			p, ok := s.sessions.verify(v, s.now())
+			// A cookie lives no longer than the token it was traded for.
+			if ok && p.TokenID != "" && !s.cfg.Node.FSM().APITokenLive(p.TokenID, s.now()) {
+				return Principal{}, false
+			}
+			return p, ok
 		}
 	}
 	return Principal{}, false
+}
+
+// lookupToken finds a presented token among the configured ones, then the
+// replicated ones (a revoked or expired one is refused as soon as this node
+// has applied the revocation).
+func (s *Server) lookupToken(token string) (Principal, bool) {
+	if p, ok := s.cfg.Auth.Lookup(token); ok {
+		return p, true
+	}
+	t, ok := s.cfg.Node.FSM().LookupAPIToken(token, s.now())
+	if !ok {
+		return Principal{}, false
+	}
+	return Principal{Subject: t.Subject, Scope: Scope(t.Scope), Projects: t.Projects, TokenID: t.ID}, true
 }
 
 // caller is the authenticated principal; ok is false when authentication

@@ -56,7 +56,7 @@ func TestTokensLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := tk.Lookup("user-token-0123456789ab"); !ok || p != (Principal{"alice", ScopeUser}) {
+	if p, ok := tk.Lookup("user-token-0123456789ab"); !ok || p.Subject != "alice" || p.Scope != ScopeUser {
 		t.Fatalf("lookup alice = %+v %v", p, ok)
 	}
 	for _, bad := range []string{"", "user-token-0123456789a", "user-token-0123456789abc", "USER-token-0123456789ab", strings.Repeat("x", 1<<16)} {

@@ -33,6 +33,14 @@ func (s *Server) joinCluster(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
+	if p, ok := caller(c); ok && p.Scope == ScopeMember {
+		// A member token only updates its own node's record.
+		if req.ID != p.Subject {
+			abortError(c, http.StatusForbidden, CodeForbidden, fmt.Sprintf("id: a member token of %s cannot register %s", p.Subject, req.ID))
+			return
+		}
+		req.RegisterOnly = true
+	}
 	if err := s.cfg.Node.Join(c.Request.Context(), req); err != nil {
 		abortErr(c, err)
 		return

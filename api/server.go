@@ -202,6 +202,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.DELETE("/session", s.deleteSession)
 	v1.GET("/whoami", s.whoami)
 	s.credentialRoutes(v1)
+	s.tokenRoutes(v1)
 	r.GET("/.well-known/jwks.json", s.jwks)
 	ui.Register(r) // the dashboard at /ui/; / and /ui redirect there
 	s.callbackRoutes(r)

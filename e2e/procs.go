@@ -308,6 +308,10 @@ type Options struct {
 	// front of the nodes (StartHAProxy). Default: an in-process lb.Server
 	// (Cluster.LB) started before the nodes.
 	ControlPlaneURL string
+	// Secure runs the nodes as production does, with API authentication
+	// (Cluster.AdminToken reads the bootstrap token). Otherwise they run
+	// with --insecure-no-auth, which tests of other things assume.
+	Secure bool
 }
 
 // FakeCloudOptions configure the `tdf fakecloud` process of a cluster.
@@ -376,6 +380,32 @@ type Cluster struct {
 	// (no fakecloud, or Options.ControlPlaneURL given). Its log is lb.log.
 	LB    *lb.Server
 	lbLog string
+	// Token, if set, goes with every request of Do and GetJSON (an
+	// Options.Secure cluster's AdminToken, say).
+	Token string
+}
+
+// AdminToken waits for the bootstrap admin token of an Options.Secure
+// cluster and returns it (from the data directory of the node that first
+// led, as an operator would find it).
+func (c *Cluster) AdminToken() string {
+	c.tb.Helper()
+	var tok string
+	c.WaitFor(DefaultElectionWait, "a bootstrap admin token the cluster accepts", func() error {
+		for _, n := range c.Nodes {
+			b, err := os.ReadFile(filepath.Join(n.DataDir, "admin-token"))
+			if err != nil {
+				continue
+			}
+			t := strings.TrimSpace(string(b))
+			if r, err := c.Do(context.Background(), n, http.MethodGet, "/v1/whoami", http.Header{"Authorization": {"Bearer " + t}}, nil); err == nil && r.Status == http.StatusOK {
+				tok = t
+				return nil
+			}
+		}
+		return fmt.Errorf("no node's data directory holds an accepted admin-token yet")
+	})
+	return tok
 }
 
 // Node is one tdf server process (or the slot of one that is stopped).
@@ -483,6 +513,9 @@ func StartCluster(tb testing.TB, opts Options) *Cluster {
 			"--bootstrap", strings.Join(peers, ","),
 			"--log-level", opts.LogLevel,
 		}, cloudArgs...)
+		if !opts.Secure {
+			n.args = append(n.args, "--insecure-no-auth")
+		}
 		n.args = append(n.args, opts.ExtraArgs...)
 		n.env = env
 	}
@@ -984,6 +1017,9 @@ func (c *Cluster) Do(ctx context.Context, n *Node, method, path string, hdr http
 	req, err := http.NewRequestWithContext(ctx, method, n.URL+path, rd)
 	if err != nil {
 		return nil, err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	for k, vs := range hdr {
 		req.Header[k] = vs

@@ -69,6 +69,10 @@ type Config struct {
 	// HTTPLimits bound connections to the API; zero fields take
 	// DefaultHTTPLimits' values.
 	HTTPLimits HTTPLimits
+	// InsecureNoAuth turns API authentication off (--insecure-no-auth).
+	// Otherwise it is on, whatever API.Auth holds, and the first leader
+	// makes the bootstrap admin token (bootstrap.go).
+	InsecureNoAuth bool
 }
 
 // HTTPLimits are the API server's connection limits.
@@ -177,6 +181,11 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
+	s.Tokens = &tokens.Issuer{ControlPlane: s.FSM.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
+	if !cfg.InsecureNoAuth {
+		cc.HTTPClient = withMemberAuth(cc.HTTPClient, cc.NodeID, s.Tokens)
+	}
 	if s.Node, err = cluster.Open(cc, s.FSM); err != nil {
 		ln.Close()
 		return nil, err
@@ -184,10 +193,16 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Settings == (fsm.Settings{}) {
 		cfg.Settings = fsm.DefaultSettings()
 	}
-	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
-	s.Tokens = &tokens.Issuer{ControlPlane: s.FSM.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
 	cp := &controlPlane{configured: cfg.ControlPlaneURL, own: strings.TrimRight(s.URL, "/"), log: cfg.Logger.Named("leader")}
 	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cp, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
+	if cfg.InsecureNoAuth {
+		cfg.API.Auth = nil
+	} else {
+		if cfg.API.Auth == nil {
+			cfg.API.Auth, _ = api.NewTokens(nil)
+		}
+		s.Node.OnLeader(bootstrapAdmin(s.FSM, s.Node.Apply, cc.DataDir, cfg.Logger.Named("leader")))
+	}
 	rc := cfg.Runner
 	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire
 	handlers := cfg.Handlers
@@ -214,8 +229,8 @@ func Start(cfg Config) (*Server, error) {
 		_ = s.Node.Close()
 		return nil, err
 	}
-	if ac.Auth.Len() == 0 {
-		s.log.Warn("API authentication is OFF: no tokens configured (--tokens-file or TDF_TOKENS); anyone who reaches the API can do anything")
+	if ac.Auth == nil {
+		s.log.Warn("!!! API AUTHENTICATION IS OFF (--insecure-no-auth) !!! Anyone who reaches this node's API can read and change everything: submit and cancel any task, read snapshots, manage tokens and credentials. Never run like this where anyone else can connect.")
 	}
 	handler := s.API.Handler()
 	if fl := s.Node.Faults(); fl != nil {

@@ -54,6 +54,11 @@ type TestOptions struct {
 	// starts (c.Cluster.NodeID tells which node). A test that runs the real
 	// pipeline sets Pipeline, HTTPAddr and ControlPlaneURL here.
 	Server func(c *Config)
+	// Secure runs the nodes as production does: API authentication on
+	// and a bootstrap admin token (TestCluster.AdminToken). Without it,
+	// and without API tokens set through API, the nodes run with
+	// InsecureNoAuth.
+	Secure bool
 	// Handlers are the step handlers of every node. Nil means
 	// TestHandlers: every effect step polls again in five minutes, so that
 	// a submitted task stays queued at node_provisioning for the length of
@@ -120,6 +125,27 @@ type TestNode struct {
 	Addr raft.ServerAddress
 	// Trans is its in-memory raft transport.
 	Trans *raft.InmemTransport
+	// DataDir is its data directory.
+	DataDir string
+}
+
+// AdminToken waits for the bootstrap admin token (TestOptions.Secure) and
+// returns it, from whichever node first led.
+func (c *TestCluster) AdminToken() string {
+	c.t.Helper()
+	var tok string
+	WaitFor(c.t, 30*time.Second, "the bootstrap admin token", func() error {
+		for _, n := range c.Nodes {
+			if t, err := ReadAdminToken(n.DataDir); err == nil && n.FSM.HasBootstrapToken() {
+				if _, ok := n.FSM.LookupAPIToken(t, time.Now()); ok {
+					tok = t
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no node's %s holds the committed token yet", AdminTokenFile)
+	})
+	return tok
 }
 
 // TestCluster is a set of in-process nodes joined by raft's in-memory
@@ -175,6 +201,7 @@ func NewTestCluster(t testing.TB, opts TestOptions) *TestCluster {
 		cc := TestClusterConfig()
 		cc.NodeID = n.ID
 		cc.DataDir = filepath.Join(dir, n.ID)
+		n.DataDir = cc.DataDir
 		cc.Transport = n.Trans
 		cc.Bootstrap = voters
 		if opts.Cluster != nil {
@@ -200,6 +227,9 @@ func NewTestCluster(t testing.TB, opts TestOptions) *TestCluster {
 			HTTPAddr: "127.0.0.1:0",
 			Logger:   logger.With("node", n.ID),
 		}
+		// Tests that do not test authentication run without it; a test
+		// that sets API tokens or Secure gets the production default.
+		cfg.InsecureNoAuth = ac.Auth == nil && !opts.Secure
 		if opts.Server != nil {
 			opts.Server(&cfg)
 		}

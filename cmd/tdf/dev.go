@@ -32,6 +32,7 @@ func runDev(ctx context.Context, args []string) error {
 	cloudAddr := fs.String("fakecloud-addr", "127.0.0.1:9000", "address of the simulated cloud (tdf fakecloud)")
 	idle := fs.Duration("session-idle-timeout", 30*time.Second, "follow-up idle timer (short in dev so tasks complete quickly)")
 	warm := fs.Duration("node-warm-timeout", time.Minute, "warm node lifetime (short in dev so nodes are destroyed while you watch)")
+	insecure := fs.Bool("insecure-no-auth", false, "run the nodes without API authentication (see tdf server --help)")
 	var logOpts logOptions
 	logOpts.bind(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -95,11 +96,17 @@ func runDev(ctx context.Context, args []string) error {
 			"--provisioning-poll-interval", "1s", "--agent-ready-poll-interval", "1s", "--node-ready-grace", "10s",
 			"--retry-base-delay", "1s", "--keyring-file", keyringFile}
 		args = append(args, logArgs...)
+		if *insecure {
+			args = append(args, "--insecure-no-auth")
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			superviseNode(ctx, exe, n.id, args, env, *restart)
 		}()
+	}
+	if !*insecure {
+		go devLogin(ctx, nodes, append([]string{balancer.URL}, urls...))
 	}
 	wg.Wait()
 	fmt.Println("tdf dev: stopped")

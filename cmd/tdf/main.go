@@ -21,6 +21,7 @@ Usage:
   tdf fake-acp                a fake coding agent (ACP over stdio) for the real VM agent in tests
   tdf task submit|get|list|cancel|watch|idle-reset|messages ...
   tdf credential set|list|delete ...   git tokens and agent keys, sealed (docs/security.md)
+  tdf token create|list|revoke|save ... API tokens: admin, or a user's (docs/security.md)
   tdf keyring init --out FILE  a new cluster keyring, copied to every node
   tdf cluster status|members|join|remove|transfer-leadership
   tdf snapshot save --out FILE | restore --in FILE
@@ -34,7 +35,8 @@ Usage:
   tdf version
 
 Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR;
---token or TDF_TOKEN is the API token, --ca-file or TDF_CA_FILE the CA of an https node.
+--token or TDF_TOKEN is the API token (else the one tdf token save or tdf dev saved
+for that URL), --ca-file or TDF_CA_FILE the CA of an https node.
 `
 
 // errUsage marks an error already explained to the user (exit code 2).
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string) error {
 		return runTask(ctx, args[1:])
 	case "credential":
 		return runCredential(ctx, args[1:])
+	case "token":
+		return runToken(ctx, args[1:])
 	case "keyring":
 		return runKeyring(ctx, args[1:])
 	case "cluster":

@@ -45,11 +45,13 @@ func runTLS(_ context.Context, args []string) error {
 type securityOptions struct {
 	tokensFile, tokens, joinToken string
 	caFile, raftCert, raftKey     string
+	insecureNoAuth                bool
 }
 
 func (o *securityOptions) bind(fs *flag.FlagSet, cfg *server.Config) {
 	ac, lim := &cfg.API, &cfg.HTTPLimits
-	fs.StringVar(&o.tokensFile, "tokens-file", "", "API tokens: lines \"token scope subject\" (scope admin or user) or a JSON array; none configured = authentication off")
+	fs.StringVar(&o.tokensFile, "tokens-file", "", "extra API tokens: lines \"token scope subject\" (scope admin or user) or a JSON array (besides the replicated ones of tdf token create)")
+	fs.BoolVar(&o.insecureNoAuth, "insecure-no-auth", false, "turn API authentication OFF: anyone who reaches the API may do anything (local experiments only)")
 	fs.StringVar(&o.tokens, "tokens", "", "API tokens inline, same format, ';' between entries (use TDF_TOKENS, not the flag: flags show in ps)")
 	fs.StringVar(&o.joinToken, "join-token", "", "admin token this node uses to register through another member's join endpoint (default: the first admin token configured; prefer TDF_JOIN_TOKEN)")
 	fs.Float64Var(&ac.RateLimit, "rate-limit", 50, "requests per second each API token may make to this node (0: unlimited)")
@@ -74,6 +76,9 @@ func (o *securityOptions) apply(cfg *server.Config) error {
 	}
 	if cfg.API.Auth, err = api.NewTokens(entries); err != nil {
 		return fmt.Errorf("API tokens: %w", err)
+	}
+	if cfg.InsecureNoAuth = o.insecureNoAuth; o.insecureNoAuth && len(entries) > 0 {
+		return fmt.Errorf("--insecure-no-auth turns authentication off, yet API tokens are configured (--tokens-file, --tokens or TDF_TOKENS): drop one or the other")
 	}
 	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert and --tls-key go together")
