@@ -166,18 +166,5 @@ func (c *faultConn) Close() error {
 	return c.Conn.Close()
 }
 
-// faultTransport is the raft transport with a FaultLayer in between, used
-// when Config.FaultInjection is set.
-func (n *Node) faultTransport(advAddr net.Addr) (raft.Transport, error) {
-	// The base is plain TCP or mutual TLS (Config.RaftTLS).
-	base, err := NewStreamLayer(n.cfg.RaftAddr, advAddr, n.cfg.RaftTLS)
-	if err != nil {
-		return nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
-	}
-	n.faults = NewFaultLayer(base)
-	n.log.Warn("FAULT INJECTION IS ON: this node's raft traffic can be cut through /debug/faults; never run it in production")
-	return raft.NewNetworkTransportWithLogger(n.faults, 4, 10*time.Second, n.cfg.Logger.Named("transport")), nil
-}
-
 // Faults is the node's fault layer, or nil when fault injection is off.
 func (n *Node) Faults() *FaultLayer { return n.faults }

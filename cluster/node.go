@@ -41,6 +41,18 @@ type Node struct {
 	leaderCtl chan leaderCtlReq
 	// faults is the raft stream layer's fault hook (Config.FaultInjection).
 	faults *FaultLayer
+	// layer is the cluster handshake over the TCP transport (handshake.go);
+	// nil with Config.Transport.
+	layer  *clusterLayer
+	stable raft.StableStore
+	// clusterID is the id of the cluster this node belongs to (bootstrap.go).
+	clusterMu    sync.Mutex
+	clusterID    string
+	knownMembers map[string]bool
+	// fatal carries the error that keeps this node out of every cluster.
+	fatal chan error
+	// bootstrapWait says what a node without state waits for.
+	bootstrapWait atomic.Value
 	// Group commit (batch.go), started by the first Batched call.
 	batchOnce sync.Once
 	batchCh   chan batchReq
@@ -68,7 +80,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{}), leaderCtl: make(chan leaderCtlReq)}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{}), leaderCtl: make(chan leaderCtlReq), fatal: make(chan error, 1)}
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -76,6 +88,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if cfg.DeadServerAfter > 0 {
 		n.OnLeader(n.cleanupDeadServers)
 	}
+	n.OnLeader(n.ensureClusterID)
 	return n, nil
 }
 
@@ -84,7 +97,8 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return err
 	}
-	n.store = store
+	n.store, n.stable = store, store
+	n.clusterID, n.knownMembers = readClusterID(store), readMembers(store)
 	logs, err := raft.NewLogCache(1024, store)
 	if err != nil {
 		return err
@@ -97,23 +111,33 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return err
 	}
+	hasState, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	// A node without state in the bootstrap set asks its peers before it
+	// bootstraps, and takes no raft connection until then (bootstrap.go).
+	guarded := !hasState && n.inBootstrapSet() && n.cfg.Transport == nil
 	n.transport = n.cfg.Transport
 	if n.transport == nil {
-		if n.transport, err = n.tcpTransport(); err != nil {
+		if n.transport, err = n.tcpTransport(!guarded, hasState); err != nil {
 			return err
 		}
 	}
 	rc := n.cfg.raftConfig()
 	rc.NoSnapshotRestoreOnStart = restored // verifyData restored raft's newest snapshot
-	hasState, err := raft.HasExistingState(logs, store, snaps)
-	if err != nil {
-		return fmt.Errorf("read raft state: %w", err)
-	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	if n.layer != nil {
+		n.layer.setFacts(n.peerFacts)
+	}
+	if guarded {
+		n.goFunc(n.guardedBootstrap)
+		return nil
+	}
 	if !hasState && n.inBootstrapSet() {
 		// Every node of the set bootstraps with the same configuration;
 		// raft makes that safe, and a later call fails harmlessly.
@@ -126,7 +150,7 @@ func (n *Node) openRaft() error {
 	return nil
 }
 
-func (n *Node) tcpTransport() (raft.Transport, error) {
+func (n *Node) tcpTransport(open, hasState bool) (raft.Transport, error) {
 	adv := n.cfg.RaftAdvertise
 	if adv == "" {
 		adv = n.cfg.RaftAddr
@@ -135,21 +159,21 @@ func (n *Node) tcpTransport() (raft.Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft advertise address %q: %w", adv, err)
 	}
-	if n.cfg.FaultInjection {
-		return n.faultTransport(advAddr)
-	}
-	if n.cfg.RaftTLS != nil {
-		stream, err := NewTLSStreamLayer(n.cfg.RaftAddr, advAddr, n.cfg.RaftTLS)
-		if err != nil {
-			return nil, err
-		}
-		return raft.NewNetworkTransportWithLogger(stream, 4, 10*time.Second, n.cfg.Logger.Named("transport")), nil
-	}
-	t, err := raft.NewTCPTransportWithLogger(n.cfg.RaftAddr, advAddr, 4, 10*time.Second, n.cfg.Logger.Named("transport"))
+	// base stream layer (TCP or mutual TLS) → FaultLayer (chaos only) →
+	// cluster handshake → raft's network transport.
+	var stream raft.StreamLayer
+	stream, err = NewStreamLayer(n.cfg.RaftAddr, advAddr, n.cfg.RaftTLS)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
 	}
-	return t, nil
+	if n.cfg.FaultInjection {
+		n.faults = NewFaultLayer(stream)
+		stream = n.faults
+		n.log.Warn("FAULT INJECTION IS ON: this node's raft traffic can be cut through /debug/faults; never run it in production")
+	}
+	n.layer = newClusterLayer(stream, n.cfg.NodeID, n.clusterID, open, n.log.Named("handshake"))
+	n.layer.hasState = hasState
+	return raft.NewNetworkTransportWithLogger(n.layer, 4, 10*time.Second, n.cfg.Logger.Named("transport")), nil
 }
 
 func (n *Node) inBootstrapSet() bool {
@@ -175,6 +199,7 @@ func (n *Node) Start() {
 	n.goFunc(n.monitorLeadership)
 	n.goFunc(n.registerSelf)
 	n.goFunc(n.countLeaderChanges)
+	n.goFunc(n.learnClusterID)
 }
 
 // countLeaderChanges counts the leader changes this node observes. The
@@ -305,6 +330,7 @@ func (n *Node) Close() error {
 			err = n.raft.Shutdown().Error()
 		}
 		n.wg.Wait()
+		close(n.fatal) // no sender is left
 		n.closeStores()
 	})
 	return err

@@ -20,6 +20,7 @@ type MemberStatus struct {
 // Status is this node's view of the cluster.
 type Status struct {
 	NodeID       string         `json:"node_id"`
+	ClusterID    string         `json:"cluster_id,omitempty"`
 	State        string         `json:"state"`
 	LeaderID     string         `json:"leader_id"`
 	LeaderAPI    string         `json:"leader_api,omitempty"`
@@ -37,6 +38,7 @@ func (n *Node) Status() Status {
 	_, leaderAPI, _ := n.LeaderAPI()
 	st := Status{
 		NodeID:       n.cfg.NodeID,
+		ClusterID:    n.ClusterID(),
 		State:        stateName(n.raft.State()),
 		LeaderID:     leaderID,
 		LeaderAPI:    leaderAPI,

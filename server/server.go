@@ -251,6 +251,7 @@ func Start(cfg Config) (*Server, error) {
 	// them, rather than wait for them (other requests drain as before).
 	s.http.RegisterOnShutdown(s.API.CloseStreams)
 	s.Node.Start()
+	go s.stopOnFatal()
 	if apiTLS != nil {
 		ln = tls.NewListener(ln, apiTLS)
 	}
@@ -259,7 +260,21 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Done reports the HTTP server's exit (nil after a clean Close).
+// stopOnFatal reports a node that cannot join any cluster (a refused
+// bootstrap) through Done, so that the process exits with the reason.
+func (s *Server) stopOnFatal() {
+	err, ok := <-s.Node.Fatal()
+	if !ok {
+		return
+	}
+	select {
+	case s.done <- err:
+	default:
+	}
+}
+
+// Done reports the HTTP server's exit (nil after a clean Close), or why the
+// node cannot join any cluster.
 func (s *Server) Done() <-chan error { return s.done }
 
 // Close stops the node in an order that costs the cluster least: hand
