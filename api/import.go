@@ -100,7 +100,7 @@ func importResult(t importer.Task, res *fsm.Result) importer.Result {
 	switch {
 	case res.Err != nil:
 		return importer.ErrorResult(importer.FieldError(t.Line, t.Cmd.TaskID, res.Err))
-	case res.Duplicate:
+	case res.Unchanged:
 		return importer.Result{Line: t.Line, ID: t.Cmd.TaskID, Action: importer.ActionSkip}
 	}
 	return importer.Plan(t)

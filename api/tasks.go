@@ -147,7 +147,7 @@ func (s *Server) submitTask(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if res.Duplicate {
+	if res.Replayed {
 		c.Header("Idempotent-Replayed", "true")
 	}
 	c.JSON(http.StatusAccepted, TaskResponse{Task: TaskView(res.Task)})

@@ -51,7 +51,7 @@ func TestApplyOutcomes(t *testing.T) {
 	}
 
 	res, err := leader.Node.Apply(ctx, submitCmd("r1", "t-1"))
-	if err != nil || res.Err != nil || res.Task == nil || res.Task.ID != "t-1" || res.Duplicate {
+	if err != nil || res.Err != nil || res.Task == nil || res.Task.ID != "t-1" || res.Replayed {
 		t.Fatalf("Apply(SubmitTask t-1) on leader = %+v, %v; want the new task", res, err)
 	}
 	if res.Index == 0 {
@@ -60,7 +60,7 @@ func TestApplyOutcomes(t *testing.T) {
 	// The same request id again, even with another task id: the first
 	// result, marked duplicate.
 	again, err := leader.Node.ApplyIdempotent(ctx, submitCmd("r1", "t-other"))
-	if err != nil || again.Err != nil || !again.Duplicate || again.Task == nil || again.Task.ID != "t-1" {
+	if err != nil || again.Err != nil || !again.Replayed || again.Task == nil || again.Task.ID != "t-1" {
 		t.Fatalf("ApplyIdempotent(same request id) = %+v, %v; want a duplicate of t-1", again, err)
 	}
 	// A domain error is a committed no-op, reported in the result.

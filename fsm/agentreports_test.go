@@ -134,16 +134,16 @@ func TestPushResultKept(t *testing.T) {
 	// The same report again (after a follow-up prompt): a duplicate.
 	r = a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ExecutionStep: StepAwaitingFollowup,
 		Output: Output{Branch: "sam/fix", PRURL: pushed.PRURL, Push: pushed}, At: at.Add(time.Minute)})
-	if !r.Duplicate {
-		t.Fatalf("identical report: duplicate=%v err=%v", r.Duplicate, r.Err)
+	if !r.Unchanged {
+		t.Fatalf("identical report: duplicate=%v err=%v", r.Unchanged, r.Err)
 	}
 	// A later report whose push failed is kept and recorded; the task
 	// goes on waiting for follow-up.
 	failed := &PushResult{CommitSHA: "def456", BranchName: "main", HasUncommittedChanges: true, Error: "auto-commit push blocked: HEAD is still on the project default branch"}
 	r = a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ExecutionStep: StepAwaitingFollowup,
 		Output: Output{Push: failed, AgentError: "prompt failed"}, At: at.Add(2 * time.Minute)})
-	if r.Err != nil || r.Duplicate || r.Task.Status != StatusInProgress || r.Task.Step != StepAwaitingFollowup {
-		t.Fatalf("failed push: err=%v duplicate=%v task %s/%s", r.Err, r.Duplicate, r.Task.Status, r.Task.Step)
+	if r.Err != nil || r.Unchanged || r.Task.Status != StatusInProgress || r.Task.Step != StepAwaitingFollowup {
+		t.Fatalf("failed push: err=%v duplicate=%v task %s/%s", r.Err, r.Unchanged, r.Task.Status, r.Task.Step)
 	}
 	if o := r.Task.Output; o.Push == nil || *o.Push != *failed || o.AgentError != "prompt failed" || o.Branch != "sam/fix" {
 		t.Fatalf("output after the failed push = %+v", o)
@@ -156,8 +156,8 @@ func TestPushResultKept(t *testing.T) {
 	// error) stays a duplicate in awaiting_followup, as it always was.
 	r = a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ExecutionStep: StepAwaitingFollowup,
 		Output: Output{Branch: "other"}, At: at.Add(3 * time.Minute)})
-	if !r.Duplicate {
-		t.Fatalf("old-style report in awaiting_followup: duplicate=%v", r.Duplicate)
+	if !r.Unchanged {
+		t.Fatalf("old-style report in awaiting_followup: duplicate=%v", r.Unchanged)
 	}
 	// The push result survives snapshot and restore.
 	restored := restoreBytes(t, snapshotBytes(t, a.f))
@@ -196,7 +196,7 @@ func TestMessagesBoundedAndDeduped(t *testing.T) {
 	// The agent re-sends the batch: all duplicates, nothing changes.
 	before, _ := a.f.Messages("t1")
 	r = a.apply(RecordMessages{WorkspaceID: "ws-t1", Messages: []Message{msg("m1", "hello"), msg("m2", "working")}, At: t0.Add(time.Second)})
-	if r.Persisted != 0 || r.Duplicates != 2 || !r.Duplicate {
+	if r.Persisted != 0 || r.Duplicates != 2 || !r.Unchanged {
 		t.Fatalf("re-sent batch: persisted %d duplicates %d", r.Persisted, r.Duplicates)
 	}
 	tm, ok := a.f.Messages("t1")

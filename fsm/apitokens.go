@@ -87,7 +87,7 @@ func (t *APIToken) validate() error {
 
 // CreateAPIToken adds a token. A bootstrap token is added only if the
 // cluster never had one: the first leader's; another leader racing it gets
-// ErrExists (or Duplicate for its own retry).
+// ErrExists (or Unchanged for its own retry).
 type CreateAPIToken struct {
 	Token APIToken `json:"token"`
 }
@@ -114,7 +114,7 @@ func (f *FSM) applyCreateAPIToken(c CreateAPIToken, res *Result) {
 	for _, x := range f.st.apiTokens {
 		switch {
 		case x.ID == t.ID && x.Hash == t.Hash:
-			res.Duplicate = true
+			res.Unchanged = true
 			return
 		case x.ID == t.ID || x.Hash == t.Hash:
 			res.Err = fmt.Errorf("%w: token %s", ErrExists, t.ID)
@@ -142,7 +142,7 @@ func (f *FSM) applyRevokeAPIToken(c RevokeAPIToken, res *Result) {
 			continue
 		}
 		if !x.RevokedAt.IsZero() {
-			res.Duplicate = true
+			res.Unchanged = true
 			return
 		}
 		revoked := *x

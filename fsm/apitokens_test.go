@@ -18,7 +18,7 @@ func TestAPITokensCreateLookupRevoke(t *testing.T) {
 	if r := a.apply(CreateAPIToken{Token: apiToken("k1", "secret-one", TokenScopeUser)}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if r := a.apply(CreateAPIToken{Token: apiToken("k1", "secret-one", TokenScopeUser)}); r.Err != nil || !r.Duplicate {
+	if r := a.apply(CreateAPIToken{Token: apiToken("k1", "secret-one", TokenScopeUser)}); r.Err != nil || !r.Unchanged {
 		t.Fatalf("a retried create = %+v, want duplicate", r)
 	}
 	if r := a.apply(CreateAPIToken{Token: apiToken("k2", "secret-one", TokenScopeUser)}); !errors.Is(r.Err, ErrExists) {
@@ -43,7 +43,7 @@ func TestAPITokensCreateLookupRevoke(t *testing.T) {
 	if _, ok := a.f.LookupAPIToken("secret-one", t0); ok {
 		t.Fatal("a revoked token was accepted")
 	}
-	if r := a.apply(RevokeAPIToken{ID: "k1", At: t0}); !r.Duplicate {
+	if r := a.apply(RevokeAPIToken{ID: "k1", At: t0}); !r.Unchanged {
 		t.Fatal("revoking twice is not a no-op")
 	}
 	if r := a.apply(RevokeAPIToken{ID: "nope", At: t0}); !errors.Is(r.Err, ErrNotFound) {

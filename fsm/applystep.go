@@ -245,7 +245,7 @@ func (f *FSM) applyFailTask(c FailTask, res *Result) {
 		return
 	}
 	if cur.Status.Terminal() {
-		res.Task, res.Duplicate = cur, true
+		res.Task, res.Unchanged = cur, true
 		return
 	}
 	t := cur.clone()
@@ -269,7 +269,7 @@ func (f *FSM) applyReschedule(c Reschedule, res *Result) {
 		return
 	}
 	if cur.Alarm != nil || cur.RunnableStep() == StepNone {
-		res.Task, res.Duplicate = cur, true
+		res.Task, res.Unchanged = cur, true
 		return
 	}
 	t := cur.clone()

@@ -111,7 +111,7 @@ func (f *FSM) applyNodeReady(c NodeReady, res *Result) {
 		return
 	}
 	if cur.Ready || !cur.Live() {
-		res.Node, res.Duplicate = cur, true
+		res.Node, res.Unchanged = cur, true
 		return
 	}
 	n := cur.clone()
@@ -158,7 +158,7 @@ func (f *FSM) applyNodeErrors(c NodeErrors, res *Result) {
 		f.recordError(ErrorRecord{Kind: ErrKindNode, NodeID: c.NodeID, IncidentID: e.IncidentID, Message: msg, At: c.At})
 	}
 	f.st.appendNodeEvents(c.NodeID, events)
-	res.Node, res.Duplicate = cur, true // the node record itself did not change
+	res.Node, res.Unchanged = cur, true // the node record itself did not change
 }
 
 // ErrIgnored: the callback is valid but its target no longer wants it (a
@@ -179,7 +179,7 @@ func (f *FSM) applyWorkspaceReady(c WorkspaceReady, res *Result) {
 		res.Err = fmt.Errorf("%w: workspace %s is %s", ErrIgnored, ws.ID, ws.Status)
 		return
 	case ws.Status == WorkspaceRunning || ws.Status == WorkspaceRecovery:
-		res.Duplicate = true
+		res.Unchanged = true
 		res.Task, _ = f.st.tasks.Get(&Task{ID: ws.TaskID})
 		return
 	}
@@ -192,7 +192,7 @@ func (f *FSM) applyWorkspaceReady(c WorkspaceReady, res *Result) {
 	cur, ok := f.st.tasks.Get(&Task{ID: ws.TaskID})
 	if !ok || stepOf(cur.Step).CompletedBy != CallbackWorkspaceReady || cur.Cleanup {
 		// Early: kept on the workspace, used when the task gets there.
-		res.Task, res.Duplicate = cur, true
+		res.Task, res.Unchanged = cur, true
 		return
 	}
 	t := cur.clone()
@@ -208,7 +208,7 @@ func (f *FSM) applyWorkspaceFailed(c WorkspaceFailed, res *Result) {
 		return
 	}
 	if ws.Status == WorkspaceError || ws.Status == WorkspaceStopped {
-		res.Duplicate = true
+		res.Unchanged = true
 		return
 	}
 	creating := f.creating(ws)
@@ -247,7 +247,7 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 		return
 	}
 	if cur.Status.Terminal() || cur.Step == StepNone || cur.Cleanup { // not in a run, or the old run is still being cleaned up
-		res.Task, res.Duplicate = cur, true
+		res.Task, res.Unchanged = cur, true
 		return
 	}
 	cb := Actor{Type: ActorWorkspaceCallback, ID: c.WorkspaceID}
@@ -271,7 +271,7 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 			// that changes the output is kept. (Entries from before push
 			// results were kept carry none, and stay duplicates.)
 			if !c.Output.reportsRun() || outputEqual(t.Output, cur.Output) {
-				res.Task, res.Duplicate = cur, true
+				res.Task, res.Unchanged = cur, true
 				return
 			}
 		default:
@@ -285,7 +285,7 @@ func (f *FSM) applyTaskStatusCallback(c TaskStatusCallback, res *Result) {
 			return
 		}
 		if c.ToStatus == t.Status {
-			res.Task, res.Duplicate = cur, true
+			res.Task, res.Unchanged = cur, true
 			return
 		}
 		t.Output = mergeOutput(t.Output, c.Output)
@@ -344,7 +344,7 @@ func (f *FSM) applyIdleReset(c IdleReset, res *Result) {
 	}
 	due := c.At.Add(cur.Policy.IdleTimeout)
 	if !due.After(cur.Alarm.Due) {
-		res.Task, res.Duplicate = cur, true
+		res.Task, res.Unchanged = cur, true
 		return
 	}
 	t := cur.clone()

@@ -77,14 +77,14 @@ func TestWorkspaceReadyAdvancesOnceAndIsIdempotent(t *testing.T) {
 	a := newApplier(t)
 	task := toWorkspaceReady(t, a, "t1")
 	r := a.apply(WorkspaceReady{WorkspaceID: task.WorkspaceID, Status: WorkspaceRunning, At: t0.Add(3 * time.Second)})
-	if r.Err != nil || r.Duplicate || r.Task.Step != StepAgentSession {
-		t.Fatalf("ready: err=%v duplicate=%v step=%s", r.Err, r.Duplicate, r.Task.Step)
+	if r.Err != nil || r.Unchanged || r.Task.Step != StepAgentSession {
+		t.Fatalf("ready: err=%v duplicate=%v step=%s", r.Err, r.Unchanged, r.Task.Step)
 	}
 	before := cbTaskBytes(t, a, "t1")
 	for _, st := range []WorkspaceStatus{WorkspaceRunning, WorkspaceRecovery} {
 		r := a.apply(WorkspaceReady{WorkspaceID: task.WorkspaceID, Status: st, At: t0.Add(4 * time.Second)})
-		if r.Err != nil || !r.Duplicate {
-			t.Fatalf("repeated ready (%s): err=%v duplicate=%v", st, r.Err, r.Duplicate)
+		if r.Err != nil || !r.Unchanged {
+			t.Fatalf("repeated ready (%s): err=%v duplicate=%v", st, r.Err, r.Unchanged)
 		}
 	}
 	if !bytes.Equal(before, cbTaskBytes(t, a, "t1")) {
@@ -157,8 +157,8 @@ func TestWorkspaceProvisioningFailedFailsTask(t *testing.T) {
 			}
 			// Repeated: nothing more happens.
 			before := cbTaskBytes(t, a, "t1")
-			if r := a.apply(WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "again", At: at.Add(time.Second)}); r.Err != nil || !r.Duplicate {
-				t.Fatalf("repeated: err=%v duplicate=%v", r.Err, r.Duplicate)
+			if r := a.apply(WorkspaceFailed{WorkspaceID: task.WorkspaceID, Message: "again", At: at.Add(time.Second)}); r.Err != nil || !r.Unchanged {
+				t.Fatalf("repeated: err=%v duplicate=%v", r.Err, r.Unchanged)
 			}
 			errs, _ = a.f.Errors(ErrorFilter{TaskID: "t1", Kind: ErrKindFailed})
 			if !bytes.Equal(before, cbTaskBytes(t, a, "t1")) || len(errs) != 1 {
@@ -215,8 +215,8 @@ func TestStatusCallbackAwaitingFollowup(t *testing.T) {
 	// Repeated: a no-op (the idle timer is not restarted).
 	before := cbTaskBytes(t, a, "t1")
 	r = a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ExecutionStep: StepAwaitingFollowup, Output: out, At: at.Add(time.Minute)})
-	if r.Err != nil || !r.Duplicate || !bytes.Equal(before, cbTaskBytes(t, a, "t1")) {
-		t.Fatalf("repeated callback: err=%v duplicate=%v", r.Err, r.Duplicate)
+	if r.Err != nil || !r.Unchanged || !bytes.Equal(before, cbTaskBytes(t, a, "t1")) {
+		t.Fatalf("repeated callback: err=%v duplicate=%v", r.Err, r.Unchanged)
 	}
 	// A callback naming another workspace is refused.
 	if r := a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-other", ToStatus: StatusFailed, At: at}); !errors.Is(r.Err, ErrInvalid) {
@@ -267,8 +267,8 @@ func TestStatusCallbackFailed(t *testing.T) {
 		t.Fatalf("error records = %+v", errs)
 	}
 	before := cbTaskBytes(t, a, "t1")
-	if r := a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ToStatus: StatusFailed, At: at.Add(time.Second)}); r.Err != nil || !r.Duplicate {
-		t.Fatalf("repeated: err=%v duplicate=%v", r.Err, r.Duplicate)
+	if r := a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ToStatus: StatusFailed, At: at.Add(time.Second)}); r.Err != nil || !r.Unchanged {
+		t.Fatalf("repeated: err=%v duplicate=%v", r.Err, r.Unchanged)
 	}
 	if !bytes.Equal(before, cbTaskBytes(t, a, "t1")) {
 		t.Fatal("a repeated failure changed the task")
@@ -300,8 +300,8 @@ func TestStatusCallbackInvalidToStatus(t *testing.T) {
 		t.Fatal("a refused callback changed the task")
 	}
 	// Same status: a no-op. completed: allowed from in_progress.
-	if r := a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ToStatus: StatusInProgress, At: t0.Add(time.Minute)}); r.Err != nil || !r.Duplicate {
-		t.Fatalf("same status: err=%v duplicate=%v", r.Err, r.Duplicate)
+	if r := a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ToStatus: StatusInProgress, At: t0.Add(time.Minute)}); r.Err != nil || !r.Unchanged {
+		t.Fatalf("same status: err=%v duplicate=%v", r.Err, r.Unchanged)
 	}
 	r := a.apply(TaskStatusCallback{TaskID: "t1", WorkspaceID: "ws-t1", ToStatus: StatusCompleted, Output: Output{Summary: "done"}, At: t0.Add(2 * time.Minute)})
 	if r.Err != nil || r.Task.Status != StatusCompleted || !r.Task.Cleanup || r.Task.Output.Summary != "done" {
@@ -378,8 +378,8 @@ func TestIdleResetAndDeadline(t *testing.T) {
 		t.Fatalf("idle reset: err=%v alarm=%+v, want %s", r.Err, r.Task.Alarm, reset.Add(idle))
 	}
 	// A reset that would not push it out (an older, re-delivered one) is a no-op.
-	if r := a.apply(IdleReset{TaskID: "t1", At: at.Add(time.Minute)}); r.Err != nil || !r.Duplicate {
-		t.Fatalf("older reset: err=%v duplicate=%v", r.Err, r.Duplicate)
+	if r := a.apply(IdleReset{TaskID: "t1", At: at.Add(time.Minute)}); r.Err != nil || !r.Unchanged {
+		t.Fatalf("older reset: err=%v duplicate=%v", r.Err, r.Unchanged)
 	}
 	// The first deadline is stale now.
 	if r := a.apply(StepTimeout{TaskID: "t1", Step: StepAwaitingFollowup, Due: first.Alarm.Due, At: first.Alarm.Due}); !errors.Is(r.Err, ErrFenced) {
@@ -419,8 +419,8 @@ func TestNodeReadyAndHeartbeats(t *testing.T) {
 	if r.Err != nil || !r.Node.Ready || r.Node.ReadyAt == nil || !r.Node.ReadyAt.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("node ready: err=%v node=%+v", r.Err, r.Node)
 	}
-	if r := a.apply(NodeReady{NodeID: "n-t1", At: t0.Add(2 * time.Minute)}); r.Err != nil || !r.Duplicate || !r.Node.ReadyAt.Equal(t0.Add(time.Minute)) {
-		t.Fatalf("repeated ready: err=%v duplicate=%v", r.Err, r.Duplicate)
+	if r := a.apply(NodeReady{NodeID: "n-t1", At: t0.Add(2 * time.Minute)}); r.Err != nil || !r.Unchanged || !r.Node.ReadyAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("repeated ready: err=%v duplicate=%v", r.Err, r.Unchanged)
 	}
 	if r := a.apply(NodeReady{NodeID: "n-nope", At: t0}); !errors.Is(r.Err, ErrNotFound) {
 		t.Fatalf("unknown node: err = %v", r.Err)

@@ -39,7 +39,7 @@ func (f *FSM) applySetClusterID(c SetClusterID, res *Result) {
 		return
 	}
 	if c.ID == f.st.clusterID || (f.st.clusterID != "" && !c.Replace) {
-		res.Duplicate = true
+		res.Unchanged = true
 		return
 	}
 	f.st.clusterID = c.ID

@@ -20,7 +20,7 @@ func TestClusterIDSetOnceKeptInSnapshot(t *testing.T) {
 		t.Fatalf("a malformed id was accepted")
 	}
 	apply(SetClusterID{ID: "0123456789abcdef"})
-	if r := apply(SetClusterID{ID: "fedcba9876543210"}); !r.Duplicate || f.ClusterID() != "0123456789abcdef" {
+	if r := apply(SetClusterID{ID: "fedcba9876543210"}); !r.Unchanged || f.ClusterID() != "0123456789abcdef" {
 		t.Fatalf("a second id replaced the first: %q", f.ClusterID())
 	}
 	var buf bytes.Buffer

@@ -222,7 +222,7 @@ func FuzzApplyCommand(f *testing.F) {
 			t.Fatalf("after %q the state does not survive snapshot and restore", entry)
 		}
 		checkAlarmInvariant(t, a, 0, int(index))
-		if res.Err != nil && !res.Duplicate && !errors.Is(res.Err, ErrFenced) {
+		if res.Err != nil && !res.Unchanged && !errors.Is(res.Err, ErrFenced) {
 			unchanged := restoreBytes(t, base)
 			unchanged.ApplyCommand(index, []byte{byte(IgnoreUnknown | 0x7f), bodyVersion})
 			if want := snapshotBytes(t, unchanged); !bytes.Equal(after, want) {

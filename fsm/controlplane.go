@@ -18,7 +18,7 @@ const maxControlPlaneURL = 2048
 // SetControlPlane sets the control-plane URL: the one URL the VM agents
 // call back to and the issuer (iss) of every token the cluster signs. It
 // is replicated so that every node signs and verifies alike, whichever
-// leads. IfUnset makes it a no-op (Duplicate) when a URL is already set:
+// leads. IfUnset makes it a no-op (Unchanged) when a URL is already set:
 // the leader's bootstrap default, which must never replace the first
 // leader's choice or an operator's.
 type SetControlPlane struct {
@@ -62,7 +62,7 @@ func (f *FSM) applySetControlPlane(c SetControlPlane, res *Result) {
 		return
 	}
 	if (c.IfUnset && f.st.controlURL != "") || c.URL == f.st.controlURL {
-		res.Duplicate = true
+		res.Unchanged = true
 		return
 	}
 	f.st.controlURL = c.URL

@@ -14,11 +14,11 @@ func TestControlPlaneBootstrapDefaultNeverReplacesASetURL(t *testing.T) {
 		t.Fatalf("fresh FSM: ControlPlaneURL = %q, want empty", got)
 	}
 	// The first leader's default is taken.
-	if r := a.apply(SetControlPlane{URL: "http://127.0.0.1:8001", IfUnset: true}); r.Err != nil || r.Duplicate {
+	if r := a.apply(SetControlPlane{URL: "http://127.0.0.1:8001", IfUnset: true}); r.Err != nil || r.Unchanged {
 		t.Fatalf("first default: %+v", r)
 	}
 	// A later leader's default (its own API URL) changes nothing.
-	if r := a.apply(SetControlPlane{URL: "http://127.0.0.1:8002", IfUnset: true}); r.Err != nil || !r.Duplicate {
+	if r := a.apply(SetControlPlane{URL: "http://127.0.0.1:8002", IfUnset: true}); r.Err != nil || !r.Unchanged {
 		t.Fatalf("second default: %+v, want a duplicate", r)
 	}
 	if got := a.f.ControlPlaneURL(); got != "http://127.0.0.1:8001" {
@@ -26,13 +26,13 @@ func TestControlPlaneBootstrapDefaultNeverReplacesASetURL(t *testing.T) {
 	}
 	// An operator's change replaces it; repeating it is a no-op.
 	lb := "https://tdf.example.com"
-	if r := a.apply(SetControlPlane{URL: lb}); r.Err != nil || r.Duplicate {
+	if r := a.apply(SetControlPlane{URL: lb}); r.Err != nil || r.Unchanged {
 		t.Fatalf("operator's URL: %+v", r)
 	}
-	if r := a.apply(SetControlPlane{URL: lb}); !r.Duplicate {
+	if r := a.apply(SetControlPlane{URL: lb}); !r.Unchanged {
 		t.Fatalf("same URL again: %+v, want a duplicate", r)
 	}
-	if r := a.apply(SetControlPlane{URL: "http://127.0.0.1:8003", IfUnset: true}); !r.Duplicate || a.f.ControlPlaneURL() != lb {
+	if r := a.apply(SetControlPlane{URL: "http://127.0.0.1:8003", IfUnset: true}); !r.Unchanged || a.f.ControlPlaneURL() != lb {
 		t.Fatalf("default after the operator's URL: %+v, URL %q", r, a.f.ControlPlaneURL())
 	}
 }

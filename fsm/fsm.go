@@ -25,9 +25,12 @@ type Result struct {
 	Task *Task
 	// Node is the node the command changed, if any.
 	Node *Node
-	// Duplicate is set when a request id was seen before and the first
-	// result is returned instead of applying again.
-	Duplicate bool
+	// Unchanged: the command was valid but changed nothing (a retry, or
+	// the state already said so), so it feeds no change.
+	Unchanged bool
+	// Replayed: the command's request id was seen before, and the first
+	// result is returned instead of applying again (Unchanged too).
+	Replayed bool
 	// Err is a domain error (ErrNotFound, ErrInvalidTransition, …): the
 	// command committed but changed nothing.
 	Err error
@@ -293,7 +296,7 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 	if res.Node != nil {
 		f.st.indexNode(res.Node)
 	}
-	if res.Err == nil && !res.Duplicate {
+	if res.Err == nil && !res.Unchanged {
 		if res.Task != nil {
 			f.changed = append(f.changed, Change{Task: res.Task})
 		}
@@ -320,7 +323,7 @@ func (f *FSM) applySubmitTask(c SubmitTask, res *Result) {
 				return
 			}
 			res.Task, _ = f.st.tasks.Get(&Task{ID: e.TaskID})
-			res.Duplicate = true
+			res.Unchanged, res.Replayed = true, true
 			return
 		}
 	}
@@ -378,7 +381,7 @@ func (f *FSM) applySetStatus(id string, to Status, actor Actor, reason string, a
 	}
 	if cur.Status == to {
 		res.Task = cur
-		res.Duplicate = true
+		res.Unchanged = true
 		return
 	}
 	if !UserSettable(to) {

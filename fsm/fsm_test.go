@@ -102,8 +102,8 @@ func TestTransitionTable(t *testing.T) {
 						t.Fatalf("SetStatus to pipeline status %s: err = %v, want ErrInvalidTransition", to, r.Err)
 					}
 				case from == to:
-					if r.Err != nil || !r.Duplicate || len(got.History) != 0 {
-						t.Fatalf("same-status change: err=%v duplicate=%v history=%d, want no-op", r.Err, r.Duplicate, len(got.History))
+					if r.Err != nil || !r.Unchanged || len(got.History) != 0 {
+						t.Fatalf("same-status change: err=%v duplicate=%v history=%d, want no-op", r.Err, r.Unchanged, len(got.History))
 					}
 				case want:
 					if r.Err != nil || got.Status != to || len(got.History) != 1 {
@@ -167,8 +167,8 @@ func TestCancelEndsRunAndIsIdempotent(t *testing.T) {
 		t.Fatalf("cancel = %+v / %v", r.Task, r.Err)
 	}
 	r2 := a.apply(CancelTask{TaskID: "t1", Actor: Actor{Type: ActorUser, ID: "u1"}, At: t0.Add(2 * time.Second)})
-	if r2.Err != nil || !r2.Duplicate || len(r2.Task.History) != 2 {
-		t.Fatalf("second cancel: err=%v duplicate=%v history=%d", r2.Err, r2.Duplicate, len(r2.Task.History))
+	if r2.Err != nil || !r2.Unchanged || len(r2.Task.History) != 2 {
+		t.Fatalf("second cancel: err=%v duplicate=%v history=%d", r2.Err, r2.Unchanged, len(r2.Task.History))
 	}
 	if r := a.apply(CancelTask{TaskID: "nope", At: t0}); !errors.Is(r.Err, ErrNotFound) {
 		t.Fatalf("cancel of unknown task: err = %v, want ErrNotFound", r.Err)
@@ -194,7 +194,7 @@ func TestIdempotentSubmit(t *testing.T) {
 	a := newApplier(t)
 	first := a.apply(SubmitTask{RequestID: "k1", Fingerprint: "f1", TaskID: "t1", Spec: spec("u1"), At: t0})
 	again := a.apply(SubmitTask{RequestID: "k1", Fingerprint: "f1", TaskID: "t2", Spec: spec("u1"), At: t0.Add(time.Second)})
-	if again.Err != nil || !again.Duplicate || again.Task.ID != first.Task.ID {
+	if again.Err != nil || !again.Replayed || again.Task.ID != first.Task.ID {
 		t.Fatalf("retry = %+v, want duplicate of t1", again)
 	}
 	if n := a.f.TaskCount(); n != 1 {
@@ -222,7 +222,7 @@ func TestIdempotencyRetentionByCommittedTime(t *testing.T) {
 		t.Fatalf("keys after retention = %d, want 2", n)
 	}
 	r := a.apply(SubmitTask{RequestID: "old", TaskID: "t4", Spec: spec("u1"), At: t0.Add(DefaultIdempotencyRetention + 2*time.Second)})
-	if r.Duplicate || r.Task.ID != "t4" {
+	if r.Replayed || r.Task.ID != "t4" {
 		t.Fatalf("expired key still deduplicated: %+v", r)
 	}
 }
@@ -340,7 +340,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	// The restored FSM goes on deduplicating the keys it restored.
 	b := &applier{t: t, f: restored, index: a.index}
-	if r := b.apply(SubmitTask{RequestID: "r5", TaskID: "zz", Spec: spec("u1"), At: t0.Add(time.Hour)}); !r.Duplicate {
+	if r := b.apply(SubmitTask{RequestID: "r5", TaskID: "zz", Spec: spec("u1"), At: t0.Add(time.Hour)}); !r.Replayed {
 		t.Fatalf("restored FSM forgot idempotency key r5")
 	}
 }

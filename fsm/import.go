@@ -26,7 +26,7 @@ const CmdImportTask CommandType = 25
 const StepAdopt Step = "adopt"
 
 // ImportTask imports one task of the old system, keyed by its id: importing
-// a task that was already imported changes nothing (Duplicate).
+// a task that was already imported changes nothing (Unchanged).
 type ImportTask struct {
 	TaskID         string     `json:"task_id"`
 	Spec           TaskSpec   `json:"spec"`
@@ -146,7 +146,7 @@ func (f *FSM) applyImportTask(c ImportTask, res *Result) {
 	switch {
 	case dup:
 		res.Task, _ = f.st.tasks.Get(&Task{ID: c.TaskID})
-		res.Duplicate = true
+		res.Unchanged = true
 		return
 	case err != nil:
 		res.Err = err

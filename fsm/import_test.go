@@ -37,8 +37,8 @@ func TestImportAtEveryStep(t *testing.T) {
 		t.Run(string(s), func(t *testing.T) {
 			a := newApplier(t)
 			r := a.apply(importCmd("x", s))
-			if r.Err != nil || r.Duplicate {
-				t.Fatalf("import = %v (duplicate %v)", r.Err, r.Duplicate)
+			if r.Err != nil || r.Unchanged {
+				t.Fatalf("import = %v (duplicate %v)", r.Err, r.Unchanged)
 			}
 			task := r.Task
 			if task.Imported == nil || task.Imported.Step != s || task.Alarm == nil || task.Alarm.Kind != AlarmRun {
@@ -71,7 +71,7 @@ func TestImportAtEveryStep(t *testing.T) {
 			// Importing again is a no-op, and a second FSM agrees byte for byte.
 			before := snapshotBytes(t, a.f)
 			r2 := a.apply(importCmd("x", s))
-			if !r2.Duplicate || r2.Err != nil {
+			if !r2.Unchanged || r2.Err != nil {
 				t.Fatalf("second import = %+v", r2)
 			}
 			after := snapshotBytes(t, a.f)

@@ -26,7 +26,7 @@ func (AddSigningKey) Type() CommandType { return CmdAddSigningKey }
 func (f *FSM) applyAddSigningKey(c AddSigningKey, res *Result) {
 	for _, k := range f.st.keys {
 		if k.ID == c.Key.ID {
-			res.Duplicate = true
+			res.Unchanged = true
 			return
 		}
 	}

@@ -100,7 +100,7 @@ func (f *FSM) applyRecordMessages(c RecordMessages, res *Result) {
 	}
 	res.Persisted = len(add)
 	if len(add) == 0 {
-		res.Duplicate = true
+		res.Unchanged = true
 		return
 	}
 	f.st.messages.ReplaceOrInsert(cur.with(add))

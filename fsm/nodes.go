@@ -286,7 +286,7 @@ func (f *FSM) applyNodeDestroyResult(c NodeDestroyResult, res *Result) {
 		return
 	}
 	if cur.Status != NodeDestroying {
-		res.Node, res.Duplicate = cur, true
+		res.Node, res.Unchanged = cur, true
 		return
 	}
 	n := cur.clone()

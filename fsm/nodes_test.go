@@ -647,8 +647,8 @@ func TestNodeDestroyResult(t *testing.T) {
 		before, _ := a.f.Node(id)
 		r := a.apply(NodeDestroyResult{NodeID: id, Error: "late", RetryAt: retry, At: retry})
 		after, _ := a.f.Node(id)
-		if r.Err != nil || !r.Duplicate || after != before {
-			t.Fatalf("result for %s node %s: err=%v duplicate=%v changed=%v", before.Status, id, r.Err, r.Duplicate, after != before)
+		if r.Err != nil || !r.Unchanged || after != before {
+			t.Fatalf("result for %s node %s: err=%v duplicate=%v changed=%v", before.Status, id, r.Err, r.Unchanged, after != before)
 		}
 	}
 	if r := a.apply(NodeDestroyResult{NodeID: "n-nope", Deleted: true, At: retry}); !errors.Is(r.Err, ErrNotFound) {

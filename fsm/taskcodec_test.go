@@ -178,7 +178,7 @@ func TestDormantTaskIsStoredPackedAndReadWhole(t *testing.T) {
 	// A duplicate submit hands back the stored task loaded.
 	cancelledTask(t, a, "t2")
 	r := a.apply(SubmitTask{RequestID: "req-t2", TaskID: "t2", Spec: spec("u1"), At: t0})
-	if !r.Duplicate || r.Task == nil || len(r.Task.History) == 0 {
+	if !r.Unchanged || r.Task == nil || len(r.Task.History) == 0 {
 		t.Fatalf("duplicate submit returned %+v, %v", r.Task, r.Err)
 	}
 }

@@ -185,7 +185,7 @@ func TestPartitionedLeaderUnknownOutcomeAndConvergence(t *testing.T) {
 		if err != nil || res.Err != nil {
 			t.Fatalf("retry %d of %s = %+v, %v", i, cmd.RequestID, res, err)
 		}
-		if i == 1 && !res.Duplicate {
+		if i == 1 && !res.Replayed {
 			t.Errorf("second retry of %s: Duplicate = false, want true", cmd.RequestID)
 		}
 	}

@@ -47,7 +47,7 @@ func (cp *controlPlane) ensure(ctx context.Context, f *fsm.FSM, apply func(conte
 		return res.Err
 	}
 	switch {
-	case res.Duplicate:
+	case res.Unchanged:
 	case cp.configured == "":
 		cp.log.Warn("CONTROL-PLANE URL DEFAULTED to this node's API URL: VM agents call back here and check it as the tokens' issuer, so they lose the cluster when this node is down. Production needs a stable load-balancer URL in front of every node: set it with --control-plane-url on a new cluster or PUT /v1/cluster/control-plane",
 			"url", url)
