@@ -140,25 +140,6 @@ func TestTerminalStatuses(t *testing.T) {
 	}
 }
 
-func TestStepsAreMonotone(t *testing.T) {
-	for i, from := range AllSteps {
-		for j, to := range AllSteps {
-			if got, want := CanAdvance(from, to), j >= i; got != want {
-				t.Errorf("CanAdvance(%s, %s) = %v, want %v", from, to, got, want)
-			}
-		}
-		if CanAdvance(from, StepNone) {
-			t.Errorf("CanAdvance(%s, none) = true, want false", from)
-		}
-		if CanAdvance(from, Step("bogus")) || CanAdvance(Step("bogus"), from) {
-			t.Errorf("CanAdvance accepts an unknown step")
-		}
-	}
-	if !CanAdvance(StepNone, StepNodeSelection) {
-		t.Errorf("a run cannot start at node_selection")
-	}
-}
-
 func TestCancelEndsRunAndIsIdempotent(t *testing.T) {
 	a := newApplier(t)
 	submit(a, "t1")

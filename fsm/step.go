@@ -51,14 +51,3 @@ func ParseStep(s string) (Step, error) {
 	}
 	return st, nil
 }
-
-// CanAdvance reports whether a run may move from step from to step to: the
-// same step or a later one. Leaving the pipeline (to StepNone) is not an
-// advance; it happens only when a run ends.
-func CanAdvance(from, to Step) bool {
-	f, t := from.Order(), to.Order()
-	if f < 0 || t <= 0 {
-		return false
-	}
-	return t >= f
-}

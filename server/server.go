@@ -167,6 +167,10 @@ func Start(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("--control-plane-url: %w", err)
 		}
 	}
+	if err := cfg.Runner.Validate(); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("step runner: %w", err)
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}

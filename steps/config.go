@@ -106,8 +106,10 @@ func (c *Config) fill() {
 	}
 }
 
-// Validate checks the configuration; messages name the field.
-func (c *Config) Validate() error {
+// Validate checks the configuration as the runner will use it (zero
+// fields at their defaults); messages name the field.
+func (c Config) Validate() error {
+	c.fill()
 	if c.RetryMax < c.RetryBase {
 		return fmt.Errorf("retry max delay %s is below the base delay %s", c.RetryMax, c.RetryBase)
 	}
