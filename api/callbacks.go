@@ -209,20 +209,24 @@ func (s *Server) workspaceFailed(c *gin.Context) {
 	}
 }
 
-// taskStatusAuth checks the workspace token of a task status callback: it
-// must be scoped to the workspace the task runs in.
+// taskStatusAuth checks the workspace token of a task status callback
+// before it reads any state (signature, audience, type, scope): a caller
+// without a valid token learns nothing of the task. The token's workspace
+// must then be the one the task runs in; a task that does not exist, has
+// no workspace yet or runs in another gets the same 403, so that even a
+// valid token of one workspace cannot probe for other tasks.
 func (s *Server) taskStatusAuth(c *gin.Context) {
-	t, ok := s.cfg.Node.FSM().Task(c.Param("id"))
+	claims, ok := s.tokenClaims(c, tokens.ScopeWorkspace)
 	if !ok {
-		abortError(c, http.StatusNotFound, CodeNotFound, "task "+c.Param("id")+" not found")
 		return
 	}
-	if t.WorkspaceID == "" {
-		abortError(c, http.StatusConflict, CodeInvalidTrans, "task "+t.ID+" has no workspace yet")
+	t, found := s.cfg.Node.FSM().Task(c.Param("id"))
+	if !found || t.WorkspaceID == "" || t.WorkspaceID != claims.Workspace {
+		abortError(c, http.StatusForbidden, CodeForbidden, fmt.Sprintf("workspace %s runs no task %s", claims.Workspace, c.Param("id")))
 		return
 	}
 	c.Params = append(c.Params, gin.Param{Key: "workspace", Value: t.WorkspaceID})
-	s.requireCallbackToken(tokens.ScopeWorkspace, "workspace")(c)
+	c.Next()
 }
 
 // TaskStatusRequest is the body of the agent's task status callback.
