@@ -70,7 +70,7 @@ func (p *pipeline) adopt(ctx context.Context, t *fsm.Task, _ string) steps.Resul
 		if claimed == fsm.StepNodeAgentReady {
 			return steps.Done(fsm.StepData{AdoptTo: fsm.StepNodeAgentReady, IPv4: srv.IPv4, AdoptNote: "server running, agent not answering yet"})
 		}
-		if waited := time.Since(firstAttempt(t, fsm.StepAdopt)); waited >= t.Policy.AgentReadyTimeout {
+		if waited := p.waited(t, fsm.StepAdopt); waited >= t.Policy.AgentReadyTimeout {
 			return steps.Failed(steps.Permanentf("adopt: the agent of node %s has not answered for %s: %v", n.ID, waited.Round(time.Second), err))
 		}
 		return steps.Result{Data: fsm.StepData{IPv4: srv.IPv4}, PollAfter: p.cfg.AgentPoll}

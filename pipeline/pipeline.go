@@ -12,6 +12,7 @@ import (
 	"github.com/tdf-project/tdf/cloudinit"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/timers"
 	"github.com/tdf-project/tdf/tokens"
 	"github.com/tdf-project/tdf/vmagent"
 )
@@ -63,6 +64,9 @@ type Config struct {
 	// FallbackLocations are tried in order when a task's location has no
 	// room for its server type (placement.go).
 	FallbackLocations []string
+	// Clock is the runner's: the times handlers compare with the task's
+	// timeline come from it (nil: the real clock).
+	Clock timers.Clock
 }
 
 // DefaultConfig returns REFERENCE.md's defaults.
@@ -73,6 +77,9 @@ func DefaultConfig() Config {
 
 // Handlers returns the step handlers.
 func Handlers(cfg Config) map[fsm.Step]steps.Handler {
+	if cfg.Clock == nil {
+		cfg.Clock = timers.RealClock()
+	}
 	p := &pipeline{cfg: cfg}
 	return map[fsm.Step]steps.Handler{
 		fsm.StepNodeProvisioning: steps.HandlerFunc(p.provision),

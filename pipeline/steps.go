@@ -113,19 +113,20 @@ func (p *pipeline) agentReady(ctx context.Context, t *fsm.Task, _ string) steps.
 	if n.Ready {
 		return steps.Done(fsm.StepData{})
 	}
-	if waited := time.Since(firstAttempt(t, fsm.StepNodeAgentReady)); waited >= p.cfg.NodeReadyGrace {
+	if waited := p.waited(t, fsm.StepNodeAgentReady); waited >= p.cfg.NodeReadyGrace {
 		return steps.Done(fsm.StepData{Recovered: fmt.Sprintf("node %s: agent healthy for %s without its node-ready callback; proceeding", n.ID, waited.Round(time.Second))})
 	}
 	return steps.PollIn(p.cfg.AgentPoll)
 }
 
-// firstAttempt is when the task first tried a step in its current run.
-func firstAttempt(t *fsm.Task, s fsm.Step) time.Time {
-	first := time.Now()
+// waited is how long the task has been trying step s in its current run.
+func (p *pipeline) waited(t *fsm.Task, s fsm.Step) time.Duration {
+	now := p.cfg.Clock.Now()
+	first := now
 	for i := len(t.Steps) - 1; i >= 0 && t.Steps[i].Step == s; i-- {
 		first = t.Steps[i].Started
 	}
-	return first
+	return now.Sub(first)
 }
 
 // createWorkspace asks the agent for the task's workspace, with a

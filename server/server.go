@@ -211,7 +211,7 @@ func Start(cfg Config) (*Server, error) {
 	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire
 	handlers := cfg.Handlers
 	if pc := cfg.Pipeline; pc != nil {
-		pc.FSM, pc.Tokens = s.FSM, s.Tokens
+		pc.FSM, pc.Tokens, pc.Clock = s.FSM, s.Tokens, cfg.Runner.Clock
 		pc.Agents = vmagent.NewClient(vmagent.Options{Timeout: cfg.AgentTimeout, Tokens: s.Tokens})
 		handlers = pipeline.Handlers(*pc)
 		rc.DestroyNode = pipeline.DestroyNode(*pc)
