@@ -75,6 +75,9 @@ type Config struct {
 	// Keyring seals and opens credentials (credentials.go); nil refuses
 	// them with 503 no_keyring.
 	Keyring *keyring.Keyring
+	// Placement, if set, refuses a submission whose VM size or location
+	// the cloud cannot serve (placement.go).
+	Placement PlacementCheck
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.

@@ -126,6 +126,9 @@ func (s *Server) submitTask(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
+	if !s.checkPlacement(c, &req) {
+		return
+	}
 	now := s.now()
 	owner := ""
 	requestID := c.GetHeader("Idempotency-Key")

@@ -119,10 +119,12 @@ func runServer(ctx context.Context, args []string) error {
 	var logOpts logOptions
 	var bootstrap string
 	var cf cloudFlags
+	var pf placementFlags
 	var sec securityOptions
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	serverFlags(fs, &cfg, &logOpts, &bootstrap)
 	cf.bind(fs)
+	pf.bind(fs, &cf)
 	sec.bind(fs, &cfg)
 	keyringFile := fs.String("keyring-file", "", "the cluster keyring sealing credentials, the same file on every node (default: keyring.json in --data-dir, if there)")
 	if err := parseFlags(fs, args); err != nil {
@@ -138,6 +140,9 @@ func runServer(ctx context.Context, args []string) error {
 	if cfg.Cluster.NodeID == "" || cfg.Cluster.DataDir == "" {
 		return fmt.Errorf("--node-id and --data-dir are required (see tdf server --help)")
 	}
+	if err := pf.apply(cfg.Pipeline, &cf); err != nil {
+		return err
+	}
 	cf.opts.Application = hetzner.Application{Name: "tdf", Version: version}
 	cfg.Registry = prometheus.NewRegistry()
 	cf.opts.Registerer = cfg.Registry
@@ -148,6 +153,8 @@ func runServer(ctx context.Context, args []string) error {
 		}
 		defer provider.Close()
 		cfg.Pipeline.Cloud = provider
+		// Sizes and locations the cloud cannot serve are refused at submit.
+		cfg.API.Placement = cfg.Pipeline.CheckPlacement
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
 	kr, krPath, err := loadNodeKeyring(*keyringFile, cfg.Cluster.DataDir)
