@@ -180,13 +180,11 @@ func restoreFrom(t *testing.T, f *FSM) *FSM {
 // states differ, for a failure message worth reading.
 func firstDifference(t *testing.T, a, b *FSM) string {
 	t.Helper()
-	ra, rb := snapshotRecords(t, snapshotBytes(t, a)), snapshotRecords(t, snapshotBytes(t, b))
-	for i := 0; i < len(ra) && i < len(rb); i++ {
-		if ra[i].kind != rb[i].kind || !bytes.Equal(ra[i].body, rb[i].body) {
-			return fmt.Sprintf("record %d: kind %d %q\nvs kind %d %q", i, ra[i].kind, ra[i].body, rb[i].kind, rb[i].body)
-		}
+	d, err := SnapshotDifference(bytes.NewReader(snapshotBytes(t, a)), bytes.NewReader(snapshotBytes(t, b)))
+	if err != nil {
+		t.Fatalf("SnapshotDifference = %v", err)
 	}
-	return fmt.Sprintf("%d records vs %d", len(ra), len(rb))
+	return d
 }
 
 func TestRestoredReplicaAppliesLikeLiveOne(t *testing.T) {
