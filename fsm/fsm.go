@@ -263,6 +263,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applyPurgeErrors(c)
 	case NodeAlarmFired:
 		f.applyNodeAlarmFired(c, res)
+	case NodeAdmin:
+		f.applyNodeAdmin(c, res)
 	case NodeDestroyResult:
 		f.applyNodeDestroyResult(c, res)
 	case NodeReady:

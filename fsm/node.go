@@ -52,6 +52,13 @@ type Node struct {
 	DestroyAttempts int        `json:"destroy_attempts,omitempty"`
 	LastError       string     `json:"last_error,omitempty"`
 	DeletedAt       *time.Time `json:"deleted_at,omitempty"`
+	// Cordoned: the node takes no new task (selection skips it); it is
+	// destroyed when its last task's cleanup is done (cordon.go).
+	Cordoned     bool   `json:"cordoned,omitempty"`
+	CordonReason string `json:"cordon_reason,omitempty"`
+	// PastLifetime: the node outlived its max lifetime while busy; its
+	// alarm is now the hard lifetime limit.
+	PastLifetime bool `json:"past_lifetime,omitempty"`
 }
 
 // Health is a node's health judged from its heartbeats (REFERENCE.md).

@@ -56,13 +56,13 @@ func (f *FSM) liveWorkspaces(nodeID, except string) int {
 func (f *FSM) selectNode(t *Task, now time.Time) (*Node, string) {
 	s := f.st.settings
 	if id := t.PreferredNodeID; id != "" {
-		if n, ok := f.st.nodes.Get(&Node{ID: id}); ok && n.UserID == t.UserID && n.Live() && n.Ready {
+		if n, ok := f.st.nodes.Get(&Node{ID: id}); ok && n.UserID == t.UserID && n.Live() && n.Ready && !n.Cordoned {
 			return n, "preferred node"
 		}
 	}
 	var warm, running []*Node
 	f.st.eachUserNode(t.UserID, func(n *Node) bool {
-		if !n.Ready {
+		if !n.Ready || n.Cordoned {
 			return true
 		}
 		switch n.Status {
@@ -204,7 +204,7 @@ func (f *FSM) releaseNode(nodeID, exceptTask string, at time.Time) {
 	}
 	n = n.clone()
 	n.UpdatedAt = at
-	if !n.Ready {
+	if !n.Ready || n.destroyWhenEmpty() {
 		n.Status, n.Alarm = NodeDestroying, &Alarm{Due: at, Kind: AlarmRun}
 	} else {
 		n.Status, n.WarmSince = NodeWarm, timePtr(at)
@@ -230,8 +230,9 @@ func (f *FSM) tasksOnNode(nodeID, except string) int {
 	return c
 }
 
-// NodeAlarmFired fires a node's alarm (warm timeout or max lifetime): the
-// node starts destroying. Due must match the node's alarm.
+// NodeAlarmFired fires a node's alarm (warm timeout, max or hard
+// lifetime): an idle node starts destroying, a busy one at its max lifetime
+// is cordoned (cordon.go). Due must match the node's alarm.
 type NodeAlarmFired struct {
 	NodeID string    `json:"node_id"`
 	Due    time.Time `json:"due"`
@@ -274,8 +275,7 @@ func (f *FSM) applyNodeAlarmFired(c NodeAlarmFired, res *Result) {
 		return
 	}
 	n := cur.clone()
-	n.Status, n.WarmSince, n.UpdatedAt = NodeDestroying, nil, c.At
-	n.Alarm = &Alarm{Due: c.At, Kind: AlarmRun}
+	f.fireLifetime(n, c.At)
 	f.st.nodes.ReplaceOrInsert(n)
 	res.Node = n
 }

@@ -13,6 +13,10 @@ type Settings struct {
 	MaxNodesPerUser      int           `json:"max_nodes_per_user"`
 	NodeWarmTimeout      time.Duration `json:"node_warm_timeout"`
 	MaxNodeLifetime      time.Duration `json:"max_node_lifetime"`
+	// NodeHardLifetime bounds a node that was still busy at its max
+	// lifetime: then its tasks fail and it is destroyed. Zero (or not
+	// above MaxNodeLifetime) means MaxNodeLifetime + DefaultNodeLifetimeGrace.
+	NodeHardLifetime time.Duration `json:"node_hard_lifetime,omitempty"`
 	// HeartbeatStale: a node is healthy while its last heartbeat is at
 	// most this old, stale up to twice it, unhealthy beyond.
 	HeartbeatStale time.Duration `json:"heartbeat_stale"`
@@ -29,6 +33,20 @@ func DefaultSettings() Settings {
 		MaxNodeLifetime:      4 * time.Hour,
 		HeartbeatStale:       180 * time.Second,
 	}
+}
+
+// DefaultNodeLifetimeGrace is how long past its max lifetime a busy node
+// keeps its tasks when no hard lifetime is set: the default max execution
+// time, so a task started just before the lifetime can still finish.
+const DefaultNodeLifetimeGrace = 4 * time.Hour
+
+// HardLifetime is the node age at which a busy node's tasks fail and the
+// node is destroyed.
+func (s Settings) HardLifetime() time.Duration {
+	if s.NodeHardLifetime > s.MaxNodeLifetime {
+		return s.NodeHardLifetime
+	}
+	return s.MaxNodeLifetime + DefaultNodeLifetimeGrace
 }
 
 // SetSettings replaces the cluster-wide settings.
