@@ -69,8 +69,20 @@ type StateHash struct {
 }
 
 // stateHash reports the hash of this node's FSM state, so that tests and
-// the chaos checker can prove replicas converged.
+// the chaos checker can prove replicas converged. With ?snapshot=true it
+// streams this node's own state in snapshot format instead (GET
+// /v1/cluster/snapshot is the leader's), so that replicas whose hashes
+// disagree can be compared record by record (fsm.SnapshotDifference).
 func (s *Server) stateHash(c *gin.Context) {
+	if c.Query("snapshot") == "true" {
+		c.Header("Content-Type", "application/octet-stream")
+		c.Status(http.StatusOK)
+		if _, err := s.cfg.Node.FSM().WriteSnapshotAt(c.Writer); err != nil {
+			// The status is sent; the stream's missing CRC trailer tells.
+			s.log.Error("writing the local state failed", "error", err)
+		}
+		return
+	}
 	idx, sum, err := s.cfg.Node.FSM().Hash()
 	if err != nil {
 		abortErr(c, err)

@@ -116,9 +116,12 @@ type Report struct {
 	FencedErrorRecords int                   `json:"fenced_error_records"`
 	Linearizability    LinearizabilityResult `json:"linearizability"`
 	Converged          *NodeHash             `json:"converged,omitempty"`
-	Violations         []Violation           `json:"violations"`
-	FaultLog           []Fault               `json:"fault_log"`
-	Errors             []string              `json:"errors,omitempty"`
+	// Divergence says where and why the nodes' states differ, when they do
+	// (diverge.go).
+	Divergence []string    `json:"divergence,omitempty"`
+	Violations []Violation `json:"violations"`
+	FaultLog   []Fault     `json:"fault_log"`
+	Errors     []string    `json:"errors,omitempty"`
 }
 
 // Summary is the report in a few lines.
@@ -153,6 +156,9 @@ func (r *Report) Summary() string {
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "  error: %s\n", e)
+	}
+	for _, d := range r.Divergence {
+		fmt.Fprintf(&b, "  divergence: %s\n", d)
 	}
 	for i, v := range r.Violations {
 		if i == 20 {
@@ -213,6 +219,8 @@ type finalState struct {
 	fenced        int64
 	fencedRecords int
 	errors        []string
+	// divergence is what diagnoseDivergence found when the hashes differ.
+	divergence []string
 }
 
 // settle waits for the cluster to finish the acknowledged tasks and
@@ -292,6 +300,10 @@ func settle(probe *Probe, nodes []string, h History, p Plan, logf func(string, .
 	if fs.fencedRecords, err = fencedRecords(probe, leader); err != nil {
 		fail("error records: %v", err)
 	}
+	if lastErr == nil && len(CheckConverged(fs.hashes)) > 0 {
+		// Last: it restarts the odd nodes.
+		fs.divergence = diagnoseDivergence(probe.Target, probe, nodes, fs.hashes, logf)
+	}
 	return fs
 }
 
@@ -328,6 +340,7 @@ func check(rep *Report, h History, fs finalState, p Plan) {
 	rep.FaultToLeader, rep.FaultToFirstStep = NewStats(anyLeader), NewStats(anyStep)
 	rep.Unavailability = NewStats(outages)
 	rep.FencedResults, rep.FencedErrorRecords = fs.fenced, fs.fencedRecords
+	rep.Divergence = fs.divergence
 	rep.FaultLog = h.Faults
 
 	var vs []Violation

@@ -11,7 +11,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1019,6 +1021,29 @@ func TestJWKSAndClusterStatus(t *testing.T) {
 		if hash2 == hash {
 			t.Errorf("state hash unchanged (%.12s) after a task was submitted (index %d → %d)", hash, idx, idx2)
 		}
+		// ?snapshot=true is each node's own state, whose SHA-256 is its
+		// hash; replicas that agree have no record that differs.
+		server.WaitFor(t, server.TestWait, "every node's own state to match the agreed hash", func() error {
+			_, hash := agree(0)
+			var first []byte
+			for _, n := range c.Nodes {
+				r := c.Do(n, http.MethodGet, "/v1/cluster/state-hash?snapshot=true", nil, nil)
+				if r.Status != http.StatusOK {
+					t.Fatalf("GET state-hash?snapshot=true on %s = %d %s", n.ID, r.Status, r.Body)
+				}
+				if sum := sha256.Sum256(r.Body); hex.EncodeToString(sum[:]) != hash {
+					return fmt.Errorf("%s: its state's SHA-256 is not the agreed hash %.12s (a commit meanwhile?)", n.ID, hash)
+				}
+				if first == nil {
+					first = r.Body
+					continue
+				}
+				if d, err := fsm.SnapshotDifference(bytes.NewReader(first), bytes.NewReader(r.Body)); err != nil || d != "" {
+					t.Fatalf("%s and %s agree on the hash, yet SnapshotDifference = %q, %v", c.Nodes[0].ID, n.ID, d, err)
+				}
+			}
+			return nil
+		})
 	})
 }
 
