@@ -72,7 +72,15 @@ func runProcess(t *testing.T, p chaos.Plan, serverArgs ...string) *chaos.Report 
 		p.ReportDir = filepath.Join(t.TempDir(), "report")
 	}
 	p.Logf = t.Logf
-	target := chaos.StartProcessTarget(t, e2e.Options{ExtraArgs: serverArgs})
+	var target *chaos.ProcessTarget
+	// Registered here, it runs after the processes are killed and before
+	// the temporary directories go.
+	t.Cleanup(func() {
+		if t.Failed() && target != nil {
+			keepEvidence(t, p.ReportDir, target.C.LogPaths())
+		}
+	})
+	target = chaos.StartProcessTarget(t, e2e.Options{ExtraArgs: serverArgs})
 	rep, err := chaos.Run(target, p)
 	if err != nil {
 		t.Fatal(err)
@@ -91,4 +99,32 @@ func runProcess(t *testing.T, p chaos.Plan, serverArgs ...string) *chaos.Report 
 		t.Errorf("the workload did nothing: %d submissions, %d reads", rep.Submitted, rep.Reads)
 	}
 	return rep
+}
+
+// keepEvidence copies a failed run's report and every process's log into a
+// directory that outlives the test (under TDF_E2E_LOG_DIR if set, else
+// the system's temporary directory), so that a rare failure can be read
+// after CI cleaned up.
+func keepEvidence(t *testing.T, reportDir string, logs []string) {
+	dir, err := os.MkdirTemp(os.Getenv("TDF_E2E_LOG_DIR"), "tdf-chaos-failed-")
+	if err != nil {
+		t.Logf("cannot keep the report and logs: %v", err)
+		return
+	}
+	files := logs
+	if ents, err := os.ReadDir(reportDir); err == nil {
+		for _, e := range ents {
+			files = append(files, filepath.Join(reportDir, e.Name()))
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644)
+		}
+		if err != nil {
+			t.Logf("keeping %s: %v", f, err)
+		}
+	}
+	t.Logf("kept the report and the processes' logs of this failed run in %s", dir)
 }
