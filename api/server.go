@@ -78,6 +78,9 @@ type Config struct {
 	// Placement, if set, refuses a submission whose VM size or location
 	// the cloud cannot serve (placement.go).
 	Placement PlacementCheck
+	// Pricing, if set, prices nodes (cost.go): GET /v1/nodes and
+	// /v1/costs show hourly and accrued costs, /metrics the fleet's.
+	Pricing Pricing
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -154,6 +157,7 @@ func New(cfg Config) (*Server, error) {
 		s.ipLimit = newRateLimiter(cfg.IPRateLimit, cfg.RateBurst)
 	}
 	s.engine = s.routes()
+	s.registerCostMetricsOn(cfg.Metrics)
 	return s, nil
 }
 
@@ -199,6 +203,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/nodes/:id", s.getNode)
+	v1.GET("/costs", s.fleetCost)
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
 	v1.POST("/session", s.createSession)

@@ -155,6 +155,7 @@ func runServer(ctx context.Context, args []string) error {
 		cfg.Pipeline.Cloud = provider
 		// Sizes and locations the cloud cannot serve are refused at submit.
 		cfg.API.Placement = cfg.Pipeline.CheckPlacement
+		cfg.API.Pricing = cfg.Pipeline.HourlyPrice
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
 	kr, krPath, err := loadNodeKeyring(*keyringFile, cfg.Cluster.DataDir)
