@@ -42,7 +42,11 @@ const (
 	CodeForbidden       = "forbidden"
 	CodeRateLimited     = "rate_limited"
 	CodeHeaderTooLarge  = "header_too_large"
+	CodeDiskFailed      = "disk_unavailable"
 )
+
+// msgDiskFailed is every client's answer while a node cannot write its log.
+const msgDiskFailed = "this node cannot write to its disk; retry with the same Idempotency-Key (another node takes over as leader)"
 
 func abortError(c *gin.Context, status int, code, msg string) {
 	if status == http.StatusServiceUnavailable {
@@ -66,9 +70,17 @@ func abortErr(c *gin.Context, err error) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrUnknownOutcome):
 		abortError(c, http.StatusServiceUnavailable, CodeNoLeader, "no leader is available; retry with the same Idempotency-Key")
+	case errors.Is(err, cluster.ErrDiskFailed):
+		// The store's error names the data dir: logged, never sent.
+		_ = c.Error(err)
+		abortError(c, http.StatusServiceUnavailable, CodeDiskFailed, msgDiskFailed)
 	case errors.Is(err, cluster.ErrShutdown), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		abortError(c, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
 	default:
-		abortError(c, http.StatusInternalServerError, CodeInternal, err.Error())
+		// An unexpected error may carry server paths (a store's error names
+		// its file): the client gets a generic message, the log the error
+		// (Server.common logs c.Errors of every 5xx answer).
+		_ = c.Error(err)
+		abortError(c, http.StatusInternalServerError, CodeInternal, "internal error; the node's log has the details")
 	}
 }

@@ -68,6 +68,9 @@ func (s *Server) hold(c *gin.Context) time.Duration {
 // readable lets a read run locally, or, with ?consistent=true, on the
 // leader after it has confirmed leadership.
 func (s *Server) readable(c *gin.Context) {
+	if !s.servesReads(c) {
+		return
+	}
 	v := c.Query("consistent")
 	if v == "" {
 		c.Next()

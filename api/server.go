@@ -78,9 +78,6 @@ type Config struct {
 	// Placement, if set, refuses a submission whose VM size or location
 	// the cloud cannot serve (placement.go).
 	Placement PlacementCheck
-	// Pricing, if set, prices nodes (cost.go): GET /v1/nodes and
-	// /v1/costs show hourly and accrued costs, /metrics the fleet's.
-	Pricing Pricing
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -157,7 +154,6 @@ func New(cfg Config) (*Server, error) {
 		s.ipLimit = newRateLimiter(cfg.IPRateLimit, cfg.RateBurst)
 	}
 	s.engine = s.routes()
-	s.registerCostMetricsOn(cfg.Metrics)
 	return s, nil
 }
 
@@ -203,7 +199,6 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/nodes/:id", s.getNode)
-	v1.GET("/costs", s.fleetCost)
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
 	v1.POST("/session", s.createSession)
@@ -234,6 +229,9 @@ func (s *Server) common(c *gin.Context) {
 		c.Request = c.Request.WithContext(ctx)
 	}
 	c.Next()
+	if err := c.Errors.Last(); err != nil && c.Writer.Status() >= 500 {
+		s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(), "error", err.Err)
+	}
 }
 
 // recoverJSON turns a handler panic into a JSON 500 instead of a dropped
@@ -249,12 +247,25 @@ func (s *Server) recoverJSON(c *gin.Context) {
 }
 
 func (s *Server) healthz(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "node": s.cfg.Node.ID()})
+	disk, known := s.diskStatus()
+	if known && !disk.OK {
+		abortError(c, http.StatusServiceUnavailable, CodeDiskFailed, msgDiskFailed)
+		return
+	}
+	body := gin.H{"status": "ok", "node": s.cfg.Node.ID()}
+	if known && disk.Warning != "" {
+		body["warning"] = disk.Warning
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 // readyz is ready when the node knows a leader (and, on the leader, once
 // it has applied every earlier entry).
 func (s *Server) readyz(c *gin.Context) {
+	if disk, known := s.diskStatus(); known && !disk.OK {
+		abortError(c, http.StatusServiceUnavailable, CodeDiskFailed, msgDiskFailed)
+		return
+	}
 	id, _ := s.cfg.Node.Leader()
 	if id == "" {
 		abortError(c, http.StatusServiceUnavailable, CodeNoLeader, "no leader known")

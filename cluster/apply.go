@@ -50,6 +50,10 @@ func (n *Node) ApplyBytes(ctx context.Context, data []byte) (*fsm.Result, error)
 			return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, ErrShutdown
+		case errors.Is(err, ErrDiskFailed):
+			// The leader's own log write failed before the entry went
+			// anywhere: nothing was appended (it steps down; retry there).
+			return nil, ErrDiskFailed
 		case errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
 			// Not appended: safe to retry as is.
 		default:

@@ -70,6 +70,15 @@ type Config struct {
 	// by default; never for production.
 	FaultInjection bool
 
+	// DiskProbeInterval is how often the node test-writes its stable store
+	// and reads the free space of its data dir (disk.go); default 1 s.
+	DiskProbeInterval time.Duration
+	// DiskWarnFreeBytes: below this much free space under the data dir the
+	// node warns (log, /healthz, metrics) before writes fail; 0: never.
+	DiskWarnFreeBytes uint64
+	// DiskFaults, if set, makes disk writes fail on demand (tests).
+	DiskFaults *DiskFaults
+
 	// OnApply, if set, is told how long each committed Apply took (metrics).
 	OnApply func(time.Duration)
 
@@ -90,6 +99,8 @@ func DefaultConfig() Config {
 		ApplyTimeout:       10 * time.Second,
 		DeadServerAfter:    5 * time.Minute,
 		MinQuorum:          3,
+		DiskProbeInterval:  time.Second,
+		DiskWarnFreeBytes:  1 << 30,
 	}
 }
 

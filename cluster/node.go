@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,8 @@ type Node struct {
 	knownMembers map[string]bool
 	// fatal carries the error that keeps this node out of every cluster.
 	fatal chan error
+	// disk records write failures and free space (disk.go).
+	disk *diskHealth
 	// bootstrapWait says what a node without state waits for.
 	bootstrapWait atomic.Value
 	// Group commit (batch.go), started by the first Batched call.
@@ -80,7 +83,12 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{}), leaderCtl: make(chan leaderCtlReq), fatal: make(chan error, 1)}
+	if cfg.DiskProbeInterval <= 0 {
+		cfg.DiskProbeInterval = time.Second
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{}), leaderCtl: make(chan leaderCtlReq), fatal: make(chan error, 1),
+		disk: &diskHealth{}}
+	n.disk.onChange = n.diskChanged
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
 		return nil, err
@@ -99,10 +107,12 @@ func (n *Node) openRaft() error {
 	}
 	n.store, n.stable = store, store
 	n.clusterID, n.knownMembers = readClusterID(store), readMembers(store)
-	logs, err := raft.NewLogCache(1024, store)
+	cache, err := raft.NewLogCache(1024, store)
 	if err != nil {
 		return err
 	}
+	// Outside the cache, whose errors do not wrap the store's.
+	logs := &diskLog{LogStore: cache, health: n.disk, faults: n.cfg.DiskFaults, path: filepath.Join(n.cfg.DataDir, "raft.db")}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, n.cfg.Logger.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
@@ -126,7 +136,7 @@ func (n *Node) openRaft() error {
 	}
 	rc := n.cfg.raftConfig()
 	rc.NoSnapshotRestoreOnStart = restored // verifyData restored raft's newest snapshot
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.transport)
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, gateTransport(n.transport, n.disk))
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -200,6 +210,7 @@ func (n *Node) Start() {
 	n.goFunc(n.registerSelf)
 	n.goFunc(n.countLeaderChanges)
 	n.goFunc(n.learnClusterID)
+	n.goFunc(n.watchDisk)
 }
 
 // countLeaderChanges counts the leader changes this node observes. The

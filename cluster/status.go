@@ -29,6 +29,8 @@ type Status struct {
 	AppliedIndex uint64         `json:"applied_index"`
 	LastIndex    uint64         `json:"last_index"`
 	Members      []MemberStatus `json:"members"`
+	// Disk is this node's data dir disk (disk.go).
+	Disk DiskStatus `json:"disk"`
 }
 
 // Status reports this node's view of the cluster, merging the raft
@@ -46,6 +48,7 @@ func (n *Node) Status() Status {
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.AppliedIndex(),
 		LastIndex:    n.raft.LastIndex(),
+		Disk:         n.DiskStatus(),
 	}
 	seen := map[string]bool{}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {

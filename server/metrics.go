@@ -78,6 +78,7 @@ func (m *metrics) registerState(s *Server) {
 		counter("tdf_node_alarms_total", "Node expiries and server deletion attempts.", func() float64 { return float64(st.NodeAlarms.Load()) }),
 		&stateCollector{fsm: s.FSM},
 	)
+	m.registerDisk(s)
 }
 
 // stateCollector reports tasks and nodes by status from the local FSM.

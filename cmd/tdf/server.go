@@ -43,6 +43,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&cc.ApplyTimeout, "apply-timeout", cc.ApplyTimeout, "longest wait to enqueue one raft apply")
 	fs.DurationVar(&cc.DeadServerAfter, "dead-server-cleanup", cc.DeadServerAfter, "the leader removes a voter unreachable this long, if --min-quorum healthy voters remain (0: never)")
 	fs.IntVar(&cc.MinQuorum, "min-quorum", cc.MinQuorum, "healthy voters dead-server cleanup must leave; with 3, a dead server of a 3-node cluster goes only once a replacement joined")
+	fs.DurationVar(&cc.DiskProbeInterval, "disk-probe-interval", cc.DiskProbeInterval, "how often the node test-writes its data dir and reads its free space; a failed write makes it not ready and keeps it from leading until a write succeeds")
+	fs.Uint64Var(&cc.DiskWarnFreeBytes, "disk-warn-free-bytes", cc.DiskWarnFreeBytes, "warn (log, /healthz, tdf_disk_low_space) when the data dir's filesystem has less free space than this (0: never)")
 	fs.DurationVar(&ac.HoldTimeout, "hold-timeout", ac.HoldTimeout, "how long a write waits for a leader before 503")
 	fs.DurationVar(&ac.CallbackHoldTimeout, "callback-hold-timeout", ac.CallbackHoldTimeout, "how long an agent's callback waits for a leader before 503 (agents send some callbacks once and wait 30s)")
 	fs.Int64Var(&ac.MaxBodyBytes, "max-body-bytes", ac.MaxBodyBytes, "largest accepted request body")
@@ -155,7 +157,6 @@ func runServer(ctx context.Context, args []string) error {
 		cfg.Pipeline.Cloud = provider
 		// Sizes and locations the cloud cannot serve are refused at submit.
 		cfg.API.Placement = cfg.Pipeline.CheckPlacement
-		cfg.API.Pricing = cfg.Pipeline.HourlyPrice
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
 	kr, krPath, err := loadNodeKeyring(*keyringFile, cfg.Cluster.DataDir)
