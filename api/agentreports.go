@@ -220,7 +220,7 @@ func (s *Server) taskMessages(c *gin.Context) {
 	}
 	f := s.cfg.Node.FSM()
 	t, found := f.Task(id)
-	if !found || !mayAccessTask(c, t.Owner) {
+	if !found || !mayAccessTask(c, t.Owner, t.ProjectID) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
 		return
 	}
@@ -246,7 +246,7 @@ func (s *Server) getNode(c *gin.Context) {
 	}
 	f := s.cfg.Node.FSM()
 	n, ok := f.Node(id)
-	if !ok {
+	if owner := nodeOwnerFilter(c); !ok || (owner != "" && n.UserID != owner) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "node "+id+" not found")
 		return
 	}

@@ -243,6 +243,9 @@ var userRoutes = map[string]bool{
 	"GET /v1/events":                true,
 	"POST /v1/session":              true,
 	"GET /v1/whoami":                true,
+	// Only the caller's own nodes (ops.go, agentreports.go).
+	"GET /v1/nodes":     true,
+	"GET /v1/nodes/:id": true,
 }
 
 var openRoutes = map[string]bool{
@@ -389,11 +392,12 @@ func ownerFilter(c *gin.Context) string {
 	return ""
 }
 
-// mayAccessTask reports whether the caller may see the task; another
-// user's task is answered as not found, so its existence does not leak.
-func mayAccessTask(c *gin.Context, owner string) bool {
+// mayAccessTask reports whether the caller may see the task of owner in
+// project; another user's task, or one outside the token's projects, is
+// answered as not found, so its existence does not leak.
+func mayAccessTask(c *gin.Context, owner, project string) bool {
 	o := ownerFilter(c)
-	return o == "" || o == owner
+	return (o == "" || o == owner) && mayReadProject(c, project)
 }
 
 // whoami answers the caller's identity (the dashboard's login check).

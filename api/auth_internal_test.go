@@ -135,8 +135,8 @@ func TestRouteAccess(t *testing.T) {
 		{"POST", "/v1/nodes/:id/ready", accessOpen}, {"POST", "/api/workspaces/:id/messages", accessOpen},
 		{"POST", "/v1/tasks/:id/status", accessOpen},
 		{"POST", "/v1/tasks", accessUser}, {"GET", "/v1/events", accessUser},
-		{"GET", "/v1/tasks/:id/messages", accessUser}, {"GET", "/v1/nodes/:id", accessAdmin},
-		{"GET", "/v1/cluster", accessAdmin}, {"GET", "/v1/nodes", accessAdmin}, {"GET", "/metrics", accessAdmin},
+		{"GET", "/v1/tasks/:id/messages", accessUser}, {"GET", "/v1/nodes/:id", accessUser},
+		{"GET", "/v1/cluster", accessAdmin}, {"GET", "/v1/nodes", accessUser}, {"GET", "/metrics", accessAdmin},
 		{"POST", "/v1/cluster/join", accessAdmin}, {"GET", "/v1/some/new/endpoint", accessAdmin},
 	} {
 		if got := routeAccess(tc.method, tc.route); got != tc.want {

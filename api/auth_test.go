@@ -75,7 +75,7 @@ func TestAuthUserIsolation(t *testing.T) {
 	f := followers[0]
 
 	// Submitted through a follower: forwarded to the leader.
-	r := c.Do(f, http.MethodPost, "/v1/tasks", body("u1", "alice's"), bearerKey(aliceToken, "k1"))
+	r := c.Do(f, http.MethodPost, "/v1/tasks", body("alice", "alice's"), bearerKey(aliceToken, "k1"))
 	if r.Status != http.StatusAccepted {
 		t.Fatalf("alice submit = %d %s", r.Status, r.Body)
 	}
@@ -84,7 +84,7 @@ func TestAuthUserIsolation(t *testing.T) {
 		t.Fatalf("owner = %q, want alice", aliceTask.Owner)
 	}
 	// Bob reuses alice's idempotency key: his own task, not a replay of hers.
-	r = c.Do(leader, http.MethodPost, "/v1/tasks", body("u2", "bob's"), bearerKey(bobToken, "k1"))
+	r = c.Do(leader, http.MethodPost, "/v1/tasks", body("bob", "bob's"), bearerKey(bobToken, "k1"))
 	if r.Status != http.StatusAccepted || r.Header.Get("Idempotent-Replayed") != "" {
 		t.Fatalf("bob submit with alice's key = %d %s (replayed %q)", r.Status, r.Body, r.Header.Get("Idempotent-Replayed"))
 	}
@@ -107,7 +107,7 @@ func TestAuthUserIsolation(t *testing.T) {
 		if has(ids, aliceTask.ID) || !has(ids, bobTask.ID) {
 			t.Fatalf("bob's list on %s = %v, want only his %s", n.ID, ids, bobTask.ID)
 		}
-		ids = listIDs(t, c.Do(n, http.MethodGet, "/v1/tasks?user_id=u1", nil, bearer(bobToken)))
+		ids = listIDs(t, c.Do(n, http.MethodGet, "/v1/tasks?user_id=alice", nil, bearer(bobToken)))
 		if len(ids) != 0 {
 			t.Fatalf("bob filtering by alice's user_id on %s sees %v", n.ID, ids)
 		}
@@ -141,7 +141,7 @@ func TestAuthUserIsolation(t *testing.T) {
 		checkError(t, "no token", c.Do(n, http.MethodGet, "/v1/tasks", nil, nil), 401, api.CodeUnauthorized, "API token")
 		checkError(t, "wrong token", c.Do(n, http.MethodGet, "/v1/tasks", nil, bearer("not-a-token-at-all-00")), 401, api.CodeUnauthorized, "API token")
 		checkError(t, "not bearer", c.Do(n, http.MethodGet, "/v1/tasks", nil, map[string]string{"Authorization": "Basic " + aliceToken}), 401, api.CodeUnauthorized, "API token")
-		for _, path := range []string{"/v1/cluster", "/v1/cluster/state-hash", "/v1/nodes", "/v1/errors", "/metrics"} {
+		for _, path := range []string{"/v1/cluster", "/v1/cluster/state-hash", "/v1/errors", "/metrics"} {
 			checkError(t, "user on "+path, c.Do(n, http.MethodGet, path, nil, bearer(aliceToken)), 403, api.CodeForbidden, "admin token")
 			if r := c.Do(n, http.MethodGet, path, nil, bearer(adminToken)); r.Status != http.StatusOK {
 				t.Errorf("admin on %s = %d %s", path, r.Status, r.Body)
@@ -204,8 +204,8 @@ func TestAuthEventStream(t *testing.T) {
 	}
 	// Alice's task first, then bob's: the stream is in log order, so by
 	// the time bob's arrives alice's would have been sent.
-	alice := decodeTask(t, c.Do(n, http.MethodPost, "/v1/tasks", body("u1", "alice's"), bearer(aliceToken)))
-	bob := decodeTask(t, c.Do(n, http.MethodPost, "/v1/tasks", body("u2", "bob's"), bearer(bobToken)))
+	alice := decodeTask(t, c.Do(n, http.MethodPost, "/v1/tasks", body("alice", "alice's"), bearer(aliceToken)))
+	bob := decodeTask(t, c.Do(n, http.MethodPost, "/v1/tasks", body("bob", "bob's"), bearer(bobToken)))
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)

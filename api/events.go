@@ -146,7 +146,7 @@ func (s *Server) events(c *gin.Context) {
 	} else {
 		idx, pos = s.cfg.Node.FSM().AppliedIndex(), 1<<30
 	}
-	owner := ownerFilter(c)
+	visible := eventVisible(c)
 	// The stream lives as long as its client: lift the server's read and
 	// write timeouts for this connection (they bound every other request;
 	// the server cancels streams itself when it shuts down).
@@ -175,8 +175,8 @@ func (s *Server) events(c *gin.Context) {
 			if taskID != "" && (e.Task == nil || e.Task.ID != taskID) {
 				continue
 			}
-			// A user follows only its own tasks; nodes are cluster state.
-			if owner != "" && (e.Task == nil || e.Task.Owner != owner) {
+			// A user follows only its own tasks and nodes (tenancy.go).
+			if !visible(&e) {
 				continue
 			}
 			b, _ := json.Marshal(e)

@@ -24,7 +24,7 @@ func (s *Server) idleReset(c *gin.Context) {
 	if body := c.MustGet(ctxBody).([]byte); len(body) > 0 && !s.decode(c, &req) {
 		return
 	}
-	if !s.ownTask(c, id) {
+	if !s.ownTask(c, id) || !actsAs(c, "user_id", req.UserID) {
 		return
 	}
 	if req.UserID == "" {
@@ -54,10 +54,17 @@ func (s *Server) listNodes(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
+	user := c.Query("user_id")
+	if owner := nodeOwnerFilter(c); owner != "" {
+		if !actsAs(c, "user_id", user) {
+			return
+		}
+		user = owner
+	}
 	f := s.cfg.Node.FSM()
 	settings, now := f.Settings(), s.now()
 	out := []NodeView{}
-	for _, n := range f.Nodes(status, c.Query("user_id")) {
+	for _, n := range f.Nodes(status, user) {
 		out = append(out, NodeView{Node: n, Health: n.HealthAt(now, settings)})
 	}
 	c.JSON(http.StatusOK, gin.H{"nodes": out})

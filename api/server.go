@@ -72,6 +72,10 @@ type Config struct {
 	// IPRateLimit limits each client IP the same way while authentication
 	// is off (0: no limit).
 	IPRateLimit float64
+	// MaxActiveTasksPerUser and MaxActiveTasksPerProject bound the tasks
+	// one user, and one project, run at once (0: no bound); a submission
+	// past one is 429 quota_exceeded (tenancy.go).
+	MaxActiveTasksPerUser, MaxActiveTasksPerProject int
 	// Keyring seals and opens credentials (credentials.go); nil refuses
 	// them with 503 no_keyring.
 	Keyring *keyring.Keyring

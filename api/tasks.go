@@ -129,6 +129,11 @@ func (s *Server) submitTask(c *gin.Context) {
 	if !s.checkPlacement(c, &req) {
 		return
 	}
+	unlock, ok := s.checkTenant(c, req.UserID, req.ProjectID)
+	if !ok {
+		return
+	}
+	defer unlock()
 	now := s.now()
 	owner := ""
 	requestID := c.GetHeader("Idempotency-Key")
@@ -179,7 +184,7 @@ func (s *Server) cancelTask(c *gin.Context) {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
 		return
 	}
-	if !s.ownTask(c, id) {
+	if !s.ownTask(c, id) || !actsAs(c, "user_id", req.UserID) {
 		return
 	}
 	if req.UserID == "" {
@@ -202,7 +207,7 @@ func (s *Server) getTask(c *gin.Context) {
 		return
 	}
 	t, found := s.cfg.Node.FSM().Task(id)
-	if !found || !mayAccessTask(c, t.Owner) {
+	if !found || !mayAccessTask(c, t.Owner, t.ProjectID) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
 		return
 	}
@@ -228,7 +233,7 @@ func (s *Server) listTasks(c *gin.Context) {
 		return
 	}
 	flt.UserID, flt.After, flt.Limit = c.Query("user_id"), c.Query("cursor"), defaultListLimit
-	flt.Owner = ownerFilter(c)
+	flt.Owner, flt.Projects = ownerFilter(c), projectFilter(c)
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {
@@ -263,7 +268,7 @@ func (s *Server) ownTask(c *gin.Context, id string) bool {
 		return true
 	}
 	t, found := s.cfg.Node.FSM().Task(id)
-	if !found || !mayAccessTask(c, t.Owner) {
+	if !found || !mayAccessTask(c, t.Owner, t.ProjectID) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
 		return false
 	}

@@ -1,6 +1,9 @@
 package fsm
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Read accessors. They take the read lock only long enough to find records;
 // the records themselves are immutable and may be used after it is released.
@@ -36,6 +39,8 @@ type TaskFilter struct {
 	UserID string
 	// Owner, if set, keeps only the tasks of this API token subject.
 	Owner string
+	// Projects, if any, keeps only the tasks of these projects.
+	Projects []string
 	// After is a cursor: only tasks whose id sorts after it are listed.
 	After string
 	// Limit caps the page; 0 means no cap.
@@ -62,7 +67,7 @@ func (f *FSM) listStored(flt TaskFilter) (page []*Task, next string) {
 			return true
 		}
 		if (flt.Status != "" && t.Status != flt.Status) || (flt.UserID != "" && t.UserID != flt.UserID) ||
-			(flt.Owner != "" && t.Owner != flt.Owner) {
+			(flt.Owner != "" && t.Owner != flt.Owner) || (len(flt.Projects) > 0 && !slices.Contains(flt.Projects, t.ProjectID)) {
 			return true
 		}
 		if flt.Limit > 0 && len(page) == flt.Limit {

@@ -57,6 +57,8 @@ func (o *securityOptions) bind(fs *flag.FlagSet, cfg *server.Config) {
 	fs.Float64Var(&ac.RateLimit, "rate-limit", 50, "requests per second each API token may make to this node (0: unlimited)")
 	fs.IntVar(&ac.RateBurst, "rate-burst", 100, "token bucket size of the rate limits")
 	fs.Float64Var(&ac.IPRateLimit, "ip-rate-limit", 0, "requests per second each client IP may make while authentication is off (0: unlimited)")
+	fs.IntVar(&ac.MaxActiveTasksPerUser, "max-active-tasks-per-user", 0, "tasks one user may run at once; a submission past it is 429 quota_exceeded (0: no bound)")
+	fs.IntVar(&ac.MaxActiveTasksPerProject, "max-active-tasks-per-project", 0, "tasks one project may run at once; a submission past it is 429 quota_exceeded (0: no bound)")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate: serve the API over HTTPS (with --tls-key)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&o.caFile, "ca-file", "", "cluster CA (PEM): verifies raft peers, and is trusted when forwarding to or joining through an HTTPS member")
