@@ -175,6 +175,7 @@ var commands = map[CommandType]func() Command{
 	CmdSetControlPlane:    func() Command { return &SetControlPlane{} },
 	CmdSetClusterID:       func() Command { return &SetClusterID{} },
 	CmdRecordMessages:     func() Command { return &RecordMessages{} },
+	CmdReconcileRun:       func() Command { return &ReconcileRun{} },
 	CmdNodeAdmin:          func() Command { return &NodeAdmin{} }, // node cordon / drain / destroy
 }
 

@@ -247,6 +247,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applyAddSigningKey(c, res)
 	case SetControlPlane:
 		f.applySetControlPlane(c, res)
+	case ReconcileRun:
+		f.applyReconcileRun(c, res)
 	case SetClusterID:
 		f.applySetClusterID(c, res)
 	case SetCredential:

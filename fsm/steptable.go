@@ -97,6 +97,12 @@ type StepSpec struct {
 	// Adopted: a task imported at this step is adopted (reality is looked
 	// at first) rather than entered at it.
 	Adopted bool
+	// Reconciled: while a task is at this step the leader asks the agent
+	// what became of its run (ReconcileRun): a finished run completes the
+	// step as its callback would; a lost one fails the task or, with
+	// LostCompletes (the run's work is done), completes it.
+	Reconciled    bool
+	LostCompletes bool
 }
 
 // table is the step table, execution steps first in pipeline order; set in
@@ -126,10 +132,10 @@ func init() {
 		{Step: StepRunning, Label: "Running", Kind: KindWaiting, Execution: true, Adopted: true,
 			Timeout:     func(p Policy) time.Duration { return p.MaxExecution },
 			Enter:       (*FSM).enterRunning,
-			CompletedBy: CallbackRunFinished, ExpiredError: "max execution time exceeded"},
+			CompletedBy: CallbackRunFinished, ExpiredError: "max execution time exceeded", Reconciled: true},
 		{Step: StepAwaitingFollowup, Label: "Awaiting follow-up", Kind: KindWaiting, Execution: true, Adopted: true,
 			Timeout:          func(p Policy) time.Duration { return p.IdleTimeout },
-			ExpiredCompletes: true},
+			ExpiredCompletes: true, Reconciled: true, LostCompletes: true},
 		{Step: StepCleanup, Label: "Cleanup", Kind: KindEffect, Result: (*FSM).cleanupResult},
 		{Step: StepAdopt, Label: "Adoption", Kind: KindEffect, Result: (*FSM).adoptResult},
 	}

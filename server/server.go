@@ -47,6 +47,11 @@ type Config struct {
 	// often it looks, and how old an unowned server must be to be deleted.
 	ReconcileInterval time.Duration
 	ReconcileGrace    time.Duration
+	// RunReconcileInterval is how often the leader asks the agents what
+	// became of their runs (0: never); RunFinishGrace is how long a
+	// finished prompt's own status callback is waited for first.
+	RunReconcileInterval time.Duration
+	RunFinishGrace       time.Duration
 	// Registry collects the node's metrics (a fresh one if nil); pass the
 	// one the cloud provider registered with to see its metrics too.
 	Registry *prometheus.Registry
@@ -218,6 +223,9 @@ func Start(cfg Config) (*Server, error) {
 		rec := &pipeline.Reconciler{Config: *pc, Apply: s.Node.Apply, Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
 			Now: time.Now, Logger: cfg.Logger.Named("reconciler")}
 		s.Node.OnLeader(rec.Run)
+		runs := &pipeline.RunReconciler{Config: *pc, Apply: s.Node.Apply, Leader: cc.NodeID, Interval: cfg.RunReconcileInterval,
+			FinishGrace: cfg.RunFinishGrace, Logger: cfg.Logger.Named("runs")}
+		s.Node.OnLeader(runs.Run)
 	}
 	// The runner's commits go through group commit (cluster/batch.go).
 	s.Runner = steps.New(rc, s.FSM, s.Node.Batched(), handlers)

@@ -431,3 +431,33 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// PromptReceipt asks GET /workspaces/{id}/agent-sessions/{sid}/prompt-receipts/{deliveryId}:
+// what became of the prompt a start (or prompt) with that deliveryId
+// delivered. The agent keeps receipts durably; an unknown delivery answers
+// 404 with state not_found, returned here as a receipt, not an error.
+func (c *Client) PromptReceipt(ctx context.Context, base, nodeID, userID, workspaceID, sessionID, deliveryID string) (PromptReceipt, error) {
+	for what, v := range map[string]string{"node id": nodeID, "workspace id": workspaceID, "session id": sessionID, "delivery id": deliveryID} {
+		if err := required(what, v); err != nil {
+			return PromptReceipt{}, err
+		}
+	}
+	ans, err := c.do(ctx, request{
+		method: http.MethodGet,
+		base:   base,
+		path: "/workspaces/" + url.PathEscape(workspaceID) + "/agent-sessions/" + url.PathEscape(sessionID) +
+			"/prompt-receipts/" + url.PathEscape(deliveryID),
+		nodeID: nodeID, workspaceID: workspaceID, userID: userID, auth: true,
+		ok: statuses(http.StatusOK, http.StatusNotFound),
+	})
+	if err != nil {
+		return PromptReceipt{}, err
+	}
+	out := PromptReceipt{DeliveryID: deliveryID, State: ReceiptNotFound}
+	if ans.status == http.StatusOK {
+		if err := ans.decode(&out); err != nil {
+			return PromptReceipt{}, err
+		}
+	}
+	return out, nil
+}

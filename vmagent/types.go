@@ -157,3 +157,25 @@ type ErrorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message,omitempty"`
 }
+
+// PromptReceipt is the agent's durable record of one prompt delivery.
+type PromptReceipt struct {
+	DeliveryID      string `json:"deliveryId"`
+	State           string `json:"state"`
+	RuntimeIdentity string `json:"runtimeIdentity,omitempty"`
+	// AcceptedAt and CompletedAt are Unix milliseconds.
+	AcceptedAt  *int64 `json:"acceptedAt"`
+	CompletedAt *int64 `json:"completedAt"`
+}
+
+// Prompt receipt states. Accepted and in flight: the prompt runs (or is
+// about to); completed: it ended, well or not (the agent's task-status
+// callback says which); ambiguous: the agent restarted while it ran, so it
+// was cut off and is never replayed; not found: the agent has no record.
+const (
+	ReceiptAccepted  = "accepted"
+	ReceiptInFlight  = "in_flight"
+	ReceiptCompleted = "completed"
+	ReceiptAmbiguous = "ambiguous"
+	ReceiptNotFound  = "not_found"
+)

@@ -79,6 +79,8 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, logOpts *logOptions, boot
 	fs.DurationVar(&cfg.ErrorRetention, "error-retention", cfg.ErrorRetention, "error records older than this are purged (besides the 10,000-record bound)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "how often the leader looks for leaked servers")
 	fs.DurationVar(&cfg.ReconcileGrace, "reconcile-grace", cfg.ReconcileGrace, "a server no node owns is deleted once it is this old")
+	fs.DurationVar(&cfg.RunReconcileInterval, "run-reconcile-interval", cfg.RunReconcileInterval, "how often the leader asks each running task's agent what became of its run, so a lost status callback costs this long (0: never)")
+	fs.DurationVar(&cfg.RunFinishGrace, "run-finish-grace", cfg.RunFinishGrace, "how long a finished prompt's own status callback is waited for before the run reconcile reports it")
 	fs.DurationVar(&st.NodeWarmTimeout, "node-warm-timeout", st.NodeWarmTimeout, "a warm node nobody claims is destroyed after this long")
 	fs.DurationVar(&st.MaxNodeLifetime, "max-node-lifetime", st.MaxNodeLifetime, "an auto-provisioned node is destroyed after this long regardless")
 	fs.IntVar(&st.MaxNodesPerUser, "max-nodes-per-user", st.MaxNodesPerUser, "node_provisioning fails with LIMIT_EXCEEDED at this many nodes")
@@ -113,7 +115,7 @@ func defaultServerConfig() server.Config {
 	pc := pipeline.DefaultConfig()
 	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig(),
 		Pipeline: &pc, Settings: fsm.DefaultSettings(), AgentTimeout: 30 * time.Second,
-		ReconcileInterval: 5 * time.Minute, ReconcileGrace: 10 * time.Minute, KeyRotation: 24 * time.Hour, ErrorRetention: 7 * 24 * time.Hour}
+		ReconcileInterval: 5 * time.Minute, ReconcileGrace: 10 * time.Minute, RunReconcileInterval: time.Minute, RunFinishGrace: 45 * time.Second, KeyRotation: 24 * time.Hour, ErrorRetention: 7 * 24 * time.Hour}
 }
 
 func runServer(ctx context.Context, args []string) error {
@@ -157,6 +159,7 @@ func runServer(ctx context.Context, args []string) error {
 		cfg.Pipeline.Cloud = provider
 		// Sizes and locations the cloud cannot serve are refused at submit.
 		cfg.API.Placement = cfg.Pipeline.CheckPlacement
+		cfg.API.Pricing = cfg.Pipeline.HourlyPrice
 	}
 	cfg.Logger = logOpts.logger("tdf").With("node", cfg.Cluster.NodeID)
 	kr, krPath, err := loadNodeKeyring(*keyringFile, cfg.Cluster.DataDir)

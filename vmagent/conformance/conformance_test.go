@@ -96,6 +96,7 @@ func (c *contract) run(t *testing.T) {
 		{"session start with a deliveryId", running, c.startSession},
 		{"agent session existence, as adoption asks", running, c.sessionExistence},
 		{"task status callback of a completed prompt", running, c.taskDone},
+		{"prompt receipts, as the run reconcile asks", running, c.promptReceipts},
 		{"task status callback of a failed prompt", running, c.taskFailed},
 		{"session stop", running, c.stopSession},
 		{"workspace stop twice", running, c.stopWorkspace},

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/tdf-project/tdf/vmagent"
 )
@@ -60,4 +61,33 @@ func (c *contract) sessionExistence(t *testing.T) {
 		t.Errorf("probe repeated = %+v, %v; want the session %+v", again, err, first)
 	}
 	c.last(t, http.StatusCreated)
+}
+
+// promptReceipts: what the leader's run reconcile relies on to learn that a
+// prompt ended when its status callback was lost. The receipt of the
+// completed start (delivery d-1) says completed, with both times, to a
+// management token; a delivery the agent never saw answers 404 not_found.
+func (c *contract) promptReceipts(t *testing.T) {
+	var rc vmagent.PromptReceipt
+	deadline := time.Now().Add(c.a.Timeout)
+	for {
+		var err error
+		rc, err = c.cl.PromptReceipt(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, session1, "d-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rc.State == vmagent.ReceiptCompleted || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.last(t, http.StatusOK)
+	if rc.State != vmagent.ReceiptCompleted || rc.DeliveryID != "d-1" || rc.AcceptedAt == nil || rc.CompletedAt == nil || *rc.CompletedAt < *rc.AcceptedAt {
+		t.Errorf("receipt of the completed prompt = %+v, want completed with its times", rc)
+	}
+	rc, err := c.cl.PromptReceipt(c.ctx, c.a.Base, c.a.NodeID, user, mainWS, session1, "d-never")
+	if err != nil || rc.State != vmagent.ReceiptNotFound {
+		t.Errorf("receipt of an unknown delivery = %+v, %v; want not_found", rc, err)
+	}
+	c.last(t, http.StatusNotFound)
 }

@@ -79,6 +79,9 @@ type session struct {
 	stopRun context.CancelFunc
 	// deliveries maps a start's deliveryId to its prompt fingerprint.
 	deliveries map[string]string
+	// receipts holds each delivery's receipt state (vmagent.Receipt*): in
+	// flight from its start, completed when the run it joined ends.
+	receipts map[string]*vmagent.PromptReceipt
 }
 
 type idemKey struct{ workspaceID, key string }

@@ -32,6 +32,7 @@ func (a *Agent) Handler() http.Handler {
 	slow("POST /workspaces/{workspaceId}/agent-sessions", a.handleCreateSession)
 	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/start", a.handleStartSession)
 	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/stop", a.handleStopSession)
+	slow("GET /workspaces/{workspaceId}/agent-sessions/{sessionId}/prompt-receipts/{deliveryId}", a.handlePromptReceipt)
 	return mux
 }
 
@@ -474,6 +475,11 @@ func (a *Agent) handleStartSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.deliveries[delivery] = fp
+		if s.receipts == nil {
+			s.receipts = map[string]*vmagent.PromptReceipt{}
+		}
+		now := time.Now().UnixMilli()
+		s.receipts[delivery] = &vmagent.PromptReceipt{DeliveryID: delivery, State: vmagent.ReceiptInFlight, AcceptedAt: &now}
 		answer = "accepted"
 	}
 	tc := taskContext{projectID: strings.TrimSpace(body.ProjectID), taskID: strings.TrimSpace(body.TaskID)}
@@ -545,4 +551,30 @@ func stopSessionLocked(s *session, now time.Time) {
 func fingerprint(b vmagent.StartSessionRequest) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%d\x00%s\x00%s", b.ProtocolVersion, b.MessageID, b.InitialPrompt)))
 	return hex.EncodeToString(sum[:])
+}
+
+// handlePromptReceipt answers what became of a prompt delivery, as the real
+// agent's durable receipts do: 200 with its state, or 404 with state
+// not_found for a delivery it has no record of (an unknown workspace or
+// session included).
+func (a *Agent) handlePromptReceipt(w http.ResponseWriter, r *http.Request) {
+	wsID, sid, delivery := r.PathValue("workspaceId"), r.PathValue("sessionId"), strings.TrimSpace(r.PathValue("deliveryId"))
+	if !vmagent.ValidDeliveryID(delivery) {
+		writeError(w, http.StatusBadRequest, "workspaceId, sessionId, and deliveryId are required")
+		return
+	}
+	if !a.authorize(w, r, wsID) {
+		return
+	}
+	a.mu.Lock()
+	var rc vmagent.PromptReceipt
+	if s, ok := a.sessions[wsID][sid]; ok && s.receipts[delivery] != nil {
+		rc = *s.receipts[delivery]
+	}
+	a.mu.Unlock()
+	if rc.State == "" {
+		writeJSON(w, http.StatusNotFound, vmagent.PromptReceipt{DeliveryID: delivery, State: vmagent.ReceiptNotFound})
+		return
+	}
+	writeJSON(w, http.StatusOK, rc)
 }

@@ -75,6 +75,14 @@ func (a *Agent) run(ctx context.Context, ws *workspace, s *session, tc taskConte
 	}
 	a.mu.Lock()
 	s.running = false
+	// The real agent completes the receipts when the prompt ends, before
+	// its task-status callback (which waits for the git push).
+	done := time.Now().UnixMilli()
+	for _, rc := range s.receipts {
+		if rc.State == vmagent.ReceiptInFlight {
+			rc.State, rc.CompletedAt = vmagent.ReceiptCompleted, &done
+		}
+	}
 	if s.stopRun != nil {
 		s.stopRun()
 		s.stopRun = nil
