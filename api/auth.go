@@ -286,7 +286,7 @@ func isCallbackRoute(method, route string) bool {
 	if method != http.MethodPost {
 		return false
 	}
-	return strings.HasPrefix(route, "/v1/nodes/:id/") ||
+	return (strings.HasPrefix(route, "/v1/nodes/:id/") && !isNodeAdminRoute(route)) ||
 		strings.HasPrefix(route, "/v1/workspaces/") || route == "/v1/tasks/:id/status"
 }
 

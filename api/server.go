@@ -203,6 +203,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/nodes/:id", s.getNode)
+	s.nodeAdminRoutes(v1)
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
 	v1.POST("/session", s.createSession)

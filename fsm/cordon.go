@@ -134,7 +134,7 @@ func (f *FSM) applyNodeAdmin(c NodeAdmin, res *Result) {
 			res.Unchanged = true // destroying or deleted already
 			return
 		}
-		res.Err = fmt.Errorf("%w: node %s is %s", ErrInvalid, cur.ID, cur.Status)
+		res.Err = fmt.Errorf("%w: node %s is %s", ErrInvalidTransition, cur.ID, cur.Status)
 		return
 	}
 	n := cur.clone()
@@ -148,7 +148,7 @@ func (f *FSM) applyNodeAdmin(c NodeAdmin, res *Result) {
 		n.Cordoned, n.CordonReason = true, CordonOperator
 	case NodeUncordon:
 		if n.PastLifetime {
-			res.Err = fmt.Errorf("%w: node %s is past its max lifetime; it stays cordoned", ErrInvalid, n.ID)
+			res.Err = fmt.Errorf("%w: node %s is past its max lifetime; it stays cordoned", ErrInvalidTransition, n.ID)
 			return
 		}
 		if !n.Cordoned {

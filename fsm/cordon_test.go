@@ -154,8 +154,8 @@ func TestNodeAdmin(t *testing.T) {
 		if r := a.apply(NodeAdmin{NodeID: "n-h0", Action: NodeDrain, Actor: op, At: t0}); r.Err != nil || r.Node.Status != NodeDestroying {
 			t.Fatalf("drain a warm node: err=%v node=%+v", r.Err, r.Node)
 		}
-		if r := a.apply(NodeAdmin{NodeID: "n-h0", Action: NodeCordon, Actor: op, At: t0}); !errors.Is(r.Err, ErrInvalid) {
-			t.Fatalf("cordon a destroying node: err=%v, want ErrInvalid", r.Err)
+		if r := a.apply(NodeAdmin{NodeID: "n-h0", Action: NodeCordon, Actor: op, At: t0}); !errors.Is(r.Err, ErrInvalidTransition) {
+			t.Fatalf("cordon a destroying node: err=%v, want ErrInvalidTransition", r.Err)
 		}
 		if r := a.apply(NodeAdmin{NodeID: "n-h0", Action: NodeDestroy, Actor: op, At: t0}); r.Err != nil || !r.Unchanged {
 			t.Fatalf("destroy a destroying node: err=%v unchanged=%v", r.Err, r.Unchanged)
@@ -182,8 +182,8 @@ func TestNodeAdmin(t *testing.T) {
 			t.Fatalf("unknown node: err=%v", r.Err)
 		}
 		fireNodeAlarm(t, a, task.NodeID)
-		if r := a.apply(NodeAdmin{NodeID: task.NodeID, Action: NodeUncordon, At: t0}); !errors.Is(r.Err, ErrInvalid) {
-			t.Fatalf("uncordon past the max lifetime: err=%v, want ErrInvalid", r.Err)
+		if r := a.apply(NodeAdmin{NodeID: task.NodeID, Action: NodeUncordon, At: t0}); !errors.Is(r.Err, ErrInvalidTransition) {
+			t.Fatalf("uncordon past the max lifetime: err=%v, want ErrInvalidTransition", r.Err)
 		}
 	})
 }
