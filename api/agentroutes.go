@@ -50,16 +50,20 @@ func (s *Server) agentRoutes(r *gin.Engine) {
 	ws := s.requireCallbackToken(tokens.ScopeWorkspace, "id")
 	node := s.requireCallbackToken(tokens.ScopeNode, "id")
 	cb, id, task := s.countCallback, s.validID("id"), s.workspaceTask
+	// What the agent asks the leader for waits through a leader change,
+	// as its callbacks do: a git token refused during one would fail the
+	// run's push.
+	hold := s.holdLonger
 	const w = "/api/workspaces/:id/"
-	r.POST(w+"git-token", cb("git_token"), id, s.onLeader, ws, task, s.liveWorkspace, s.gitToken)
-	r.POST(w+"agent-key", cb("agent_key"), id, s.onLeader, ws, task, s.liveWorkspace, s.agentKey)
-	r.GET(w+"runtime-assets", cb("runtime_assets"), id, s.onLeader, ws, task, s.runtimeAssets)
-	r.GET(w+"runtime", cb("workspace_runtime"), id, s.onLeader, ws, task, s.workspaceRuntime)
-	r.POST(w+"agent-settings", cb("agent_settings"), id, s.onLeader, ws, task, s.agentSettings)
-	r.GET(w+"agent-settings", cb("agent_settings"), id, s.onLeader, ws, task, s.agentSettings)
-	r.POST(w+"agent-credential-sync", cb("agent_credential_sync"), id, s.onLeader, ws, task, s.liveWorkspace, s.credentialSync)
+	r.POST(w+"git-token", cb("git_token"), id, hold, s.onLeader, ws, task, s.liveWorkspace, s.gitToken)
+	r.POST(w+"agent-key", cb("agent_key"), id, hold, s.onLeader, ws, task, s.liveWorkspace, s.agentKey)
+	r.GET(w+"runtime-assets", cb("runtime_assets"), id, hold, s.onLeader, ws, task, s.runtimeAssets)
+	r.GET(w+"runtime", cb("workspace_runtime"), id, hold, s.onLeader, ws, task, s.workspaceRuntime)
+	r.POST(w+"agent-settings", cb("agent_settings"), id, hold, s.onLeader, ws, task, s.agentSettings)
+	r.GET(w+"agent-settings", cb("agent_settings"), id, hold, s.onLeader, ws, task, s.agentSettings)
+	r.POST(w+"agent-credential-sync", cb("agent_credential_sync"), id, hold, s.onLeader, ws, task, s.liveWorkspace, s.credentialSync)
 	r.POST(w+"boot-log", cb("boot_log"), id, s.bootLogAuth, s.bootLog)
-	r.POST("/api/projects/:pid/acp-sessions/:sid/activity", cb("acp_activity"), s.validID("pid"), s.validID("sid"), s.onLeader, s.activityAuth, s.acknowledge)
+	r.POST("/api/projects/:pid/acp-sessions/:sid/activity", cb("acp_activity"), s.validID("pid"), s.validID("sid"), hold, s.onLeader, s.activityAuth, s.acknowledge)
 	r.POST("/api/projects/:pid/node-acp-heartbeat", cb("acp_heartbeat"), s.validID("pid"), s.acpHeartbeatAuth, s.acknowledge)
 	const inc = "/api/nodes/:id/diagnostic-incidents/:iid/artifacts"
 	r.POST(inc, cb("diagnostic_artifact"), id, s.validID("iid"), node, s.artifactRegistered)
