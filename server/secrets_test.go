@@ -54,6 +54,7 @@ func TestCredentialSecretsStayOut(t *testing.T) {
 			[]byte(`{"agentType":"claude-code","credentialKind":"api-key","credential":"`+secrets[1]+`"}`), wsTok)
 		a.do(t, n, http.MethodGet, "/v1/credentials", nil, nil)
 		a.do(t, n, http.MethodGet, "/v1/cluster/state-hash", nil, nil)
+		a.do(t, n, http.MethodGet, "/v1/cluster/state-hash?snapshot=true", nil, nil) // the node's own state
 	}
 	if !bytes.Contains(bytes.Join(handouts, nil), []byte(secrets[2])) || !bytes.Contains(bytes.Join(handouts, nil), []byte(testAgentSecret)) {
 		t.Fatalf("the hand-outs do not carry the secrets: %s", bytes.Join(handouts, []byte("\n")))
