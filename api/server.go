@@ -82,6 +82,9 @@ type Config struct {
 	// Placement, if set, refuses a submission whose VM size or location
 	// the cloud cannot serve (placement.go).
 	Placement PlacementCheck
+	// Archive, if set, answers GET /v1/tasks/{id} for tasks retention
+	// removed from the state (archive.go).
+	Archive TaskArchive
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.

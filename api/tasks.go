@@ -37,6 +37,9 @@ var (
 // TaskResponse wraps one task.
 type TaskResponse struct {
 	Task *Task `json:"task"`
+	// Archived: the task left the replicated state after its retention;
+	// this is the copy in the answering node's archive.
+	Archived bool `json:"archived,omitempty"`
 }
 
 // TaskListResponse is one page of tasks.
@@ -207,6 +210,9 @@ func (s *Server) getTask(c *gin.Context) {
 		return
 	}
 	t, found := s.cfg.Node.FSM().Task(id)
+	if !found && s.archivedTask(c, id) {
+		return
+	}
 	if !found || !mayAccessTask(c, t.Owner, t.ProjectID) {
 		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
 		return

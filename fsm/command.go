@@ -177,6 +177,7 @@ var commands = map[CommandType]func() Command{
 	CmdRecordMessages:     func() Command { return &RecordMessages{} },
 	CmdReconcileRun:       func() Command { return &ReconcileRun{} },
 	CmdNodeAdmin:          func() Command { return &NodeAdmin{} }, // node cordon / drain / destroy
+	CmdForget:             func() Command { return &Forget{} },    // task retention
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

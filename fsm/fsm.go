@@ -141,6 +141,8 @@ type FSM struct {
 	// changed collects the records one Apply changed besides the result's
 	// own, for the change feed.
 	changed []Change
+	// archive receives what a Forget command drops (retention.go).
+	archive func(Forgotten)
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -267,6 +269,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.applyNodeAlarmFired(c, res)
 	case NodeAdmin:
 		f.applyNodeAdmin(c, res)
+	case Forget:
+		f.applyForget(c, res)
 	case NodeDestroyResult:
 		f.applyNodeDestroyResult(c, res)
 	case NodeReady:

@@ -63,6 +63,13 @@ type Config struct {
 	ErrorRetention time.Duration
 	// Settings are the node rules this node commits when it leads.
 	Settings fsm.Settings
+	// TaskRetention is how long finished tasks, deleted nodes and stopped
+	// workspaces stay in the replicated state before they are archived and
+	// forgotten (0: forever; at least the idempotency window). ArchiveDir
+	// holds this node's archive (default <data-dir>/archive);
+	// RetentionInterval is how often the leader looks (retention.go).
+	TaskRetention, RetentionInterval time.Duration
+	ArchiveDir                       string
 	// ControlPlaneURL seeds the cluster's replicated control-plane URL
 	// (the one URL agents call back to, the iss claim of every token) when
 	// none is set yet; default: the first leader's API URL. Once set, the
@@ -195,6 +202,14 @@ func Start(cfg Config) (*Server, error) {
 	if !cfg.InsecureNoAuth {
 		cc.HTTPClient = withMemberAuth(cc.HTTPClient, cc.NodeID, s.Tokens)
 	}
+	arc, err := openArchive(cfg, s.FSM)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if arc != nil {
+		cfg.API.Archive = arc
+	}
 	if s.Node, err = cluster.Open(cc, s.FSM); err != nil {
 		ln.Close()
 		return nil, err
@@ -203,6 +218,9 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Settings = fsm.DefaultSettings()
 	}
 	cp := &controlPlane{configured: cfg.ControlPlaneURL, own: strings.TrimRight(s.URL, "/"), log: cfg.Logger.Named("leader")}
+	if arc != nil && cfg.TaskRetention > 0 {
+		s.Node.OnLeader(retentionDuty(s.FSM, s.Node.Apply, cfg.TaskRetention, cfg.RetentionInterval, cfg.Logger.Named("retention")))
+	}
 	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cp, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
 	if cfg.InsecureNoAuth {
 		cfg.API.Auth = nil
