@@ -32,7 +32,9 @@ type Server struct {
 	// Status is the provider's status: initializing, starting, running,
 	// stopping, off, deleting, migrating, rebuilding or unknown.
 	Status string
-	// IPv4 is the public IPv4 address, empty if it has none.
+	// IPv4 is the address tdf reaches the server's agent at: its public
+	// IPv4, or its address in the private network the provider attaches
+	// servers to when configured so; empty if it has none yet.
 	IPv4    string
 	Labels  map[string]string
 	Created time.Time

@@ -77,6 +77,7 @@ func New() (*Checker, error) {
 		l := openapi3.NewLoader()
 		loaded, loadErr = l.LoadFromData(normalized(description))
 		if loadErr == nil {
+			correctSSHKeys(loaded)
 			loadErr = loaded.Validate(context.Background(), openapi3.DisableExamplesValidation())
 		}
 	})
@@ -203,6 +204,20 @@ func normalized(b []byte) []byte {
 		b = bytes.ReplaceAll(b, []byte(`"`+r+`xx":`), []byte(`"`+r+`XX":`))
 	}
 	return b
+}
+
+// correctSSHKeys reads a create's ssh_keys as the description's own text
+// says ("SSH key IDs (integer) or names (string)") where its schema says
+// strings only: hcloud-go, like every Hetzner client, sends ids.
+func correctSSHKeys(doc *openapi3.T) {
+	req := doc.Components.Schemas["create_server_request"]
+	if req == nil || req.Value == nil || req.Value.Properties["ssh_keys"] == nil {
+		return
+	}
+	keys := req.Value.Properties["ssh_keys"].Value
+	keys.Items = openapi3.NewSchemaRef("", &openapi3.Schema{OneOf: openapi3.SchemaRefs{
+		openapi3.NewSchemaRef("", openapi3.NewInt64Schema()), openapi3.NewSchemaRef("", openapi3.NewStringSchema()),
+	}})
 }
 
 func oneLine(err error) string {

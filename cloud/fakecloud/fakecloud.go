@@ -33,6 +33,8 @@ type Server struct {
 	byName         map[string]*server
 	actions        map[int64]*action
 	firewalls      map[int64]*firewall
+	sshKeys        []*sshKey
+	networks       []*network
 	nextFirewallID int64
 	nextServerID   int64
 	nextActionID   int64
@@ -71,6 +73,7 @@ func New(opts Options) *Server {
 	if err := s.SetFaults(opts.Faults...); err != nil {
 		panic(err)
 	}
+	s.seedExtras()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/", s.serveAPI)
 	mux.HandleFunc("/fake/", s.serveFake)
@@ -183,6 +186,10 @@ func (s *Server) match(method, path string) (rt route, id int64, status int, msg
 		routes = map[string]route{http.MethodGet: {EndpointListServerTypes, s.listServerTypes}}
 	case len(parts) == 1 && parts[0] == "locations":
 		routes = map[string]route{http.MethodGet: {EndpointListLocations, s.listLocations}}
+	case len(parts) == 1 && parts[0] == "ssh_keys":
+		routes = map[string]route{http.MethodGet: {EndpointListSSHKeys, s.listSSHKeys}}
+	case len(parts) == 1 && parts[0] == "networks":
+		routes = map[string]route{http.MethodGet: {EndpointListNetworks, s.listNetworks}}
 	case len(parts) == 1 && parts[0] == "pricing":
 		routes = map[string]route{http.MethodGet: {EndpointGetPricing, s.getPricing}}
 	default:

@@ -27,6 +27,8 @@ const (
 	EndpointListServerTypes   = "list_server_types"   // GET /server_types
 	EndpointListLocations     = "list_locations"      // GET /locations
 	EndpointGetPricing        = "get_pricing"         // GET /pricing
+	EndpointListSSHKeys       = "list_ssh_keys"       // GET /ssh_keys
+	EndpointListNetworks      = "list_networks"       // GET /networks
 )
 
 var endpoints = map[string]bool{
@@ -35,6 +37,7 @@ var endpoints = map[string]bool{
 	EndpointListActions: true, EndpointGetAction: true, EndpointCreateFirewall: true, EndpointListFirewalls: true,
 	EndpointGetFirewall: true, EndpointDeleteFirewall: true, EndpointApplyFirewall: true,
 	EndpointListServerTypes: true, EndpointListLocations: true, EndpointGetPricing: true,
+	EndpointListSSHKeys: true, EndpointListNetworks: true,
 }
 
 // FaultKind is what a fault does.

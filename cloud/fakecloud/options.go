@@ -40,6 +40,10 @@ type Options struct {
 	// Unavailable lists the server types out of stock per location
 	// (location → types; an empty list: every type); see SetUnavailable.
 	Unavailable map[string][]string
+	// SSHKeys and Networks exist from the start (GET /ssh_keys,
+	// /networks); a create may name them by id.
+	SSHKeys  []SSHKey
+	Networks []Network
 	// MaxServers is the project's server quota; a create beyond it is
 	// 403 resource_limit_exceeded. 0 means no limit.
 	MaxServers int

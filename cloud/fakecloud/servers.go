@@ -29,8 +29,11 @@ type server struct {
 	image      string
 	userData   string
 	firewalls  []int64 // the firewalls applied to it
-	actions    []int64 // every action of the server, oldest first
-	deleting   int64   // the delete action, once deleted
+	sshKeys    []int64
+	// privateNets are its addresses in private networks, by network id.
+	privateNets map[int64]netip.Addr
+	actions     []int64 // every action of the server, oldest first
+	deleting    int64   // the delete action, once deleted
 }
 
 func (sv *server) vm() VM {
@@ -109,7 +112,7 @@ func (sv *server) schema(unavailable func(loc, typ string) bool) serverJSON {
 			FloatingIPs: []int64{},
 			Firewalls:   firewalls,
 		},
-		PrivateNet:      []schema.ServerPrivateNet{},
+		PrivateNet:      sv.privateNetSchema(),
 		IncludedTraffic: 20 << 40,
 		OutgoingTraffic: &zero,
 		IngoingTraffic:  &zero,
@@ -296,6 +299,10 @@ func (s *Server) createServer(r *http.Request, _ int64, d decision) (int, any) {
 	sv := &server{
 		id: s.nextServerID, name: req.Name, status: "initializing", created: now, labels: labels, ipv4: ip,
 		serverType: typeName, location: loc.Name, image: image, userData: req.UserData,
+	}
+	if err := s.attachLocked(sv, req.SSHKeys, req.Networks); err != nil {
+		s.opts.Addresses.Release(ip)
+		return invalid("%v", err)
 	}
 	s.servers[sv.id] = sv
 	s.byName[sv.name] = sv

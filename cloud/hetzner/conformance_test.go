@@ -41,7 +41,9 @@ func reportConformance(t *testing.T, chk *apicheck.Checker) {
 func TestConformanceProviderCalls(t *testing.T) {
 	fo := fakecloud.DefaultOptions()
 	fo.CreateDuration, fo.StartDuration, fo.DeleteDuration, fo.RateLimit = 100*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond, -1
-	e, chk := checkedEnv(t, fo, Options{MaxRetries: -1, Firewall: testFirewall()})
+	fo.SSHKeys = []fakecloud.SSHKey{{Name: "ops", PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx3 ops@example"}}
+	fo.Networks = []fakecloud.Network{{Name: "agents", IPRange: "10.0.0.0/16"}}
+	e, chk := checkedEnv(t, fo, Options{MaxRetries: -1, Firewall: testFirewall(), SSHKeys: []string{"ops"}, Network: "agents", AgentOverNetwork: true})
 	ctx := ctxFor(t, time.Minute)
 
 	cat, err := e.p.Catalog(ctx)
@@ -55,6 +57,9 @@ func TestConformanceProviderCalls(t *testing.T) {
 	srv, act, err := e.p.CreateServer(ctx, spec("node-c1"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if srv.IPv4 != "10.0.0.2" {
+		t.Errorf("the agent's address is %q, want its address in the private network, 10.0.0.2", srv.IPv4)
 	}
 	// Adopting while the create runs lists the server's actions.
 	if _, _, err := e.p.CreateServer(ctx, spec("node-c1")); err != nil {
@@ -147,7 +152,7 @@ func TestConformanceProviderCalls(t *testing.T) {
 		{"POST /servers", "201"}, {"GET /servers", "200"}, {"GET /servers/{id}", "200"}, {"GET /servers/{id}", "404"},
 		{"DELETE /servers/{id}", "200"}, {"GET /servers/{id}/actions", "200"}, {"GET /actions/{id}", "200"},
 		{"POST /firewalls", "201"}, {"POST /firewalls/{id}/actions/apply_to_resources", "201"}, {"GET /firewalls", "200"}, {"DELETE /firewalls/{id}", "204"},
-		{"GET /server_types", "200"}, {"GET /locations", "200"}, {"GET /pricing", "200"},
+		{"GET /server_types", "200"}, {"GET /ssh_keys", "200"}, {"GET /networks", "200"}, {"GET /locations", "200"}, {"GET /pricing", "200"},
 		{"POST /servers", "409"}, {"POST /servers", "412"}, {"POST /servers", "423"}, {"POST /servers", "429"},
 	} {
 		if !chk.Covered(op.op, op.status) {

@@ -187,3 +187,35 @@ func (p *Provider) SweepFirewalls(ctx context.Context) (int, error) {
 	}
 	return deleted, nil
 }
+
+// references resolves the configured SSH key and network names to ids,
+// once: the API takes them by id only.
+func (p *Provider) references(ctx context.Context) (keys []int64, network int64, err error) {
+	p.refsMu.Lock()
+	defer p.refsMu.Unlock()
+	if p.resolved {
+		return p.keyIDs, p.netID, nil
+	}
+	for _, name := range p.opts.SSHKeys {
+		k, resp, err := p.client.SSHKey.GetByName(ctx, name)
+		if err != nil {
+			return nil, 0, wrap("get ssh key", err, resp)
+		}
+		if k == nil {
+			return nil, 0, fmt.Errorf("%w: SSH key %q does not exist in the project", cloud.ErrInvalidSpec, name)
+		}
+		p.keyIDs = append(p.keyIDs, k.ID)
+	}
+	if p.opts.Network != "" {
+		n, resp, err := p.client.Network.GetByName(ctx, p.opts.Network)
+		if err != nil {
+			return nil, 0, wrap("get network", err, resp)
+		}
+		if n == nil {
+			return nil, 0, fmt.Errorf("%w: network %q does not exist in the project", cloud.ErrInvalidSpec, p.opts.Network)
+		}
+		p.netID = n.ID
+	}
+	p.resolved = true
+	return p.keyIDs, p.netID, nil
+}

@@ -69,6 +69,14 @@ type Options struct {
 	// Firewall, if set, is created once and attached to every server at
 	// its creation (and to an adopted server that lacks it).
 	Firewall *FirewallOptions
+	// SSHKeys name SSH keys of the project to put on every new server
+	// (default none: no one logs in).
+	SSHKeys []string
+	// Network names a private network of the project every new server is
+	// attached to; with AgentOverNetwork, agents are reached at their
+	// address in it instead of the public one.
+	Network          string
+	AgentOverNetwork bool
 }
 
 // DefaultOptions returns the defaults of every field but Endpoint and Token.
@@ -100,6 +108,9 @@ func (o Options) Validate() error {
 	}
 	if o.ListPageSize < 0 || o.ListPageSize > 50 {
 		return fmt.Errorf("hetzner: ListPageSize %d must be between 1 and 50", o.ListPageSize)
+	}
+	if o.AgentOverNetwork && o.Network == "" {
+		return errors.New("hetzner: AgentOverNetwork needs a Network")
 	}
 	if o.Firewall != nil {
 		return o.Firewall.Validate()
@@ -155,6 +166,11 @@ type Provider struct {
 
 	fwMu sync.Mutex
 	fwID int64 // the firewall's id, once known
+
+	refsMu   sync.Mutex
+	keyIDs   []int64 // SSHKeys resolved, once known
+	netID    int64   // Network resolved, once known
+	resolved bool
 }
 
 var _ cloud.Provider = (*Provider)(nil)
@@ -294,12 +310,22 @@ func (p *Provider) createIn(ctx context.Context, spec cloud.ServerSpec, loc stri
 		Labels:           maps.Clone(spec.Labels),
 		Firewalls:        firewalls,
 	}
+	keys, network, err := p.references(ctx)
+	if err != nil {
+		return cloud.Server{}, cloud.Action{}, err
+	}
+	for _, id := range keys {
+		opts.SSHKeys = append(opts.SSHKeys, &hcloud.SSHKey{ID: id})
+	}
+	if network != 0 {
+		opts.Networks = []*hcloud.Network{{ID: network}}
+	}
 	if loc != "" {
 		opts.Location = &hcloud.Location{Name: loc}
 	}
 	res, resp, err := p.client.Server.Create(ctx, opts)
 	if err == nil {
-		return serverFrom(res.Server), actionFrom(res.Action), nil
+		return p.serverFrom(res.Server), actionFrom(res.Action), nil
 	}
 	if !hcloud.IsError(err, hcloud.ErrorCodeUniquenessError) {
 		return cloud.Server{}, cloud.Action{}, wrap(op, err, resp)
@@ -322,7 +348,7 @@ func (p *Provider) createIn(ctx context.Context, spec cloud.ServerSpec, loc stri
 // makes it run.
 func (p *Provider) adopt(ctx context.Context, spec cloud.ServerSpec, hs *hcloud.Server) (cloud.Server, cloud.Action, error) {
 	const op = "adopt server"
-	s := serverFrom(hs)
+	s := p.serverFrom(hs)
 	if !cloud.Owns(spec.Labels, hs.Labels) {
 		return s, cloud.Action{}, fmt.Errorf("%w: %q is server %d with labels %v", cloud.ErrNameTaken, s.Name, s.ID, hs.Labels)
 	}
@@ -383,7 +409,7 @@ func (p *Provider) GetServer(ctx context.Context, id int64) (*cloud.Server, erro
 	if hs == nil {
 		return nil, nil
 	}
-	s := serverFrom(hs)
+	s := p.serverFrom(hs)
 	return &s, nil
 }
 
@@ -393,7 +419,7 @@ func (p *Provider) GetServerByName(ctx context.Context, name string) (*cloud.Ser
 	if err != nil || hs == nil {
 		return nil, err
 	}
-	s := serverFrom(hs)
+	s := p.serverFrom(hs)
 	return &s, nil
 }
 
@@ -464,7 +490,7 @@ func (p *Provider) ListServers(ctx context.Context, labelSelector string) ([]clo
 	}
 	out := make([]cloud.Server, 0, len(all))
 	for _, hs := range all {
-		out = append(out, serverFrom(hs))
+		out = append(out, p.serverFrom(hs))
 	}
 	return out, nil
 }
@@ -507,7 +533,7 @@ func wrap(op string, err error, resp *hcloud.Response) error {
 	return fmt.Errorf("hetzner: %s: %w", op, err)
 }
 
-func serverFrom(hs *hcloud.Server) cloud.Server {
+func (p *Provider) serverFrom(hs *hcloud.Server) cloud.Server {
 	if hs == nil {
 		return cloud.Server{}
 	}
@@ -522,6 +548,16 @@ func serverFrom(hs *hcloud.Server) cloud.Server {
 	}
 	if !hs.PublicNet.IPv4.IsUnspecified() {
 		s.IPv4 = hs.PublicNet.IPv4.IP.String()
+	}
+	if p.opts.AgentOverNetwork {
+		s.IPv4 = ""
+		for _, pn := range hs.PrivateNet {
+			// The configured network (before its id is resolved, the
+			// one network tdf attaches).
+			if pn.Network != nil && (p.netID == 0 || pn.Network.ID == p.netID) && pn.IP != nil {
+				s.IPv4 = pn.IP.String()
+			}
+		}
 	}
 	return s
 }

@@ -25,6 +25,12 @@ func (p *placementFlags) bind(fs *flag.FlagSet, c *cloudFlags) {
 	fs.StringVar(&p.fallbacks, "fallback-locations", "", "locations tried in order when a task's location has no room for its server type (e.g. nbg1,hel1)")
 	fs.StringVar(&p.agentSources, "agent-source-ranges", "", "CIDRs the control plane reaches VM agents from; every new server gets a firewall admitting the agent port from these only (required with the real Hetzner API)")
 	fs.StringVar(&p.sshSources, "ssh-source-ranges", "", "CIDRs allowed to reach SSH on new servers (default: none)")
+	fs.Func("ssh-keys", "names of the project's SSH keys to put on new servers (default none)", func(v string) error {
+		c.opts.SSHKeys = splitList(v)
+		return nil
+	})
+	fs.StringVar(&c.opts.Network, "private-network", "", "name of the project's private network to attach new servers to")
+	fs.BoolVar(&c.opts.AgentOverNetwork, "agent-over-private-network", false, "reach VM agents at their address in --private-network (the control plane must be in that network)")
 	fs.IntVar(&c.opts.MaxConcurrent, "hetzner-max-concurrent", c.opts.MaxConcurrent, "Hetzner API requests in flight at once")
 	fs.IntVar(&c.opts.RequestsPerHour, "hetzner-requests-per-hour", c.opts.RequestsPerHour, "Hetzner API request budget tdf paces itself to (the project's limit is 3600; negative: no pacing)")
 	fs.DurationVar(&c.opts.CatalogTTL, "hetzner-catalog-ttl", c.opts.CatalogTTL, "how long server types, locations and prices read from Hetzner are cached")
@@ -50,7 +56,8 @@ func (p *placementFlags) apply(pc *pipeline.Config, c *cloudFlags) error {
 	api.VMSizes = maps.Clone(sizes)
 	agents := splitList(p.agentSources)
 	if len(agents) == 0 {
-		if strings.TrimRight(c.opts.Endpoint, "/") == hcloud.Endpoint && c.opts.Token != "" {
+		public := !c.opts.AgentOverNetwork
+		if public && strings.TrimRight(c.opts.Endpoint, "/") == hcloud.Endpoint && c.opts.Token != "" {
 			return fmt.Errorf("--agent-source-ranges is required with the Hetzner API: without it the agent port of every VM would be open to the internet (give the control plane's addresses, e.g. 203.0.113.7/32)")
 		}
 		return nil
