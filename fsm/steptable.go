@@ -86,6 +86,9 @@ type StepSpec struct {
 	Succeeded func(f *FSM, t *Task, at time.Time)
 	// Result replaces the ordinary handling of a result (pseudo-steps).
 	Result func(f *FSM, t *Task, c StepResult)
+	// HandlerOptional: without a handler the step has nothing to do and
+	// succeeds (cleanup, where there is no cloud); other effect steps fail.
+	HandlerOptional bool
 	// Done is the status change once the step is done (zero: none).
 	Done StatusChange
 	// CompletedBy is the callback that completes a waiting step.
@@ -136,7 +139,7 @@ func init() {
 		{Step: StepAwaitingFollowup, Label: "Awaiting follow-up", Kind: KindWaiting, Execution: true, Adopted: true,
 			Timeout:          func(p Policy) time.Duration { return p.IdleTimeout },
 			ExpiredCompletes: true, Reconciled: true, LostCompletes: true},
-		{Step: StepCleanup, Label: "Cleanup", Kind: KindEffect, Result: (*FSM).cleanupResult},
+		{Step: StepCleanup, Label: "Cleanup", Kind: KindEffect, Result: (*FSM).cleanupResult, HandlerOptional: true},
 		{Step: StepAdopt, Label: "Adoption", Kind: KindEffect, Result: (*FSM).adoptResult},
 	}
 	stepSpec = make(map[Step]*StepSpec, len(table))

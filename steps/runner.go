@@ -269,7 +269,7 @@ func (lt *leaderTerm) runEffect(t *fsm.Task) {
 func (lt *leaderTerm) call(t *fsm.Task, step fsm.Step) (out Result) {
 	h := lt.r.handlers[step]
 	if h == nil {
-		if step == fsm.StepCleanup {
+		if sp, ok := fsm.SpecOf(step); ok && sp.HandlerOptional {
 			return Done(fsm.StepData{})
 		}
 		return Failed(Permanentf("no handler for step %s", step))
