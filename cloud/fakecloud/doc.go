@@ -5,6 +5,11 @@
 // cannot drift), name uniqueness, label selectors, pagination, bearer-token
 // authentication, rate-limit headers and actions that take time.
 //
+// Its answers are held to Hetzner's published API description
+// (cloud/apicheck): server objects carry every field the description
+// requires (datacenter, the server type's locations and prices, image
+// dates), which hcloud-go alone would not notice missing.
+//
 // It exists so that the production code path — hcloud-go pointed at another
 // endpoint — runs unchanged in tests, `tdf dev` and chaos runs, and so that
 // the failures hcloud-go's own retries turn into hazards can be provoked:
@@ -32,7 +37,12 @@
 //	GET    /v1/servers/{id}/actions?status=    the server's actions (used to adopt a server still being created)
 //	GET    /v1/actions?id=1&id=2
 //	GET    /v1/actions/{id}
-//	GET    /fake/ledger, /fake/servers, /fake/faults; POST and DELETE /fake/faults
+//	POST   /v1/firewalls                       create (201 {firewall, actions}); GET /v1/firewalls?name=&label_selector=
+//	GET    /v1/firewalls/{id}; DELETE (204, 422 resource_in_use while applied)
+//	POST   /v1/firewalls/{id}/actions/apply_to_resources
+//	GET    /v1/server_types, /v1/locations, /v1/pricing   the catalog (catalog.go), with stock per location
+//	GET    /v1/ssh_keys, /v1/networks          seeded (Options.SSHKeys, Options.Networks)
+//	GET    /fake/ledger, /fake/servers, /fake/firewalls, /fake/faults; POST and DELETE /fake/faults
 //
 // The /fake endpoints need no token. Every answer is JSON with
 // Content-Type application/json; errors are {"error": {"code", "message"}}.

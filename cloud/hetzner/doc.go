@@ -14,6 +14,15 @@
 //   - The debug writer is never enabled: it logs request bodies, user data
 //     (callback tokens) and root passwords included.
 //
+// Beyond servers it keeps the VMs locked down and the budget kept: a
+// firewall (FirewallOptions) created once by name and named in every
+// create, SSH keys and a private network resolved to ids once, fallback
+// locations tried within one create when a location has no room
+// (resource_unavailable, placement_error, a type not sold there), the
+// catalog (Catalog: /server_types, /locations, /pricing, cached) and a
+// request limiter (ratelimit.go) that bounds concurrency and paces to the
+// project's 3,600 requests an hour.
+//
 // Errors from the API are returned as *cloud.Error wrapping hcloud-go's
 // error, so cloud.Classify can sort them and errors.As still finds
 // hcloud.Error.
