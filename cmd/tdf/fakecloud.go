@@ -43,6 +43,8 @@ func runFakecloud(ctx context.Context, args []string) error {
 	fs.Float64Var(&ac.Faults.DropTaskStatusRate, "drop-task-status-rate", 0, "probability (0..1) that an agent drops a task status callback, decided once per callback (dropped ones are in the ledger as callback_dropped)")
 	fs.Uint64Var(&ac.Seed, "agent-seed", 0, "seed of the agents' random fault decisions; with a node's id it fixes that agent's decisions")
 	fs.BoolVar(&ac.Faults.FailWorkspaces, "fail-workspaces", false, "fail every workspace (provisioning-failed callback)")
+	var catalog fakeCatalogFlags
+	catalog.bind(fs)
 	var real realAgentFlags
 	real.bind(fs)
 	var logOpts logOptions
@@ -52,6 +54,9 @@ func runFakecloud(ctx context.Context, args []string) error {
 	}
 	realAgent, err := real.options()
 	if err != nil {
+		return err
+	}
+	if err := catalog.apply(&co); err != nil {
 		return err
 	}
 	for _, r := range []struct {
