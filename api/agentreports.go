@@ -254,5 +254,6 @@ func (s *Server) getNode(c *gin.Context) {
 	if events == nil {
 		events = []fsm.NodeEvent{}
 	}
-	c.JSON(http.StatusOK, NodeResponse{NodeView: NodeView{Node: n, Health: n.HealthAt(s.now(), f.Settings())}, Events: events})
+	c.JSON(http.StatusOK, NodeResponse{NodeView: NodeView{Node: n, Health: n.HealthAt(s.now(), f.Settings()),
+		Cost: s.nodeCost(c.Request.Context(), n, s.now())}, Events: events})
 }

@@ -40,6 +40,8 @@ func (s *Server) idleReset(c *gin.Context) {
 type NodeView struct {
 	*fsm.Node
 	Health fsm.Health `json:"health"`
+	// Cost is the node's hourly price and accrued cost (cost.go).
+	Cost *NodeCost `json:"cost,omitempty"`
 }
 
 func (s *Server) listNodes(c *gin.Context) {
@@ -65,7 +67,7 @@ func (s *Server) listNodes(c *gin.Context) {
 	settings, now := f.Settings(), s.now()
 	out := []NodeView{}
 	for _, n := range f.Nodes(status, user) {
-		out = append(out, NodeView{Node: n, Health: n.HealthAt(now, settings)})
+		out = append(out, NodeView{Node: n, Health: n.HealthAt(now, settings), Cost: s.nodeCost(c.Request.Context(), n, now)})
 	}
 	c.JSON(http.StatusOK, gin.H{"nodes": out})
 }

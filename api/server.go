@@ -85,6 +85,9 @@ type Config struct {
 	// Archive, if set, answers GET /v1/tasks/{id} for tasks retention
 	// removed from the state (archive.go).
 	Archive TaskArchive
+	// Pricing, if set, prices nodes (cost.go): GET /v1/nodes and
+	// /v1/costs show hourly and accrued costs, /metrics the fleet's.
+	Pricing Pricing
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -161,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 		s.ipLimit = newRateLimiter(cfg.IPRateLimit, cfg.RateBurst)
 	}
 	s.engine = s.routes()
+	s.registerCostMetricsOn(cfg.Metrics)
 	return s, nil
 }
 
@@ -207,6 +211,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/nodes", s.listNodes)
 	v1.GET("/nodes/:id", s.getNode)
 	s.nodeAdminRoutes(v1)
+	v1.GET("/costs", s.fleetCost)
 	v1.GET("/errors", s.listErrors)
 	v1.GET("/events", s.events)
 	v1.POST("/session", s.createSession)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tdf-project/tdf/cloud"
@@ -25,7 +27,9 @@ func (c Config) serverType(size string) (string, bool) {
 // location now, from the provider's catalog: an unknown size, an unknown
 // location, a type not sold there or out of stock everywhere the task may
 // go (the location and the fallbacks) is refused with what is possible.
-// Without a catalog (a provider that has none) only the size is checked.
+// Without a catalog (a provider that has none, or one that cannot be read
+// now) only the size is checked: an outage of the provider's API must not
+// stop submissions, and provisioning reports the real answer.
 func (c Config) CheckPlacement(ctx context.Context, size, location string) error {
 	typ, ok := c.serverType(size)
 	if !ok {
@@ -37,7 +41,7 @@ func (c Config) CheckPlacement(ctx context.Context, size, location string) error
 	}
 	cat, err := src.Catalog(ctx)
 	if err != nil {
-		return fmt.Errorf("the provider's catalog cannot be read: %w", err)
+		return nil
 	}
 	first := cat.Check(typ, location)
 	if first == nil || errors.Is(first, cloud.ErrUnknownLocation) || errors.Is(first, cloud.ErrUnknownServerType) {
@@ -57,11 +61,7 @@ func sortedSizes(c Config) []string {
 	if m == nil {
 		m = ServerTypes
 	}
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
+	return slices.Sorted(maps.Keys(m))
 }
 
 // cloudFailed is the result of a failed provider call: a rate-limited call
@@ -75,4 +75,26 @@ func cloudFailed(op string, err error) steps.Result {
 		return steps.PollIn(min(max(wait, time.Second), time.Minute))
 	}
 	return steps.Failed(cloudErr(op, err))
+}
+
+// HourlyPrice is the net hourly price of a node of that size in that
+// location, from the provider's catalog (any location's, if the node's own
+// does not sell its type: a fallback placed it elsewhere).
+func (c Config) HourlyPrice(ctx context.Context, size, location string) (float64, string, bool) {
+	typ, ok := c.serverType(size)
+	src, isSrc := c.Cloud.(cloud.CatalogSource)
+	if !ok || !isSrc {
+		return 0, "", false
+	}
+	cat, err := src.Catalog(ctx)
+	if err != nil {
+		return 0, "", false
+	}
+	if p, ok := cat.Hourly(typ, location); ok {
+		return p, cat.Currency, true
+	}
+	for _, o := range cat.Types[typ].Offers {
+		return o.HourlyNet, cat.Currency, true
+	}
+	return 0, "", false
 }

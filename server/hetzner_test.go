@@ -77,7 +77,7 @@ func TestHetznerConformance(t *testing.T) {
 	c := server.NewTestCluster(t, server.TestOptions{
 		API: func(c *api.Config) {
 			c.Policy.IdleTimeout = 2 * time.Second
-			c.Placement = pc.CheckPlacement
+			c.Placement, c.Pricing = pc.CheckPlacement, pc.HourlyPrice
 		},
 		Runner: func(c *steps.Config) { c.RetryBase, c.RetryMax = 200*time.Millisecond, 2*time.Second },
 		Server: func(c *server.Config) {
@@ -142,6 +142,8 @@ func TestHetznerConformance(t *testing.T) {
 	if fallbacks == 0 {
 		t.Error("no task's timeline shows a fallback placement")
 	}
+
+	checkCosts(t, c, follower)
 
 	ledger := world.Cloud.Ledger()
 	checkOnce(t, ledger)
@@ -216,4 +218,33 @@ func checkFirewalls(t *testing.T, cl *fakecloud.Server, events []fakecloud.Event
 		}
 	}
 	t.Logf("%d servers created, each with firewall %s (agent port %d from %v)", created, fws[0].Name, agentPort, fws[0].Rules[0].SourceIPs)
+}
+
+// checkCosts: every node shows its hourly price and accrued cost (the
+// fake's cx23 costs 0.0056 EUR an hour), the fleet's total is served at
+// /v1/costs and exported as tdf_fleet_cost_euros.
+func checkCosts(t *testing.T, c *server.TestCluster, via *server.TestNode) {
+	t.Helper()
+	var nodes struct {
+		Nodes []api.NodeView `json:"nodes"`
+	}
+	r := c.Do(via, http.MethodGet, "/v1/nodes", nil, nil)
+	if err := json.Unmarshal(r.Body, &nodes); err != nil || len(nodes.Nodes) == 0 {
+		t.Fatalf("GET /v1/nodes = %d %s", r.Status, r.Body)
+	}
+	for _, n := range nodes.Nodes {
+		if n.Cost == nil || n.Cost.Hourly != 0.0056 || n.Cost.Currency != "EUR" || n.Cost.Accrued <= 0 {
+			t.Errorf("node %s cost %+v, want 0.0056 EUR an hour and something accrued", n.ID, n.Cost)
+		}
+	}
+	var fleet api.FleetCost
+	r = c.Do(via, http.MethodGet, "/v1/costs", nil, nil)
+	if err := json.Unmarshal(r.Body, &fleet); err != nil || fleet.Accrued <= 0 || len(fleet.Nodes) != len(nodes.Nodes) {
+		t.Errorf("GET /v1/costs = %d %s", r.Status, r.Body)
+	}
+	r = c.Do(via, http.MethodGet, "/metrics", nil, nil)
+	if !strings.Contains(string(r.Body), "tdf_fleet_cost_euros ") {
+		t.Errorf("/metrics lacks tdf_fleet_cost_euros")
+	}
+	t.Logf("fleet: %.4f %s an hour, %.6f %s accrued over %d nodes", fleet.Hourly, fleet.Currency, fleet.Accrued, fleet.Currency, len(fleet.Nodes))
 }

@@ -142,16 +142,35 @@ func runNodes(ctx context.Context, args []string) error {
 		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tHEALTH\tUSER\tSIZE\tLOCATION\tIP\tWORKSPACES\tALARM")
+	fmt.Fprintln(tw, "ID\tSTATUS\tHEALTH\tUSER\tSIZE\tLOCATION\tIP\tWORKSPACES\tPER HOUR\tACCRUED\tALARM")
+	var hourly, accrued float64
+	currency := ""
 	for _, n := range out.Nodes {
 		alarm := ""
 		if n.Alarm != nil {
 			alarm = n.Alarm.Due.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.Status, n.Health, n.UserID, n.Size, n.Location, n.IPv4, n.ActiveWorkspaces, alarm)
+		perHour, sum := "-", "-"
+		if n.Cost != nil {
+			perHour, sum = money(n.Cost.Hourly, n.Cost.Currency), money(n.Cost.Accrued, n.Cost.Currency)
+			currency, accrued = n.Cost.Currency, accrued+n.Cost.Accrued
+			if n.Status != "deleted" {
+				hourly += n.Cost.Hourly
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.ID, n.Status, n.Health, n.UserID, n.Size, n.Location, n.IPv4, n.ActiveWorkspaces, perHour, sum, alarm)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if currency != "" {
+		fmt.Printf("live nodes cost %s an hour; these nodes have cost %s so far\n", money(hourly, currency), money(accrued, currency))
+	}
+	return nil
 }
+
+// money prints an amount as the cloud bills it (net, four decimals).
+func money(v float64, currency string) string { return fmt.Sprintf("%.4f %s", v, currency) }
 
 // completion prints a bash completion script for the commands and flags.
 func runCompletion(args []string) error {
