@@ -1,9 +1,9 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,12 +19,12 @@ import (
 // (every replica applies the same log), so a client can resume on any node
 // with Last-Event-ID.
 type Event struct {
-	ID    string    `json:"id"`
-	Index uint64    `json:"index"`
-	Type  string    `json:"type"` // "task" or "node"
-	Task  *fsm.Task `json:"task,omitempty"`
-	Node  *fsm.Node `json:"node,omitempty"`
-	At    time.Time `json:"at"`
+	ID    string      `json:"id"`
+	Index uint64      `json:"index"`
+	Type  string      `json:"type"` // "task" or "node"
+	Task  *TaskChange `json:"task,omitempty"`
+	Node  *NodeChange `json:"node,omitempty"`
+	At    time.Time   `json:"at"`
 	pos   int
 }
 
@@ -43,16 +43,21 @@ type EventHub struct {
 	droppedPos int
 	dropped    bool
 	subs       map[chan struct{}]struct{}
+	// limits, and the open streams per client (eventlimits.go).
+	limits    EventLimits
+	open      int
+	perClient map[string]int
 }
 
-// NewEventHub keeps the last size events.
+// NewEventHub keeps the last size events, with DefaultEventLimits.
 func NewEventHub(size int) *EventHub {
-	return &EventHub{ring: make([]Event, size), subs: map[chan struct{}]struct{}{}}
+	return &EventHub{ring: make([]Event, size), subs: map[chan struct{}]struct{}{},
+		limits: DefaultEventLimits(), perClient: map[string]int{}}
 }
 
 // Observe is the FSM change-feed observer.
 func (h *EventHub) Observe(c fsm.Change) {
-	e := Event{Index: c.Index, Task: c.Task, Node: c.Node, Type: "task"}
+	e := Event{Index: c.Index, Task: TaskChangeOf(c.Task), Node: nodeChange(c.Node), Type: "task"}
 	if c.Node != nil {
 		e.Type = "node"
 	}
@@ -103,12 +108,17 @@ func (h *EventHub) after(index uint64, pos int) ([]Event, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	covered := !h.dropped || h.droppedIdx < index || (h.droppedIdx == index && h.droppedPos <= pos)
-	var out []Event
-	for i := 0; i < h.n; i++ {
-		e := h.ring[(h.start+i)%len(h.ring)]
-		if e.Index > index || (e.Index == index && e.pos > pos) {
-			out = append(out, e)
-		}
+	// The ring is in (index, pos) order: find the first event after.
+	first := sort.Search(h.n, func(i int) bool {
+		e := &h.ring[(h.start+i)%len(h.ring)]
+		return e.Index > index || (e.Index == index && e.pos > pos)
+	})
+	if first == h.n {
+		return nil, covered
+	}
+	out := make([]Event, 0, h.n-first)
+	for i := first; i < h.n; i++ {
+		out = append(out, h.ring[(h.start+i)%len(h.ring)])
 	}
 	return out, covered
 }
@@ -147,6 +157,18 @@ func (s *Server) events(c *gin.Context) {
 		idx, pos = s.cfg.Node.FSM().AppliedIndex(), 1<<30
 	}
 	visible := eventVisible(c)
+	client, limiter := s.streamClient(c)
+	release, status, msg := hub.openStream(client)
+	if release == nil {
+		if status == http.StatusTooManyRequests {
+			c.Header("Retry-After", "10")
+		}
+		abortError(c, status, CodeTooManyStreams, msg)
+		return
+	}
+	defer release()
+	lim := hub.getLimits()
+	charge := &streamCharge{limiter: limiter, key: client, per: lim.EventsPerToken}
 	// The stream lives as long as its client: lift the server's read and
 	// write timeouts for this connection (they bound every other request;
 	// the server cancels streams itself when it shuts down).
@@ -167,9 +189,7 @@ func (s *Server) events(c *gin.Context) {
 	ctx := c.Request.Context()
 	for {
 		evs, complete := hub.after(idx, pos)
-		if !complete {
-			fmt.Fprintf(w, "event: reset\ndata: {}\n\n")
-		}
+		batch := newEventBatch(lim)
 		for _, e := range evs {
 			idx, pos = e.Index, e.pos
 			if taskID != "" && (e.Task == nil || e.Task.ID != taskID) {
@@ -179,10 +199,13 @@ func (s *Server) events(c *gin.Context) {
 			if !visible(&e) {
 				continue
 			}
-			b, _ := json.Marshal(e)
-			fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b)
+			batch.add(&e)
 		}
+		batch.writeTo(w, complete, eventID(idx, pos))
 		w.Flush()
+		if !charge.charge(batch.sent(), ctx.Done()) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -206,17 +206,18 @@ func timeoutsView(p fsm.Policy) Timeouts {
 }
 
 // EventMessage is one event as the stream sends it (Event in the API's
-// words): a client decodes the stream's data lines into it.
+// words): a client decodes the stream's data lines into it. A task event
+// carries what changed (TaskChange); GET /v1/tasks/{id} has the rest.
 type EventMessage struct {
-	ID    string    `json:"id"`
-	Index uint64    `json:"index"`
-	Type  string    `json:"type"`
-	Task  *Task     `json:"task,omitempty"`
-	Node  *fsm.Node `json:"node,omitempty"`
-	At    time.Time `json:"at"`
+	ID    string      `json:"id"`
+	Index uint64      `json:"index"`
+	Type  string      `json:"type"`
+	Task  *TaskChange `json:"task,omitempty"`
+	Node  *NodeChange `json:"node,omitempty"`
+	At    time.Time   `json:"at"`
 }
 
 // MarshalJSON writes an event as its EventMessage.
 func (e Event) MarshalJSON() ([]byte, error) {
-	return json.Marshal(EventMessage{ID: e.ID, Index: e.Index, Type: e.Type, Task: TaskView(e.Task), Node: e.Node, At: e.At})
+	return json.Marshal(EventMessage{ID: e.ID, Index: e.Index, Type: e.Type, Task: e.Task, Node: e.Node, At: e.At})
 }

@@ -65,7 +65,7 @@ func TestTaskJSONHasNoFSMBookkeeping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	event, err := json.Marshal(api.Event{ID: "9-0", Index: 9, Type: "task", Task: fullTask()})
+	event, err := json.Marshal(api.Event{ID: "9-0", Index: 9, Type: "task", Task: api.TaskChangeOf(fullTask())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -734,9 +734,16 @@ func eventIDs(evs []sseEvent) []string {
 	return out
 }
 
-func taskEvent(id string, cond func(*fsm.Task) bool) func(sseEvent) bool {
+// taskEvent accepts the event of task id that is its newest change on n
+// (events carry what changed, not the task: cond reads n's copy) when cond
+// holds for it.
+func taskEvent(n *server.TestNode, id string, cond func(*fsm.Task) bool) func(sseEvent) bool {
 	return func(e sseEvent) bool {
-		return e.Event.Task != nil && e.Event.Task.ID == id && cond(asRecord(e.Event.Task))
+		if e.Event.Task == nil || e.Event.Task.ID != id {
+			return false
+		}
+		tk, ok := n.FSM.Task(id)
+		return ok && tk.UpdatedAt.Equal(e.Event.Task.UpdatedAt) && cond(tk)
 	}
 }
 
@@ -777,7 +784,7 @@ func TestEventsStream(t *testing.T) {
 
 	// Task B runs to its park while A waits: all of B's events.
 	b := submitTask(t, c, f2, "u2", "events B")
-	seen := all.until("B parked at node_provisioning", taskEvent(b.ID, func(tk *fsm.Task) bool { return parkedAt(tk, fsm.StepNodeProvisioning) }))
+	seen := all.until("B parked at node_provisioning", taskEvent(leader, b.ID, func(tk *fsm.Task) bool { return parkedAt(tk, fsm.StepNodeProvisioning) }))
 	var bEvents []sseEvent
 	for _, e := range seen {
 		if e.Event.Task != nil && e.Event.Task.ID == b.ID {
@@ -800,7 +807,7 @@ func TestEventsStream(t *testing.T) {
 
 	// A moves on and parks at node_agent_ready.
 	releaseOnce.Do(func() { close(release) })
-	aParked := taskEvent(a.ID, func(tk *fsm.Task) bool { return parkedAt(tk, fsm.StepNodeAgentReady) })
+	aParked := taskEvent(leader, a.ID, func(tk *fsm.Task) bool { return parkedAt(tk, fsm.StepNodeAgentReady) })
 	seen = append(seen, all.until("A parked at node_agent_ready", aParked)...)
 	gotA := onlyA.until("A parked at node_agent_ready", aParked)
 

@@ -250,7 +250,9 @@ func Start(cfg Config) (*Server, error) {
 	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
 	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens
-	ac.Events = api.NewEventHub(10000)
+	if ac.Events == nil {
+		ac.Events = api.NewEventHub(10000)
+	}
 	ac.Metrics = api.NewMetrics(cfg.Registry)
 	m.registerState(s)
 	s.FSM.Watch(nil, nil, ac.Events.Observe)

@@ -28,21 +28,24 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 		return err
 	}
 	last := ""
-	show := func(t *api.Task) bool {
-		line := fmt.Sprintf("%s  %-12s %-20s attempts %d", time.Now().Format("15:04:05"), t.Status, t.ExecutionStep, t.Attempts)
-		if t.Cleanup == api.CleanupPending {
+	// show prints a change; events carry what changed (api.TaskChange),
+	// a GET the whole task.
+	show := func(st fsm.Status, step fsm.Step, cleanup string, attempts int, errMsg string) bool {
+		line := fmt.Sprintf("%s  %-12s %-20s attempts %d", time.Now().Format("15:04:05"), st, step, attempts)
+		if cleanup == api.CleanupPending {
 			line += "  (cleaning up)"
 		}
-		if t.ErrorMessage != "" {
-			line += "  error: " + t.ErrorMessage
+		if errMsg != "" {
+			line += "  error: " + errMsg
 		}
-		if key := fmt.Sprint(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts); key != last {
+		if key := fmt.Sprint(st, step, cleanup, attempts); key != last {
 			last = key
 			fmt.Fprintln(out, line)
 		}
-		return t.Status.Terminal() && t.Cleanup != api.CleanupPending
+		return st.Terminal() && cleanup != api.CleanupPending
 	}
-	if show(tr.Task) {
+	showTask := func(t *api.Task) bool { return show(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts, t.ErrorMessage) }
+	if showTask(tr.Task) {
 		return nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.addr+"/v1/events?task_id="+url.QueryEscape(id), nil)
@@ -64,16 +67,35 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	event := ""
 	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		line := sc.Text()
+		if line == "" {
+			event = ""
+			continue
+		}
+		if name, ok := strings.CutPrefix(line, "event: "); ok {
+			event = name
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
 		if !ok {
+			continue
+		}
+		if event == "reset" {
+			// Changes were missed (or were too many to replay): the task
+			// itself says where it is now.
+			var now api.TaskResponse
+			if err := c.do(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(id), nil, nil, &now); err == nil && now.Task != nil && showTask(now.Task) {
+				return nil
+			}
 			continue
 		}
 		var ev api.EventMessage
 		if json.Unmarshal([]byte(data), &ev) != nil || ev.Task == nil {
 			continue
 		}
-		if show(ev.Task) {
+		if t := ev.Task; show(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts, t.ErrorMessage) {
 			return nil
 		}
 	}

@@ -445,9 +445,44 @@
     }
     const trail = state.trails.get(t.id) || [];
     if (trail[trail.length - 1] !== t.status) state.trails.set(t.id, trail.concat(t.status));
-    state.tasks.set(t.id, normalize(t));
+    // An event carries what changed, not the task: merge it into the copy
+    // we have, and read a task we have never seen.
+    state.tasks.set(t.id, applyChange(prev || normalize({ id: t.id }), t));
+    if (!prev) fetchTask(t.id);
     if (state.touched) state.touched.add(t.id);
     changed('tasks', t.id);
+  }
+
+  // The fields a task event carries (the API's TaskChange); absent ones
+  // are empty.
+  const CHANGE_KEYS = ['project_id', 'user_id', 'status', 'execution_step', 'node_id', 'workspace_id',
+    'error_message', 'cleanup', 'attempts', 'updated_at'];
+
+  function applyChange(task, change) {
+    const t = Object.assign({}, task);
+    for (const k of CHANGE_KEYS) {
+      if (k in change) t[k] = change[k];
+      else delete t[k];
+    }
+    return t;
+  }
+
+  // fetchTask reads one task whole (once at a time per task) and keeps the
+  // newer of it and what events brought meanwhile.
+  const fetching = new Set();
+  async function fetchTask(id) {
+    if (fetching.has(id)) return;
+    fetching.add(id);
+    try {
+      const full = normalize((await api('v1/tasks/' + encodeURIComponent(id))).task);
+      const cur = state.tasks.get(id);
+      state.tasks.set(id, cur && ms(cur.updated_at) > ms(full.updated_at) ? applyChange(full, cur) : full);
+      changed('tasks', id);
+    } catch {
+      // the list's next read brings it
+    } finally {
+      fetching.delete(id);
+    }
   }
 
   // ---- rendering: scheduling ----------------------------------------------
@@ -968,19 +1003,23 @@
       draw();
     }, 1000);
 
-    (async () => {
+    // Events carry what changed; the history and steps shown here come
+    // from reading the task (again after each of its events, throttled).
+    const loadTask = throttle(async () => {
       try {
         const t = normalize((await api('v1/tasks/' + encodeURIComponent(id))).task);
-        // The event stream may have brought a newer copy meanwhile.
+        // The event stream may have brought a newer change meanwhile.
         const cur = state.tasks.get(id);
-        if (!cur || !(ms(cur.updated_at) > ms(t.updated_at))) state.tasks.set(id, t);
+        state.tasks.set(id, cur && ms(cur.updated_at) > ms(t.updated_at) ? applyChange(t, cur) : t);
+        loadError = '';
       } catch (e) {
         loadError = 'Cannot read task ' + id + ': ' + e.message;
       }
       draw();
-      loadErrors();
-      loadMessages();
-    })();
+    }, 500);
+    loadTask();
+    loadErrors();
+    loadMessages();
 
     function draw() {
       const t = state.tasks.get(id);
@@ -1014,6 +1053,7 @@
       update(what) {
         if (what.has('tasks:' + id)) {
           draw();
+          loadTask();
           loadErrors();
           loadMessages();
         } else if (what.has('tasks')) draw();
