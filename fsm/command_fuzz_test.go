@@ -116,6 +116,7 @@ func everyCommand(f *FSM) []Command {
 		RecordError{Record: ErrorRecord{Kind: ErrKindReconciler, Message: "leaked", At: at}},
 		PurgeErrors{Before: at},
 		SetControlPlane{URL: "http://lb.test:8000"},
+		SetClusterID{ID: "0123456789abcdef0123456789abcdef"},
 		SetCredential{Credential: Credential{CredentialRef: CredentialRef{Kind: CredentialGitToken, Scope: CredentialProject, ScopeID: "p1"},
 			KeyID: "k-1", Nonce: make([]byte, 12), Ciphertext: make([]byte, 33)}, At: at},
 		NodeErrors{NodeID: r.NodeID, SplitLevels: true, Errors: []NodeError{
