@@ -93,6 +93,7 @@ func TestEventStreamLimits(t *testing.T) {
 		submit(t, c, n, body("u1", fmt.Sprint("after ", i, prompt)))
 	}
 	seen := map[string]bool{}
+	var sizes []int
 	for len(seen) < 3 {
 		_, name, data := s.next(t)
 		if name != "task" {
@@ -106,7 +107,9 @@ func TestEventStreamLimits(t *testing.T) {
 			t.Fatalf("task event %s: %v", data, err)
 		}
 		seen[ev.Task.ID] = true
+		sizes = append(sizes, len(data))
 	}
+	t.Logf("task event sizes (data line, bytes) for tasks with a 4 KiB prompt: %v", sizes)
 
 	// Two streams per client: a third is 429.
 	s2, _ := openStream(t, n.URL, "")

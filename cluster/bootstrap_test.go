@@ -142,6 +142,7 @@ func TestWipedMembersDoNotBootstrapAgain(t *testing.T) {
 		}
 	}
 
+	back := time.Now()
 	nodes["n3"] = c.start("n3", "")
 	for _, id := range []string{"n1", "n2"} {
 		select {
@@ -149,7 +150,7 @@ func TestWipedMembersDoNotBootstrapAgain(t *testing.T) {
 			if !errors.Is(err, cluster.ErrWipedMember) || !strings.Contains(err.Error(), "--join") {
 				t.Fatalf("%s stopped with %v; want %v naming --join", id, err, cluster.ErrWipedMember)
 			}
-			t.Logf("%s: %v", id, err)
+			t.Logf("%s refused %s after n3 was back: %v", id, time.Since(back).Round(time.Millisecond), err)
 		case <-ctx.Done():
 			t.Fatalf("%s did not refuse to bootstrap once n3 was back", id)
 		}
@@ -166,6 +167,7 @@ func TestWipedMembersDoNotBootstrapAgain(t *testing.T) {
 		}
 		nodes[id] = c.start(id, nodes["n3"].URL)
 	}
+	rejoin := time.Now()
 	waitFor(t, "n1 and n2 to hold n3's 10 tasks and its cluster id", func() bool {
 		for _, n := range all() {
 			if n.FSM.TaskCount() != 10 || n.Node.ClusterID() != clusterID {
@@ -174,6 +176,7 @@ func TestWipedMembersDoNotBootstrapAgain(t *testing.T) {
 		}
 		return leaderOf(all()...) != nil
 	})
+	t.Logf("n1 and n2 rejoined with --join and hold n3's 10 tasks %s after they started", time.Since(rejoin).Round(time.Millisecond))
 	for _, n := range all() {
 		_ = n.Close()
 	}
