@@ -224,5 +224,5 @@ func (s *Server) restoreSnapshot(c *gin.Context) {
 		abortError(c, http.StatusInternalServerError, CodeInternal, fmt.Sprintf("restored state hash %s differs from the backup's %s", info.RestoredHash, info.Backup.Hash))
 		return
 	}
-	c.JSON(http.StatusOK, info)
+	c.JSON(http.StatusOK, RestoreAnswer{RestoreInfo: info, Unsealable: s.unsealReport()})
 }

@@ -247,6 +247,8 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 		f.st.settings = c.Settings
 	case AddSigningKey:
 		f.applyAddSigningKey(c, res)
+	case SealSigningKeys:
+		f.applySealSigningKeys(c, res)
 	case SetControlPlane:
 		f.applySetControlPlane(c, res)
 	case ReconcileRun:

@@ -5,10 +5,21 @@ import "time"
 // SigningKey is one of the cluster's token signing keys, replicated so that
 // every node signs and verifies alike. The newest signs; older ones verify
 // until the tokens they signed have expired.
+//
+// A leader with the cluster keyring (package keyring, outside the FSM)
+// seals the private key before it commits: PEM is then empty, and the
+// state, the raft log from then on and every snapshot and backup carry
+// only the ciphertext, its nonce and the id of the sealing key
+// (signingkeys.go). A cluster without a keyring keeps PEM in the clear.
 type SigningKey struct {
 	ID        string    `json:"id"`
-	PEM       []byte    `json:"pem"`
+	PEM       []byte    `json:"pem,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// SealKeyID, Nonce and Ciphertext are the PEM sealed with AES-256-GCM
+	// under the keyring key SealKeyID, bound to the key's id (SealAAD).
+	SealKeyID  string `json:"seal_key_id,omitempty"`
+	Nonce      []byte `json:"nonce,omitempty"`
+	Ciphertext []byte `json:"ciphertext,omitempty"`
 }
 
 // MaxSigningKeys bounds the key set: the newest signs, the rest verify.

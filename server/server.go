@@ -197,7 +197,7 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys")}
+	keys := &keyCache{fsm: s.FSM, log: cfg.Logger.Named("keys"), keyring: cfg.API.Keyring}
 	s.Tokens = &tokens.Issuer{ControlPlane: s.FSM.ControlPlaneURL, Keys: keys.Keys, Now: time.Now}
 	if !cfg.InsecureNoAuth {
 		cc.HTTPClient = withMemberAuth(cc.HTTPClient, cc.NodeID, s.Tokens)
@@ -221,7 +221,7 @@ func Start(cfg Config) (*Server, error) {
 	if arc != nil && cfg.TaskRetention > 0 {
 		s.Node.OnLeader(retentionDuty(s.FSM, s.Node.Apply, cfg.TaskRetention, cfg.RetentionInterval, cfg.Logger.Named("retention")))
 	}
-	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cp, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.Logger.Named("leader")))
+	s.Node.OnLeader(clusterDuties(s.FSM, s.Node.Apply, cp, cfg.Settings, cfg.KeyRotation, cfg.ErrorRetention, cfg.API.Keyring, cfg.Logger.Named("leader")))
 	if cfg.InsecureNoAuth {
 		cfg.API.Auth = nil
 	} else {

@@ -193,7 +193,7 @@ func snapshotRestore(ctx context.Context, c *client, in string, force bool) erro
 	if resp.StatusCode != http.StatusOK {
 		return httpError(resp)
 	}
-	var info cluster.RestoreInfo
+	var info api.RestoreAnswer
 	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
 		return fmt.Errorf("restore answer: %v", err)
 	}
@@ -202,6 +202,7 @@ func snapshotRestore(ctx context.Context, c *client, in string, force bool) erro
 	}
 	fmt.Printf("restored %s into the cluster (leader %s): index %d, %d tasks, state hash %s\n",
 		in, resp.Header.Get("X-Tdf-Node"), info.Backup.Index, check.TaskCount(), info.RestoredHash)
+	printUnsealable(info.Unsealable)
 	return nil
 }
 
