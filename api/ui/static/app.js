@@ -1130,6 +1130,15 @@
       h('span', { class: 'small muted' }, label), h('span', { class: 'bar', 'aria-hidden': 'true' }, h('i', { style: { width: Math.min(100, Math.max(0, v)).toFixed(1) + '%' } })), v.toFixed(0) + '%');
   }
 
+  // What a node costs (GET /v1/nodes prices it from the cloud's price
+  // list): per hour, and accrued since it was created.
+  function costCell(n) {
+    const c = n.cost;
+    if (!c || typeof c.hourly !== 'number') return '—';
+    return [h('span', { title: 'net, per hour' }, c.hourly.toFixed(4) + ' ' + c.currency + '/h'), h('br'),
+      h('span', { class: 'small muted', title: 'accrued since the node was created' }, c.accrued.toFixed(4) + ' ' + c.currency)];
+  }
+
   function alarmCell(n) {
     if (!n.alarm) return '—';
     const what = n.status === 'warm' ? 'warm timer' : n.status === 'destroying' ? 'delete retry' : n.status === 'active' ? 'max lifetime' : n.alarm.kind;
@@ -1162,7 +1171,7 @@
       notes,
       h('div', { class: 'panel flush' }, h('table', { id: 'nodes-table' },
         h('caption', { class: 'sr-only' }, 'VM nodes'),
-        h('thead', null, h('tr', null, ['Node', 'User', 'Status', 'Health', 'Ready', 'Workspaces', 'Load', 'Heartbeat', 'Alarm', 'Server', 'Task']
+        h('thead', null, h('tr', null, ['Node', 'User', 'Status', 'Health', 'Ready', 'Workspaces', 'Load', 'Heartbeat', 'Cost', 'Alarm', 'Server', 'Task']
           .map((c) => h('th', { scope: 'col', class: c === 'Workspaces' ? 'num' : null }, c)))),
         tbody)));
     loadNodes();
@@ -1178,7 +1187,7 @@
       fill(notes, notice(state.nodesError, true));
       if (!list.length) {
         rowCache.clear();
-        fill(tbody, h('tr', null, h('td', { colspan: 11, class: 'empty' }, state.nodes === null ? 'Loading nodes…' : 'No nodes match.')));
+        fill(tbody, h('tr', null, h('td', { colspan: 12, class: 'empty' }, state.nodes === null ? 'Loading nodes…' : 'No nodes match.')));
         return;
       }
       keyedRows(tbody, rowCache, list, (n) => n.id, (n) => JSON.stringify(n), (n) => {
@@ -1192,6 +1201,7 @@
           h('td', { class: 'num' }, String(n.active_workspaces || 0)),
           h('td', null, n.metrics ? h('div', { class: 'small' }, meter('cpu', m.cpu_load), ' ', meter('mem', m.memory_percent), ' ', meter('disk', m.disk_percent)) : '—'),
           h('td', { class: 'nowrap' }, n.last_heartbeat ? timeEl(n.last_heartbeat) : 'none yet'),
+          h('td', { class: 'num nowrap' }, costCell(n)),
           h('td', { class: 'nowrap' }, alarmCell(n)),
           h('td', { class: 'nowrap', title: n.server_name ? 'server ' + n.server_name + (n.server_id ? ' (id ' + n.server_id + ')' : '') : null },
             [n.size, n.location].filter(Boolean).join(' · ') || '—', n.ipv4 ? [h('br'), h('span', { class: 'small muted mono' }, n.ipv4)] : null),
