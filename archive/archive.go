@@ -4,8 +4,10 @@
 // of the records' end (a task's completion, a node's deletion, a
 // workspace's last change), named YYYY-MM-DD.jsonl.gz, so an operator can
 // ship or delete them by day with ordinary tools (zcat, jq). Each day also
-// has a plain list of its task ids (YYYY-MM-DD.ids) that lookups scan
-// instead of decompressing every file.
+// has a plain list of its records' ids with the offset of the gzip member
+// holding each (YYYY-MM-DD.ids, "id offset" lines; "node:id" and
+// "workspace:id" for those), so a lookup by id scans
+// the small lists and decompresses one member of at most 32 records.
 //
 // Every replica archives on applying the Forget command, from its own FSM
 // state, just before the records leave it (fsm.SetArchiveHook): the
@@ -21,6 +23,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -29,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,41 +137,59 @@ func (a *Archive) Write(f fsm.Forgotten) {
 	}
 }
 
-// writeDay appends records to a day's file as one more gzip member (a
-// concatenation of gzip members is one valid gzip stream), then their task
-// ids to the day's id list; both are synced before it returns.
+// writeDay appends records to a day's file as gzip members of at most
+// memberRecords records (a concatenation of gzip members is one valid gzip
+// stream), then "id offset" lines to the day's id list, offset being where
+// the member holding the task starts: a lookup decompresses one member,
+// not the day. Both files are synced before it returns.
 func (a *Archive) writeDay(d string, recs []Record) error {
 	seen, err := a.seenIDs(d)
 	if err != nil {
 		return err
 	}
-	var ids []string
 	keep := recs[:0:0]
 	for _, r := range recs {
-		if r.Kind == KindTask {
-			if seen[r.Task.ID] {
-				continue // archived before this restart's replay
-			}
-			ids = append(ids, r.Task.ID)
+		if seen[r.key()] {
+			continue // archived before this restart's replay
 		}
 		keep = append(keep, r)
 	}
 	if len(keep) == 0 {
 		return nil
 	}
-	if err := appendGzipLines(filepath.Join(a.dir, d+".jsonl.gz"), keep); err != nil {
+	offsets, err := appendGzipMembers(filepath.Join(a.dir, d+".jsonl.gz"), keep)
+	if err != nil {
 		return err
 	}
-	if len(ids) > 0 {
-		if err := appendFile(filepath.Join(a.dir, d+".ids"), []byte(strings.Join(ids, "\n")+"\n")); err != nil {
-			return err
-		}
-		for _, id := range ids {
-			seen[id] = true
-		}
+	var list strings.Builder
+	for i, r := range keep {
+		fmt.Fprintf(&list, "%s %d\n", r.key(), offsets[i/memberRecords])
+	}
+	if err := appendFile(filepath.Join(a.dir, d+".ids"), []byte(list.String())); err != nil {
+		return err
+	}
+	for _, r := range keep {
+		seen[r.key()] = true
 	}
 	return nil
 }
+
+// key is a record's entry in its day's id list: a task's id, "node:ID" or
+// "workspace:ID" (ids never hold a colon).
+func (r Record) key() string {
+	switch {
+	case r.Task != nil:
+		return r.Task.ID
+	case r.Node != nil:
+		return KindNode + ":" + r.Node.ID
+	case r.Workspace != nil:
+		return KindWorkspace + ":" + r.Workspace.ID
+	}
+	return ""
+}
+
+// memberRecords is how many records one gzip member holds.
+const memberRecords = 32
 
 // seenIDs returns the cached id set of a day, read from its list the first
 // time. Only a few recent days stay cached.
@@ -196,20 +218,29 @@ func (a *Archive) seenIDs(d string) (map[string]bool, error) {
 	return s, nil
 }
 
-func appendGzipLines(path string, recs []Record) error {
+// appendGzipMembers appends recs as gzip members of memberRecords records
+// and returns each member's offset in the file.
+func appendGzipMembers(path string, recs []Record) ([]int64, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	zw := gzip.NewWriter(f)
-	enc := json.NewEncoder(zw)
-	for i := range recs {
-		if err = enc.Encode(&recs[i]); err != nil {
-			break
+	off, err := f.Seek(0, io.SeekEnd)
+	var offsets []int64
+	cw := &countingWriter{w: bufio.NewWriter(f), n: off}
+	for i := 0; err == nil && i < len(recs); i += memberRecords {
+		offsets = append(offsets, cw.n)
+		zw := gzip.NewWriter(cw)
+		enc := json.NewEncoder(zw)
+		for j := i; err == nil && j < min(i+memberRecords, len(recs)); j++ {
+			err = enc.Encode(&recs[j])
+		}
+		if cerr := zw.Close(); err == nil {
+			err = cerr
 		}
 	}
-	if cerr := zw.Close(); err == nil {
-		err = cerr
+	if ferr := cw.w.Flush(); err == nil {
+		err = ferr
 	}
 	if serr := f.Sync(); err == nil {
 		err = serr
@@ -217,7 +248,18 @@ func appendGzipLines(path string, recs []Record) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return offsets, err
+}
+
+type countingWriter struct {
+	w *bufio.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func appendFile(path string, b []byte) error {
@@ -235,12 +277,19 @@ func appendFile(path string, b []byte) error {
 	return err
 }
 
+// readIDs returns the keys of a day's id list.
 func readIDs(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return strings.Fields(string(b)), nil
+	var ids []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if id, _, ok := strings.Cut(line, " "); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // Days lists the archive's days, newest first.
@@ -258,36 +307,72 @@ func (a *Archive) Days() ([]string, error) {
 }
 
 // Task returns an archived task (with its timeline) by id: the days' id
-// lists are scanned newest first, then the day's file that names it.
+// lists are scanned newest first; the one naming the id gives the offset
+// of the gzip member that holds it.
 func (a *Archive) Task(id string) (*fsm.Task, bool, error) {
 	days, err := a.Days()
 	if err != nil {
 		return nil, false, err
 	}
+	key := []byte("\n" + id + " ")
 	for _, d := range days {
-		ids, err := readIDs(filepath.Join(a.dir, d+".ids"))
+		b, err := os.ReadFile(filepath.Join(a.dir, d+".ids"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, false, err
 		}
-		for _, x := range ids {
-			if x != id {
-				continue
-			}
-			var found *fsm.Task
-			err := a.ScanDay(d, func(r Record) bool {
-				if r.Kind == KindTask && r.Task != nil && r.Task.ID == id {
-					found = r.Task
-					return false
-				}
-				return true
-			})
-			if err != nil || found != nil {
-				return found, found != nil, err
-			}
+		b = append([]byte{'\n'}, b...)
+		i := bytes.LastIndex(b, key)
+		if i < 0 {
+			continue
 		}
+		rest := b[i+len(key):]
+		if j := bytes.IndexByte(rest, '\n'); j >= 0 {
+			rest = rest[:j]
+		}
+		off, err := strconv.ParseInt(string(rest), 10, 64)
+		if err != nil {
+			return nil, false, fmt.Errorf("archive %s: id list line for %s: %w", d, id, err)
+		}
+		return a.taskAt(d, off, id)
+	}
+	return nil, false, nil
+}
+
+// taskAt reads the task from the gzip member at off of a day's file.
+func (a *Archive) taskAt(d string, off int64, id string) (*fsm.Task, bool, error) {
+	f, err := os.Open(filepath.Join(a.dir, d+".jsonl.gz"))
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, false, err
+	}
+	zr, err := gzip.NewReader(bufio.NewReader(f))
+	if err != nil {
+		return nil, false, fmt.Errorf("archive %s at %d: %w", d, off, err)
+	}
+	zr.Multistream(false)
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(nil, 64<<20)
+	want := []byte(`"id":"` + id + `"`)
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), want) {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, false, fmt.Errorf("archive %s at %d: %w", d, off, err)
+		}
+		if r.Kind == KindTask && r.Task != nil && r.Task.ID == id {
+			return r.Task, true, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, false, fmt.Errorf("archive %s at %d: %w", d, off, err)
 	}
 	return nil, false, nil
 }

@@ -185,8 +185,16 @@ func runTask(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := showTask(out.Task, *asJSON); err != nil || *asJSON || args[0] != "get" {
+		if err := showTask(out.Task, *asJSON); err != nil || args[0] != "get" {
 			return err
+		}
+		if out.Archived {
+			// On stderr, so that --json stays the task alone.
+			fmt.Fprintln(os.Stderr, "archived: the task left the cluster's state after its retention; this is the answering node's archived copy")
+			return nil
+		}
+		if *asJSON {
+			return nil
 		}
 		// The newest chat messages, one line each (tdf task messages shows
 		// them whole); none from a server that keeps none.

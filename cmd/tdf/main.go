@@ -27,6 +27,7 @@ Usage:
   tdf snapshot save --out FILE | restore --in FILE
   tdf errors [--task ID] [--node ID] [--kind K]
   tdf nodes [--status S] [--user U] | tdf nodes ID   (one node and its event log)
+  tdf node cordon|uncordon|drain|destroy ID   an operator's action on a node (admin)
   tdf import [--dry-run] FILE  import the old system's in-flight tasks (docs/import.md)
   tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
   tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string) error {
 		return runErrors(ctx, args[1:])
 	case "nodes":
 		return runNodes(ctx, args[1:])
+	case "node":
+		return runNode(ctx, args[1:])
 	case "import":
 		return runImport(ctx, args[1:])
 	case "tls":
