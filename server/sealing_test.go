@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/server"
 	"github.com/tdf-project/tdf/tokens"
@@ -39,13 +41,16 @@ func privateForms(keys []tokens.Key) []string {
 }
 
 // TestSigningKeysSealed: a cluster with a keyring keeps its token signing
-// keys sealed: no backup, raft snapshot, raft log or API answer holds a
-// private key, while every node signs and verifies with them. A backup
+// keys sealed: no backup, raft snapshot, raft log, API answer or log line
+// (at trace level) holds a private key, while every node signs and
+// verifies with them. A backup
 // restored onto a node without the keyring is answered with exactly the
 // keys and credentials it cannot unseal.
 func TestSigningKeysSealed(t *testing.T) {
 	dataDir := t.TempDir()
-	a := newAgentRoutesCluster(t, server.TestOptions{DataDir: dataDir})
+	logs := &logBuffer{} // ops_test.go
+	a := newAgentRoutesCluster(t, server.TestOptions{DataDir: dataDir,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "tdf", Level: hclog.Trace, Output: logs})})
 	a.do(t, a.c.Leader(), http.MethodPut, "/v1/credentials/git-token/project/p1", []byte(`{"secret":"sealed-git-secret-0123456789"}`), nil)
 	for _, n := range a.c.Nodes {
 		for _, k := range n.FSM.SigningKeys() {
@@ -124,9 +129,16 @@ func TestSigningKeysSealed(t *testing.T) {
 	if err != nil || files < 6 {
 		t.Fatalf("searched %d files: %v", files, err)
 	}
+	logged := logs.String()
 	for _, f := range forms {
 		if bytes.Contains(backup.Body, []byte(f)) {
 			t.Fatal("the backup holds a private signing key")
 		}
+		if strings.Contains(logged, f) {
+			t.Fatal("a log line holds a private signing key")
+		}
+	}
+	if len(logged) < 10000 {
+		t.Fatalf("only %d bytes of trace logs to search", len(logged))
 	}
 }
