@@ -84,6 +84,12 @@ func (w *replicaWorkload) next() Command {
 			return CancelTask{TaskID: cur.ID, Actor: Actor{Type: ActorUser, ID: cur.UserID}, At: w.at}
 		}
 		return IdleReset{TaskID: cur.ID, Actor: Actor{Type: ActorUser, ID: cur.UserID}, At: w.at}
+	case 6:
+		if cur.WorkspaceID != "" && w.rng.Intn(2) == 0 {
+			// The leader's run reconciliation found the agent's run over.
+			return ReconcileRun{TaskID: cur.ID, Step: cur.Step, WorkspaceID: cur.WorkspaceID, SessionID: cur.AgentSessionID,
+				Finding: []RunFinding{RunFinished, RunLost}[w.rng.Intn(2)], Detail: "agent", Leader: "n1", At: w.at}
+		}
 	}
 	// The runner's own move for the task's state.
 	step := cur.RunnableStep()
@@ -112,7 +118,10 @@ func (w *replicaWorkload) nodeCommand() Command {
 		return nil
 	}
 	n := nodes[w.rng.Intn(len(nodes))]
-	switch w.rng.Intn(5) {
+	switch w.rng.Intn(6) {
+	case 5:
+		return NodeAdmin{NodeID: n.ID, Action: []NodeAction{NodeCordon, NodeUncordon, NodeDrain, NodeDestroy}[w.rng.Intn(4)],
+			Actor: Actor{Type: ActorUser, ID: "admin"}, At: w.at}
 	case 0:
 		return NodeReady{NodeID: n.ID, At: w.at}
 	case 4:
@@ -133,7 +142,7 @@ func (w *replicaWorkload) nodeCommand() Command {
 // clusterCommand is one of the leader's cluster duties or an operator's
 // change.
 func (w *replicaWorkload) clusterCommand() Command {
-	switch w.rng.Intn(5) {
+	switch w.rng.Intn(6) {
 	case 0:
 		return RegisterMember{Member: Member{ID: fmt.Sprint("n", w.rng.Intn(3)), APIAddr: fmt.Sprint("http://127.0.0.1:", 8000+w.rng.Intn(3))}}
 	case 1:
@@ -145,6 +154,11 @@ func (w *replicaWorkload) clusterCommand() Command {
 		return AddSigningKey{Key: SigningKey{ID: fmt.Sprint("k", w.rng.Intn(6)), PEM: []byte("pem"), CreatedAt: w.at}}
 	case 3:
 		return RecordError{Record: ErrorRecord{Kind: ErrKindReconciler, Message: "leaked server", At: w.at}}
+	case 4:
+		// Retention: what ended a while ago leaves the state.
+		c := w.f.ForgetCandidates(w.at.Add(-2*time.Minute), 5)
+		c.At = w.at
+		return c
 	}
 	return PurgeErrors{Before: w.at.Add(-10 * time.Minute)}
 }
