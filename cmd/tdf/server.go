@@ -170,7 +170,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.API.Keyring = kr; kr == nil {
-		cfg.Logger.Warn("no keyring (--keyring-file, or keyring.json in --data-dir): this node can neither set nor hand out credentials, and agents' git-token and agent-key calls fail; see docs/security.md")
+		cfg.Logger.Warn("no keyring (--keyring-file, or keyring.json in --data-dir): this node can neither set nor hand out credentials, agents' git-token and agent-key calls fail, and a cluster without one keeps its token signing keys unsealed; see docs/security.md")
 	} else {
 		cfg.Logger.Info("keyring loaded", "file", krPath, "keys", kr.Len(), "active", kr.ActiveID())
 	}
