@@ -109,7 +109,7 @@ func (s *sim) runTask(i int, start time.Time) {
 	s.apply(fsm.StepTimeout{TaskID: id, Step: fsm.StepAwaitingFollowup, Due: due, At: due})
 	s.step(id, fsm.StepData{WorkspaceStopped: true}, due) // cleanup: the node goes warm
 	n, _ := s.f.Node(task.NodeID)
-	s.apply(fsm.NodeAlarmFired{NodeID: n.ID, Due: n.Alarm.Due, At: n.Alarm.Due})
+	s.apply(fsm.NodeDeadline{NodeID: n.ID, Due: n.Alarm.Due, At: n.Alarm.Due})
 	s.apply(fsm.NodeDestroyResult{NodeID: n.ID, Deleted: true, At: n.Alarm.Due.Add(5 * time.Second)})
 }
 

@@ -176,8 +176,9 @@ var commands = map[CommandType]func() Command{
 	CmdSetClusterID:       func() Command { return &SetClusterID{} },
 	CmdRecordMessages:     func() Command { return &RecordMessages{} },
 	CmdReconcileRun:       func() Command { return &ReconcileRun{} },
-	CmdNodeAdmin:          func() Command { return &NodeAdmin{} }, // node cordon / drain / destroy
-	CmdForget:             func() Command { return &Forget{} },    // task retention
+	CmdNodeAdmin:          func() Command { return &NodeAdmin{} },    // node cordon / drain / destroy
+	CmdForget:             func() Command { return &Forget{} },       // task retention
+	CmdNodeDeadline:       func() Command { return &NodeDeadline{} }, // node lifetime: busy nodes cordoned
 }
 
 // newCommand returns a pointer to an empty command of type t, or nil if t

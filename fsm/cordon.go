@@ -28,6 +28,24 @@ const (
 // CmdNodeAdmin is NodeAdmin's type (node cordon / drain / destroy).
 const CmdNodeAdmin CommandType = 44
 
+// CmdNodeDeadline is NodeDeadline's type. It is a new type, not a change
+// of NodeAlarmFired's meaning, so that an older binary stops at it instead
+// of destroying a node its peers cordon, and old logs replay as they ran.
+const CmdNodeDeadline CommandType = 47
+
+// NodeDeadline fires a node's deadline alarm (warm timeout, max or hard
+// lifetime): an idle node starts destroying, a busy one at its max lifetime
+// is cordoned until its hard limit, and at its hard limit its tasks fail
+// and it is destroyed. Due must match the node's alarm.
+type NodeDeadline struct {
+	NodeID string    `json:"node_id"`
+	Due    time.Time `json:"due"`
+	At     time.Time `json:"at"`
+}
+
+// Type implements Command.
+func (NodeDeadline) Type() CommandType { return CmdNodeDeadline }
+
 // NodeAction is an operator's action on a node.
 type NodeAction string
 

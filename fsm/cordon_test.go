@@ -14,7 +14,7 @@ func fireNodeAlarm(t *testing.T, a *applier, id string) *Node {
 	if n.Alarm == nil {
 		t.Fatalf("node %s has no alarm", id)
 	}
-	r := a.apply(NodeAlarmFired{NodeID: id, Due: n.Alarm.Due, At: n.Alarm.Due})
+	r := a.apply(NodeDeadline{NodeID: id, Due: n.Alarm.Due, At: n.Alarm.Due})
 	if r.Err != nil {
 		t.Fatalf("fire %s alarm: %v", id, r.Err)
 	}

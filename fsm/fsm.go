@@ -268,7 +268,9 @@ func (f *FSM) applyLocked(index uint64, cmd Command) *Result {
 	case PurgeErrors:
 		f.applyPurgeErrors(c)
 	case NodeAlarmFired:
-		f.applyNodeAlarmFired(c, res)
+		f.applyNodeAlarmFired(c, false, res)
+	case NodeDeadline:
+		f.applyNodeAlarmFired(NodeAlarmFired(c), true, res)
 	case NodeAdmin:
 		f.applyNodeAdmin(c, res)
 	case Forget:

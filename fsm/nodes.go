@@ -230,9 +230,10 @@ func (f *FSM) tasksOnNode(nodeID, except string) int {
 	return c
 }
 
-// NodeAlarmFired fires a node's alarm (warm timeout, max or hard
-// lifetime): an idle node starts destroying, a busy one at its max lifetime
-// is cordoned (cordon.go). Due must match the node's alarm.
+// NodeAlarmFired fires a node's alarm (warm timeout or max lifetime): the
+// node starts destroying. Due must match the node's alarm. The leader
+// commits NodeDeadline instead since busy nodes are cordoned (cordon.go);
+// this command stays for the logs that hold it.
 type NodeAlarmFired struct {
 	NodeID string    `json:"node_id"`
 	Due    time.Time `json:"due"`
@@ -264,7 +265,10 @@ func (f *FSM) node(id string, res *Result) (*Node, bool) {
 	return n, ok
 }
 
-func (f *FSM) applyNodeAlarmFired(c NodeAlarmFired, res *Result) {
+// applyNodeAlarmFired fires a node's deadline alarm: with lifetime (a
+// NodeDeadline command) a busy node is cordoned (cordon.go); without (the
+// NodeAlarmFired of older logs) the node is destroyed, as it was then.
+func (f *FSM) applyNodeAlarmFired(c NodeAlarmFired, lifetime bool, res *Result) {
 	cur, ok := f.node(c.NodeID, res)
 	if !ok {
 		return
@@ -275,7 +279,11 @@ func (f *FSM) applyNodeAlarmFired(c NodeAlarmFired, res *Result) {
 		return
 	}
 	n := cur.clone()
-	f.fireLifetime(n, c.At)
+	if lifetime {
+		f.fireLifetime(n, c.At)
+	} else {
+		destroyNow(n, c.At) // as binaries before NodeDeadline did
+	}
 	f.st.nodes.ReplaceOrInsert(n)
 	res.Node = n
 }

@@ -613,11 +613,12 @@ func TestNodeAlarmFired(t *testing.T) {
 	if r := a.apply(NodeAlarmFired{NodeID: "n-h0", Due: due, At: at}); !errors.Is(r.Err, ErrFenced) {
 		t.Fatalf("second fire: err = %v, want ErrFenced", r.Err)
 	}
-	// An active auto-provisioned node with a task on it is cordoned at the
-	// end of its lifetime, not destroyed (cordon_test.go).
+	// NodeAlarmFired, as older logs hold it, destroys an active node at the
+	// end of its lifetime whatever runs on it; NodeDeadline, which the
+	// leader commits now, cordons it (cordon_test.go).
 	active, _ := a.f.Node("n-h1")
-	if r := a.apply(NodeAlarmFired{NodeID: "n-h1", Due: active.Alarm.Due, At: active.Alarm.Due}); r.Err != nil || r.Node.Status != NodeActive || !r.Node.Cordoned {
-		t.Fatalf("lifetime alarm of a busy node: err=%v node=%+v", r.Err, r.Node)
+	if r := a.apply(NodeAlarmFired{NodeID: "n-h1", Due: active.Alarm.Due, At: active.Alarm.Due}); r.Err != nil || r.Node.Status != NodeDestroying {
+		t.Fatalf("lifetime alarm of an active node: err=%v node=%+v", r.Err, r.Node)
 	}
 	if r := a.apply(NodeAlarmFired{NodeID: "n-nope", Due: due, At: at}); !errors.Is(r.Err, ErrNotFound) {
 		t.Fatalf("unknown node: err = %v, want ErrNotFound", r.Err)

@@ -352,7 +352,8 @@ func (lt *leaderTerm) commit(cmd fsm.Command, counter *atomic.Uint64) (*fsm.Resu
 }
 
 // processNode fires a node's alarm: an expired warm or lifetime timer
-// starts destroying the node; while destroying, each alarm is one attempt
+// starts destroying the node (a busy one at its max lifetime is cordoned
+// instead, see fsm/cordon.go); while destroying, each alarm is one attempt
 // to delete its server (idempotent: not found is success).
 func (lt *leaderTerm) processNode(id string) {
 	n, ok := lt.r.fsm.Node(id)
@@ -364,7 +365,7 @@ func (lt *leaderTerm) processNode(id string) {
 		return
 	}
 	if n.Status != fsm.NodeDestroying {
-		lt.commit(fsm.NodeAlarmFired{NodeID: id, Due: n.Alarm.Due, At: now}, &lt.r.stats.NodeAlarms)
+		lt.commit(fsm.NodeDeadline{NodeID: id, Due: n.Alarm.Due, At: now}, &lt.r.stats.NodeAlarms)
 		return
 	}
 	var err error
