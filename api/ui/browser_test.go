@@ -277,6 +277,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	})()`, task.Task.NodeID))
 	b.screenshot(filepath.Join(shots, "nodes.png"))
 
+	// An operator cordons the node from its row (confirming the dialog):
+	// it is shown cordoned, and uncordoned again.
+	nodeRow := fmt.Sprintf(`#nodes-table tr[data-node-id=%q]`, task.Task.NodeID)
+	b.do("cordon the node", chromedp.Evaluate[chromedp.Void](`window.confirm = () => true`),
+		chromedp.Click(chromedp.CSS(nodeRow+` button[data-action="cordon"]`)))
+	b.wait("the node cordoned", 20*time.Second, fmt.Sprintf(`(() => {
+		const row = document.querySelector(%q);
+		return { ok: !!row && row.textContent.includes('cordoned') && !!row.querySelector('button[data-action="uncordon"]'), state: row ? row.textContent : null };
+	})()`, nodeRow))
+	b.do("uncordon the node", chromedp.Click(chromedp.CSS(nodeRow+` button[data-action="uncordon"]`)))
+	b.wait("the node uncordoned", 20*time.Second, fmt.Sprintf(`(() => {
+		const row = document.querySelector(%q);
+		return { ok: !!row && !row.textContent.includes('cordoned') && !!row.querySelector('button[data-action="cordon"]'), state: row ? row.textContent : null };
+	})()`, nodeRow))
+
 	// Errors: filtered by kind with the select, then by task with the form.
 	b.click("open the errors", `nav a[data-view="errors"]`, "#/errors")
 	b.do("filter by kind", chromedp.SetValue(chromedp.CSS("#error-kind"), "task_failed"),

@@ -1141,8 +1141,46 @@
 
   function alarmCell(n) {
     if (!n.alarm) return '—';
-    const what = n.status === 'warm' ? 'warm timer' : n.status === 'destroying' ? 'delete retry' : n.status === 'active' ? 'max lifetime' : n.alarm.kind;
+    const what = n.status === 'warm' ? 'warm timer' : n.status === 'destroying' ? 'delete retry' : n.status === 'active' ? (n.past_lifetime ? 'hard lifetime limit' : 'max lifetime') : n.alarm.kind;
     return [h('span', null, what), h('br'), h('span', { class: 'small' }, timeEl(n.alarm.due, 'due'))];
+  }
+
+  // Operators' node actions (admin tokens): each asks for confirmation,
+  // then POSTs /v1/nodes/{id}/{action} and reloads the nodes.
+  const NODE_ACTIONS = {
+    cordon: 'Cordon node %s? It takes no new task; its running tasks go on.',
+    uncordon: 'Uncordon node %s? It takes tasks again.',
+    drain: 'Drain node %s? It takes no new task and is destroyed once its last task has ended.',
+    destroy: 'Destroy node %s now? Tasks still running on it fail.',
+  };
+
+  async function nodeAction(n, action, note) {
+    if (!window.confirm(NODE_ACTIONS[action].replace('%s', n.id))) return;
+    try {
+      const res = await fetch(apiURL('v1/nodes/' + encodeURIComponent(n.id) + '/' + action),
+        { method: 'POST', headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+      if (!res.ok) {
+        let msg = res.status + ' ' + res.statusText;
+        try {
+          const body = await res.json();
+          if (body && body.error && body.error.message) msg = body.error.message;
+        } catch {
+          // not JSON: the status says it
+        }
+        throw new Error(msg);
+      }
+      note('');
+    } catch (e) {
+      note('Cannot ' + action + ' node ' + n.id + ': ' + e.message);
+    }
+    loadNodes();
+  }
+
+  function nodeActionsCell(n, note) {
+    if (n.status !== 'active' && n.status !== 'warm') return '—';
+    const btn = (action, label) => h('button', { type: 'button', class: 'small', 'data-action': action, onclick: () => nodeAction(n, action, note) }, label);
+    return [n.cordoned ? [h('span', { class: 'small muted', title: n.cordon_reason || '' }, 'cordoned'), h('br')] : null,
+      n.cordoned ? (n.past_lifetime ? null : btn('uncordon', 'Uncordon')) : btn('cordon', 'Cordon'), ' ', btn('drain', 'Drain'), ' ', btn('destroy', 'Destroy')];
   }
 
   function nodesView(main, r) {
@@ -1157,6 +1195,7 @@
     const notes = h('div');
     const tbody = h('tbody');
     const rowCache = new Map();
+    let actionError = '';
     const params = () => {
       const p = new URLSearchParams();
       if (status !== 'live') p.set('status', status);
@@ -1171,7 +1210,7 @@
       notes,
       h('div', { class: 'panel flush' }, h('table', { id: 'nodes-table' },
         h('caption', { class: 'sr-only' }, 'VM nodes'),
-        h('thead', null, h('tr', null, ['Node', 'User', 'Status', 'Health', 'Ready', 'Workspaces', 'Load', 'Heartbeat', 'Cost', 'Alarm', 'Server', 'Task']
+        h('thead', null, h('tr', null, ['Node', 'User', 'Status', 'Health', 'Ready', 'Workspaces', 'Load', 'Heartbeat', 'Cost', 'Alarm', 'Server', 'Task', 'Actions']
           .map((c) => h('th', { scope: 'col', class: c === 'Workspaces' ? 'num' : null }, c)))),
         tbody)));
     loadNodes();
@@ -1184,10 +1223,10 @@
         (!q || [n.id, n.user_id, n.task_id, n.ipv4, n.server_name].some((v) => v && v.toLowerCase().includes(q))));
       list.sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
       count.textContent = list.length + ' of ' + all.length + ' nodes';
-      fill(notes, notice(state.nodesError, true));
+      fill(notes, notice(state.nodesError || actionError, true));
       if (!list.length) {
         rowCache.clear();
-        fill(tbody, h('tr', null, h('td', { colspan: 12, class: 'empty' }, state.nodes === null ? 'Loading nodes…' : 'No nodes match.')));
+        fill(tbody, h('tr', null, h('td', { colspan: 13, class: 'empty' }, state.nodes === null ? 'Loading nodes…' : 'No nodes match.')));
         return;
       }
       keyedRows(tbody, rowCache, list, (n) => n.id, (n) => JSON.stringify(n), (n) => {
@@ -1205,7 +1244,8 @@
           h('td', { class: 'nowrap' }, alarmCell(n)),
           h('td', { class: 'nowrap', title: n.server_name ? 'server ' + n.server_name + (n.server_id ? ' (id ' + n.server_id + ')' : '') : null },
             [n.size, n.location].filter(Boolean).join(' · ') || '—', n.ipv4 ? [h('br'), h('span', { class: 'small muted mono' }, n.ipv4)] : null),
-          h('td', { class: 'nowrap' }, taskLink(n.task_id)));
+          h('td', { class: 'nowrap' }, taskLink(n.task_id)),
+          h('td', { class: 'nowrap' }, nodeActionsCell(n, (msg) => { actionError = msg; fill(notes, notice(state.nodesError || actionError, true)); })));
       });
     }
     return {
