@@ -65,14 +65,15 @@ CHAOS_DURATION   ?= 2m
 CHAOS_KILLS      ?= 10
 CHAOS_PAUSES     ?= 4
 CHAOS_PARTITIONS ?= 4
+CHAOS_DISKFULLS  ?= 2
 CHAOS_RATE       ?= 3
 CHAOS_CLIENTS    ?= 4
 CHAOS_SEED       ?= 1
 CHAOS_REPORT     ?= chaos-report
 
 .PHONY: chaos
-chaos: ## chaos run on processes: kill/pause/partition the leader for CHAOS_DURATION (2m), then check; report in CHAOS_REPORT
-	./chaos/run.sh -duration $(CHAOS_DURATION) -kills $(CHAOS_KILLS) -pauses $(CHAOS_PAUSES) -partitions $(CHAOS_PARTITIONS) \
+chaos: ## chaos run on processes: kill/pause/partition the leader and fill its disk for CHAOS_DURATION (2m), then check; report in CHAOS_REPORT
+	./chaos/run.sh -duration $(CHAOS_DURATION) -kills $(CHAOS_KILLS) -pauses $(CHAOS_PAUSES) -partitions $(CHAOS_PARTITIONS) -diskfulls $(CHAOS_DISKFULLS) \
 		-rate $(CHAOS_RATE) -clients $(CHAOS_CLIENTS) -seed $(CHAOS_SEED) -report $(CHAOS_REPORT)
 
 .PHONY: clean

@@ -18,6 +18,7 @@ var (
 	flagKills      = flag.Int("chaos.kills", 10, "leader kills (SIGKILL + restart)")
 	flagPauses     = flag.Int("chaos.pauses", 4, "leader pauses (SIGSTOP longer than the election timeout, then SIGCONT)")
 	flagPartitions = flag.Int("chaos.partitions", 4, "leader partitions (raft traffic cut while steps are in flight, then healed)")
+	flagDiskFulls  = flag.Int("chaos.diskfulls", 2, "leader disks filled (each node's data dir on a small tmpfs; needs root), held 3s, then freed")
 	flagRate       = flag.Float64("chaos.rate", 5, "task submissions per second, all clients together")
 	flagClients    = flag.Int("chaos.clients", 4, "concurrent clients")
 	flagSeed       = flag.Uint64("chaos.seed", 1, "seed of the fault order, their timing and the clients' choices")
@@ -41,7 +42,7 @@ func TestChaosProcess(t *testing.T) {
 	}
 	runProcess(t, chaos.Plan{
 		Workload: chaos.WorkloadConfig{Clients: *flagClients, Rate: *flagRate, Seed: *flagSeed},
-		Nemesis: chaos.NemesisConfig{Kills: *flagKills, Pauses: *flagPauses, Partitions: *flagPartitions,
+		Nemesis: chaos.NemesisConfig{Kills: *flagKills, Pauses: *flagPauses, Partitions: *flagPartitions, DiskFulls: *flagDiskFulls,
 			Duration: *flagDuration, Seed: *flagSeed},
 		Warmup:    3 * time.Second,
 		ReportDir: *flagReport,
@@ -81,6 +82,9 @@ func runProcess(t *testing.T, p chaos.Plan, serverArgs ...string) *chaos.Report 
 		}
 	})
 	target = chaos.StartProcessTarget(t, e2e.Options{ExtraArgs: serverArgs})
+	if p.Nemesis.DiskFulls > 0 {
+		smallDisks(t, target, &p)
+	}
 	rep, err := chaos.Run(target, p)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +93,8 @@ func runProcess(t *testing.T, p chaos.Plan, serverArgs ...string) *chaos.Report 
 	if !rep.Pass {
 		t.Errorf("the checker found violations (see %s)", p.ReportDir)
 	}
-	want := map[chaos.FaultKind]int{chaos.FaultKill: p.Nemesis.Kills, chaos.FaultPause: p.Nemesis.Pauses, chaos.FaultPartition: p.Nemesis.Partitions}
+	want := map[chaos.FaultKind]int{chaos.FaultKill: p.Nemesis.Kills, chaos.FaultPause: p.Nemesis.Pauses, chaos.FaultPartition: p.Nemesis.Partitions,
+		chaos.FaultDiskFull: p.Nemesis.DiskFulls}
 	for k, n := range want {
 		if rep.Faults[string(k)] != n {
 			t.Errorf("%d %s faults injected, planned %d", rep.Faults[string(k)], k, n)
@@ -99,6 +104,21 @@ func runProcess(t *testing.T, p chaos.Plan, serverArgs ...string) *chaos.Report 
 		t.Errorf("the workload did nothing: %d submissions, %d reads", rep.Submitted, rep.Reads)
 	}
 	return rep
+}
+
+// smallDisks puts every node's data dir on a tmpfs with 64 MiB of room, for
+// the disk-full faults. Where mounting is not allowed (not root, no
+// CAP_SYS_ADMIN) the run goes on without them, unless CI=true.
+func smallDisks(t *testing.T, target *chaos.ProcessTarget, p *chaos.Plan) {
+	err := target.SmallDisks(64<<20, t.Cleanup)
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("disk-full faults need a tmpfs per node: %v", err)
+	}
+	t.Logf("NO DISK-FULL FAULTS in this run: %v", err)
+	p.Nemesis.DiskFulls = 0
 }
 
 // keepEvidence copies a failed run's report and every process's log into a

@@ -70,6 +70,8 @@ const (
 	FaultKill      FaultKind = "kill"
 	FaultPause     FaultKind = "pause"
 	FaultPartition FaultKind = "partition"
+	// FaultDiskFull fills the leader's data dir's filesystem (diskfull.go).
+	FaultDiskFull FaultKind = "disk_full"
 )
 
 // Fault is one fault the nemesis injected on a leader.

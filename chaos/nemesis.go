@@ -14,14 +14,18 @@ import (
 // The nemesis hurts the leader, one fault at a time: a kill (SIGKILL, then
 // a restart on the same data), a pause (SIGSTOP for longer than the
 // election timeout, then SIGCONT: the deposed leader wakes up believing it
-// leads), or a partition (the leader's raft traffic cut while it has steps
-// in flight, then healed). Around each it records when the fault happened
-// and when a survivor first named a new leader; the new leader's first
-// step is found afterwards in the task timelines (FirstSteps).
+// leads), a partition (the leader's raft traffic cut while it has steps in
+// flight, then healed), or a full disk (its data dir's filesystem filled
+// to the last byte, then freed; diskfull.go). Around each it records when
+// the fault happened and when a survivor first named a new leader; the new
+// leader's first step is found afterwards in the task timelines
+// (FirstSteps).
 
 // NemesisConfig shapes the faults.
 type NemesisConfig struct {
 	Kills, Pauses, Partitions int
+	// DiskFulls fill the leader's disk (the target must be a DiskFiller).
+	DiskFulls int
 	// Duration spreads the faults over this long (each gets an equal slot).
 	Duration time.Duration
 	// KillDown is how long a killed node stays down (default: random in
@@ -30,6 +34,8 @@ type NemesisConfig struct {
 	// PauseHold and PartitionHold are how long a pause and a partition
 	// last (default 2s and 3s: several election timeouts).
 	PauseHold, PartitionHold time.Duration
+	// DiskHold is how long a disk stays full (default 3s).
+	DiskHold time.Duration
 	// LeaderWait bounds the wait for a leader (default 60s).
 	LeaderWait time.Duration
 	Seed       uint64
@@ -41,6 +47,9 @@ func (c *NemesisConfig) defaults() {
 	}
 	if c.PartitionHold <= 0 {
 		c.PartitionHold = 3 * time.Second
+	}
+	if c.DiskHold <= 0 {
+		c.DiskHold = 3 * time.Second
 	}
 	if c.LeaderWait <= 0 {
 		c.LeaderWait = 60 * time.Second
@@ -58,6 +67,9 @@ func (c NemesisConfig) schedule() []FaultKind {
 	}
 	for range c.Partitions {
 		kinds = append(kinds, FaultPartition)
+	}
+	for range c.DiskFulls {
+		kinds = append(kinds, FaultDiskFull)
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0x6e656d))
 	rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
@@ -271,6 +283,12 @@ func (n *Nemesis) one(num int, kind FaultKind) (Fault, error) {
 		hold, hurt, heal = n.cfg.PauseHold, n.target.Pause, n.target.Resume
 	case FaultPartition:
 		hold, hurt, heal = n.cfg.PartitionHold, n.target.Isolate, n.target.Heal
+	case FaultDiskFull:
+		d, ok := n.target.(DiskFiller)
+		if !ok {
+			return f, fmt.Errorf("fault %d: the target cannot fill a disk", num)
+		}
+		hold, hurt, heal = n.cfg.DiskHold, d.FillDisk, d.FreeDisk
 	}
 	if err := hurt(victim); err != nil {
 		f.Error = err.Error()

@@ -132,9 +132,9 @@ func (r *Report) Summary() string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "chaos run: %s after %s\n", verdict, r.Duration.Round(time.Second))
-	fmt.Fprintf(&b, "  faults: %d kills, %d pauses, %d partitions (with the leader's steps in flight: %d, %d, %d)\n",
-		r.Faults[string(FaultKill)], r.Faults[string(FaultPause)], r.Faults[string(FaultPartition)],
-		r.FaultsInFlight[string(FaultKill)], r.FaultsInFlight[string(FaultPause)], r.FaultsInFlight[string(FaultPartition)])
+	fmt.Fprintf(&b, "  faults: %d kills, %d pauses, %d partitions, %d full disks (with the leader's steps in flight: %d, %d, %d, %d)\n",
+		r.Faults[string(FaultKill)], r.Faults[string(FaultPause)], r.Faults[string(FaultPartition)], r.Faults[string(FaultDiskFull)],
+		r.FaultsInFlight[string(FaultKill)], r.FaultsInFlight[string(FaultPause)], r.FaultsInFlight[string(FaultPartition)], r.FaultsInFlight[string(FaultDiskFull)])
 	fmt.Fprintf(&b, "  tasks: %d acknowledged (%d in the cluster, final statuses %v), %d consistent reads, %d submissions abandoned\n",
 		r.Submitted, r.Tasks, r.Statuses, r.Reads, len(r.Abandoned))
 	fmt.Fprintf(&b, "  kill → new leader:      %s\n", r.KillToLeader)
