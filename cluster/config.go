@@ -79,6 +79,15 @@ type Config struct {
 	// DiskFaults, if set, makes disk writes fail on demand (tests).
 	DiskFaults *DiskFaults
 
+	// MemberUnhealthyAfter: the leader calls a member unhealthy when it has
+	// not answered for this long (default 1.5 × HeartbeatTimeout: the
+	// leader heartbeats every HeartbeatTimeout/10, and its worst gap under
+	// full load here was about one HeartbeatTimeout).
+	MemberUnhealthyAfter time.Duration
+	// MemberMaxLag: a member whose log is more entries than this behind
+	// the leader's is unhealthy (default 1024).
+	MemberMaxLag uint64
+
 	// OnApply, if set, is told how long each committed Apply took (metrics).
 	OnApply func(time.Duration)
 

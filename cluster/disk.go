@@ -177,6 +177,7 @@ func (l *diskLog) DeleteRange(min, max uint64) error {
 type gatedTransport struct {
 	*raft.NetworkTransport
 	health *diskHealth
+	seen   *seenTransport
 }
 
 var errNoCampaign = errors.New("not standing for election: this node cannot write to its disk")
@@ -202,6 +203,7 @@ func (t *gatedTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddr
 type inmemGatedTransport struct {
 	*raft.InmemTransport
 	health *diskHealth
+	seen   *seenTransport
 }
 
 // RequestVote implements raft.Transport.
@@ -221,12 +223,13 @@ func (t *inmemGatedTransport) RequestPreVote(id raft.ServerID, target raft.Serve
 }
 
 // gateTransport wraps the transports it knows; others go through as they are.
-func gateTransport(t raft.Transport, h *diskHealth) raft.Transport {
+// It also records peers' answers and the RPCs received (contact.go).
+func gateTransport(t raft.Transport, h *diskHealth, seen *seenTransport) raft.Transport {
 	switch t := t.(type) {
 	case *raft.NetworkTransport:
-		return &gatedTransport{NetworkTransport: t, health: h}
+		return &gatedTransport{NetworkTransport: t, health: h, seen: seen.over(t)}
 	case *raft.InmemTransport:
-		return &inmemGatedTransport{InmemTransport: t, health: h}
+		return &inmemGatedTransport{InmemTransport: t, health: h, seen: seen.over(t)}
 	}
 	return t
 }
@@ -325,3 +328,19 @@ func (d *diskHealth) lastError() error {
 // DiskStatus reports the data dir's disk: whether the node can write its
 // log, and the free space.
 func (n *Node) DiskStatus() DiskStatus { return n.disk.status() }
+
+// AppendEntries implements raft.Transport.
+func (t *gatedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	return t.seen.appendEntries(id, target, args, resp)
+}
+
+// Consumer implements raft.Transport.
+func (t *gatedTransport) Consumer() <-chan raft.RPC { return t.seen.consumer() }
+
+// AppendEntries implements raft.Transport.
+func (t *inmemGatedTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	return t.seen.appendEntries(id, target, args, resp)
+}
+
+// Consumer implements raft.Transport.
+func (t *inmemGatedTransport) Consumer() <-chan raft.RPC { return t.seen.consumer() }

@@ -86,6 +86,7 @@ func (t *leaderTerm) stop() {
 }
 
 func (n *Node) startLeaderTerm() *leaderTerm {
+	n.leaderSince.Store(time.Now().UnixNano())
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -54,6 +54,13 @@ type Node struct {
 	fatal chan error
 	// disk records write failures and free space (disk.go).
 	disk *diskHealth
+	// contacts holds peers' answers and the commit index to catch up to
+	// after start (contact.go).
+	contacts *peerContacts
+	// logs is the log store raft uses, for reading entry types (health.go).
+	logs raft.LogStore
+	// leaderSince is when this node last became leader (unix nanoseconds).
+	leaderSince atomic.Int64
 	// bootstrapWait says what a node without state waits for.
 	bootstrapWait atomic.Value
 	// Group commit (batch.go), started by the first Batched call.
@@ -87,7 +94,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		cfg.DiskProbeInterval = time.Second
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), fsm: f, shutdownCh: make(chan struct{}), leaderCtl: make(chan leaderCtlReq), fatal: make(chan error, 1),
-		disk: &diskHealth{}}
+		disk: &diskHealth{}, contacts: newPeerContacts()}
 	n.disk.onChange = n.diskChanged
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
@@ -117,6 +124,7 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
+	n.logs = logs
 	restored, err := verifyData(n.cfg, n.log, store, snaps, n.fsm)
 	if err != nil {
 		return err
@@ -136,7 +144,7 @@ func (n *Node) openRaft() error {
 	}
 	rc := n.cfg.raftConfig()
 	rc.NoSnapshotRestoreOnStart = restored // verifyData restored raft's newest snapshot
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, gateTransport(n.transport, n.disk))
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, gateTransport(n.transport, n.disk, &seenTransport{contacts: n.contacts, done: n.shutdownCh}))
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sort"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -15,6 +16,9 @@ type MemberStatus struct {
 	// State is "leader", "follower", or "removed" for a member-table entry
 	// that is no longer in the raft configuration.
 	State string `json:"state"`
+	// Health is the leader's view of the member (health.go); a follower
+	// asked for the cluster's status gets it from the leader.
+	Health *MemberHealth `json:"health,omitempty"`
 }
 
 // Status is this node's view of the cluster.
@@ -31,6 +35,11 @@ type Status struct {
 	Members      []MemberStatus `json:"members"`
 	// Disk is this node's data dir disk (disk.go).
 	Disk DiskStatus `json:"disk"`
+	// HealthFrom is the leader whose view the members' health is.
+	HealthFrom string `json:"health_from,omitempty"`
+	// Ready and NotReady are this node's readiness (/readyz).
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
 }
 
 // Status reports this node's view of the cluster, merging the raft
@@ -50,12 +59,21 @@ func (n *Node) Status() Status {
 		LastIndex:    n.raft.LastIndex(),
 		Disk:         n.DiskStatus(),
 	}
+	st.Ready, st.NotReady = n.Ready()
+	leading := n.IsLeader()
+	if leading {
+		st.HealthFrom = n.cfg.NodeID
+	}
+	now := time.Now()
 	seen := map[string]bool{}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, s := range cf.Configuration().Servers {
 			m := MemberStatus{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter, State: "follower"}
 			if m.ID == leaderID {
 				m.State = "leader"
+			}
+			if leading {
+				m.Health = n.memberHealth(s, now)
 			}
 			if rec, ok := n.fsm.Member(m.ID); ok {
 				m.APIAddr = rec.APIAddr
