@@ -17,7 +17,7 @@ import (
 )
 
 func (s *Server) clusterStatus(c *gin.Context) {
-	c.JSON(http.StatusOK, s.cfg.Node.Status())
+	c.JSON(http.StatusOK, s.clusterStatusWithHealth(c))
 }
 
 func (s *Server) joinCluster(c *gin.Context) {

@@ -43,6 +43,7 @@ func (s *Server) onLeader(c *gin.Context) {
 		return
 	}
 	c.Set(ctxBody, body)
+	c.Writer = &indexWriter{ResponseWriter: c.Writer, c: c, s: s}
 	if s.cfg.Node.IsLeader() || !s.proxyToLeader(c) {
 		// A leader just elected may not have applied every earlier entry
 		// yet; what the handler reads (a task, the signing keys) must be.
@@ -63,46 +64,6 @@ func (s *Server) hold(c *gin.Context) time.Duration {
 		return d
 	}
 	return s.cfg.HoldTimeout
-}
-
-// readable lets a read run locally, or, with ?consistent=true, on the
-// leader after it has confirmed leadership.
-func (s *Server) readable(c *gin.Context) {
-	if !s.servesReads(c) {
-		return
-	}
-	v := c.Query("consistent")
-	if v == "" {
-		c.Next()
-		return
-	}
-	consistent, err := strconv.ParseBool(v)
-	if err != nil {
-		abortError(c, http.StatusBadRequest, CodeInvalidField, fmt.Sprintf("consistent: %q is not a boolean", v))
-		return
-	}
-	if !consistent {
-		c.Next()
-		return
-	}
-	if s.cfg.Node.IsLeader() {
-		err := s.cfg.Node.ConsistentRead(c.Request.Context())
-		if err == nil {
-			c.Next()
-			return
-		}
-		if !errors.Is(err, cluster.ErrNotLeader) {
-			abortErr(c, err)
-			return
-		}
-	}
-	if !s.proxyToLeader(c) {
-		if err := s.cfg.Node.ConsistentRead(c.Request.Context()); err != nil {
-			abortErr(c, err)
-			return
-		}
-		c.Next()
-	}
 }
 
 func readBody(c *gin.Context) ([]byte, bool) {

@@ -85,6 +85,11 @@ type Config struct {
 	// Archive, if set, answers GET /v1/tasks/{id} for tasks retention
 	// removed from the state (archive.go).
 	Archive TaskArchive
+	// MaxStale bounds how far behind the leader a follower may be (time
+	// since its last contact, and the wait to apply what it knows is
+	// committed) and still answer a read without ?index or ?stale itself;
+	// otherwise the leader answers (reads.go). Default 250 ms.
+	MaxStale time.Duration
 	// Pricing, if set, prices nodes (cost.go): GET /v1/nodes and
 	// /v1/costs show hourly and accrued costs, /metrics the fleet's.
 	Pricing Pricing
@@ -119,6 +124,9 @@ type Server struct {
 	closeOnce   sync.Once
 	// githubApps mints the GitHub App git tokens (githubapp.go).
 	githubApps githubApps
+	// blocking holds the recent task changes blocking reads wait on
+	// (blocking.go).
+	blocking blockingState
 }
 
 // CloseStreams ends every open event stream (and refuses new ones); the
@@ -165,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.engine = s.routes()
 	s.registerCostMetricsOn(cfg.Metrics)
+	s.registerMemberMetricsOn(cfg.Metrics)
 	return s, nil
 }
 
@@ -208,11 +217,11 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST(pathRestore, s.restoreSnapshot)
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
 	v1.POST("/import", s.onLeader, s.importTasks)
-	v1.GET("/nodes", s.listNodes)
-	v1.GET("/nodes/:id", s.getNode)
+	v1.GET("/nodes", s.readable, s.listNodes)
+	v1.GET("/nodes/:id", s.readable, s.getNode)
 	s.nodeAdminRoutes(v1)
-	v1.GET("/costs", s.fleetCost)
-	v1.GET("/errors", s.listErrors)
+	v1.GET("/costs", s.readable, s.fleetCost)
+	v1.GET("/errors", s.readable, s.listErrors)
 	v1.GET("/events", s.events)
 	v1.POST("/session", s.createSession)
 	v1.DELETE("/session", s.deleteSession)
@@ -237,7 +246,7 @@ func (s *Server) common(c *gin.Context) {
 	// The event stream lives as long as its client, a backup or restore as
 	// long as its size takes; everything else is bounded.
 	if c.Request.URL.Path != "/v1/events" && !snapshotPath(c.Request.URL.Path) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout+blockingWait(c))
 		defer cancel()
 		c.Request = c.Request.WithContext(ctx)
 	}
@@ -272,8 +281,9 @@ func (s *Server) healthz(c *gin.Context) {
 	c.JSON(http.StatusOK, body)
 }
 
-// readyz is ready when the node knows a leader (and, on the leader, once
-// it has applied every earlier entry).
+// readyz is ready when the node can answer reads: a leader is known and
+// this node has applied what was committed when it came back (the leader:
+// every entry of earlier terms). Load balancers poll it.
 func (s *Server) readyz(c *gin.Context) {
 	if disk, known := s.diskStatus(); known && !disk.OK {
 		abortError(c, http.StatusServiceUnavailable, CodeDiskFailed, msgDiskFailed)
@@ -284,7 +294,13 @@ func (s *Server) readyz(c *gin.Context) {
 		abortError(c, http.StatusServiceUnavailable, CodeNoLeader, "no leader known")
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready", "node": s.cfg.Node.ID(), "leader": id})
+	if f, ok := s.cfg.Node.(freshness); ok {
+		if ready, why := f.Ready(); !ready {
+			abortError(c, http.StatusServiceUnavailable, CodeNotReady, why)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "node": s.cfg.Node.ID(), "leader": id, "applied_index": s.cfg.Node.FSM().AppliedIndex()})
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now().UTC().Round(0) }

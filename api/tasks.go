@@ -40,6 +40,9 @@ type TaskResponse struct {
 	// Archived: the task left the replicated state after its retention;
 	// this is the copy in the answering node's archive.
 	Archived bool `json:"archived,omitempty"`
+	// Index is the raft index a write was applied at (also X-Tdf-Index):
+	// a read with ?index= on any node then sees it.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // TaskListResponse is one page of tasks.
@@ -161,7 +164,7 @@ func (s *Server) submitTask(c *gin.Context) {
 	if res.Replayed {
 		c.Header("Idempotent-Replayed", "true")
 	}
-	c.JSON(http.StatusAccepted, TaskResponse{Task: TaskView(res.Task)})
+	c.JSON(http.StatusAccepted, TaskResponse{Task: TaskView(res.Task), Index: res.Index})
 }
 
 // CancelRequest is the optional body of POST /v1/tasks/{id}/cancel.
@@ -312,6 +315,7 @@ func (s *Server) commitResult(c *gin.Context, cmd fsm.Command) (*fsm.Result, boo
 	for {
 		res, err := s.cfg.Node.ApplyIdempotent(c.Request.Context(), cmd)
 		if err == nil {
+			noteIndex(c, res.Index)
 			return res, true
 		}
 		if !errors.Is(err, cluster.ErrNotLeader) && !errors.Is(err, cluster.ErrUnknownOutcome) {
