@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,9 @@ type client struct {
 	http  *http.Client
 	// stream has no overall timeout, for the event stream.
 	stream *http.Client
+	// others are further members' URLs (--addr a,b,c): a watch moves on
+	// to them when addr stops answering (follow.go).
+	others []string
 }
 
 // clientAuth holds the client commands' --token and --ca-file (one
@@ -36,10 +40,17 @@ var clientAuth struct{ token, caFile string }
 func clientFlags(fs *flag.FlagSet) *string {
 	fs.StringVar(&clientAuth.token, "token", "", "API bearer token (prefer TDF_TOKEN: flags show in ps)")
 	fs.StringVar(&clientAuth.caFile, "ca-file", "", "PEM CA certificate to trust for an https --addr (e.g. the cluster CA from tdf tls init)")
-	return fs.String("addr", "http://127.0.0.1:8001", "API URL of any node")
+	return fs.String("addr", "http://127.0.0.1:8001", "API URL of any node (a comma-separated list: the others are tried when it does not answer)")
 }
 
 func newClient(addr string) (*client, error) {
+	addr, rest, _ := strings.Cut(addr, ",")
+	var others []string
+	for _, o := range strings.Split(rest, ",") {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			others = append(others, o)
+		}
+	}
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--addr %q is not an http(s) URL such as http://127.0.0.1:8001", addr)
@@ -59,7 +70,7 @@ func newClient(addr string) (*client, error) {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
 	stream := &http.Client{Transport: hc.Transport}
-	return &client{addr: strings.TrimRight(addr, "/"), token: token, http: hc, stream: stream}, nil
+	return &client{addr: strings.TrimRight(addr, "/"), token: token, http: hc, stream: stream, others: others}, nil
 }
 
 // reachError explains a failed request, with a hint when the server's
@@ -163,11 +174,20 @@ func runTask(ctx context.Context, args []string) error {
 			return err
 		}
 		if *wait {
-			fmt.Printf("submitted %s\n", out.Task.ID)
-			return watchTask(ctx, c, out.Task.ID, os.Stdout)
+			fmt.Printf("submitted %s at index %d\n", out.Task.ID, out.Index)
+			return followIndexed(ctx, c, out.Task.ID, out.Index, os.Stdout)
 		}
-		return showTask(out.Task, *asJSON)
+		if *asJSON {
+			return printJSON(out)
+		}
+		if err := showTask(out.Task, false); err != nil {
+			return err
+		}
+		fmt.Printf("\nindex %d (any node's reads with --index %d see this task)\n", out.Index, out.Index)
+		return nil
 	case "get", "cancel":
+		index := fs.Uint64("index", 0, "get: answer once the node has applied this raft index (a write's X-Tdf-Index)")
+		stale := fs.Bool("stale", false, "get: let the node answer from its own state however far behind it is")
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
 			return err
@@ -178,7 +198,11 @@ func runTask(ctx context.Context, args []string) error {
 		id := url.PathEscape(fs.Arg(0))
 		var out api.TaskResponse
 		if args[0] == "get" {
-			err = c.do(ctx, http.MethodGet, "/v1/tasks/"+id, nil, nil, &out)
+			q := queryOf(map[string]string{"stale": strconv.FormatBool(*stale)})
+			if *index > 0 {
+				q.Set("index", strconv.FormatUint(*index, 10))
+			}
+			err = c.do(ctx, http.MethodGet, "/v1/tasks/"+id+"?"+q.Encode(), nil, nil, &out)
 		} else {
 			err = c.do(ctx, http.MethodPost, "/v1/tasks/"+id+"/cancel", api.CancelRequest{}, nil, &out)
 		}
@@ -212,6 +236,8 @@ func runTask(ctx context.Context, args []string) error {
 		}
 		return runTaskMessages(ctx, c, fs.Arg(0), *asJSON)
 	case "watch":
+		index := fs.Uint64("index", 0, "start from this raft index (a write's X-Tdf-Index)")
+		events := fs.Bool("events", false, "follow the event stream of the node --addr names instead of blocking queries to any member")
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
 			return err
@@ -219,7 +245,10 @@ func runTask(ctx context.Context, args []string) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("tdf task watch needs exactly one task id")
 		}
-		return watchTask(ctx, c, fs.Arg(0), os.Stdout)
+		if *events {
+			return watchTask(ctx, c, fs.Arg(0), os.Stdout)
+		}
+		return followIndexed(ctx, c, fs.Arg(0), *index, os.Stdout)
 	case "idle-reset":
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
@@ -335,13 +364,8 @@ func runCluster(ctx context.Context, args []string) error {
 		if *asJSON {
 			return printJSON(st)
 		}
-		fmt.Printf("node %s (%s), leader %s, term %d, commit %d, applied %d\n", st.NodeID, st.State, st.LeaderID, st.Term, st.CommitIndex, st.AppliedIndex)
-		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tVOTER\tRAFT\tAPI")
-		for _, m := range st.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", m.ID, m.State, m.Voter, m.RaftAddr, m.APIAddr)
-		}
-		return tw.Flush()
+		showClusterStatus(os.Stdout, st)
+		return nil
 	case "remove":
 		if fs.NArg() != 1 {
 			return fmt.Errorf("tdf cluster remove needs exactly one member id")

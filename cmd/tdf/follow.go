@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tdf-project/tdf/api"
+	"github.com/tdf-project/tdf/cluster"
+)
+
+// Following a task with blocking queries: GET /v1/tasks/{id}?index=N&wait=
+// answers when the task has changed after index N, with the index to ask
+// for next in X-Tdf-Index. Any member answers, so when the node the client
+// talks to dies, the next member in the cluster's list takes over with the
+// same index: nothing is missed and nothing is older than what was shown.
+
+const (
+	// followWait is each blocking query's wait.
+	followWait = 30 * time.Second
+	// followGiveUp is how long the watch keeps trying while no member
+	// answers.
+	followGiveUp = 2 * time.Minute
+)
+
+// errRetryable marks an answer another member (or a later try) may give
+// differently: the node is unreachable or has no leader.
+var errRetryable = errors.New("retryable")
+
+// indexedGet reads path into out and returns the answer's X-Tdf-Index.
+func (c *client) indexedGet(ctx context.Context, path string, out any) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.addr+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	c.authorize(req)
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errRetryable, reachError(c.addr, err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", errRetryable, c.addr, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		msg := fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+		var e api.ErrorBody
+		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+			msg = fmt.Sprintf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
+		}
+		if resp.StatusCode >= 500 {
+			return 0, fmt.Errorf("%w: %s: %s", errRetryable, c.addr, msg)
+		}
+		return 0, errors.New(msg)
+	}
+	idx, _ := strconv.ParseUint(resp.Header.Get("X-Tdf-Index"), 10, 64)
+	return idx, json.Unmarshal(data, out)
+}
+
+// memberClients is c followed by a client for every other member the
+// cluster lists (best effort: only c if the list cannot be read).
+func (c *client) memberClients(ctx context.Context) []*client {
+	out := []*client{c}
+	seen := map[string]bool{c.addr: true}
+	add := func(addr string) {
+		if addr != "" && !seen[addr] {
+			seen[addr] = true
+			other := *c
+			other.addr = addr
+			out = append(out, &other)
+		}
+	}
+	for _, o := range c.others {
+		add(o)
+	}
+	// The member list needs an admin or member token; a user token
+	// follows through the --addr list alone.
+	var st cluster.Status
+	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &st); err == nil {
+		for _, m := range st.Members {
+			if m.State != "removed" {
+				add(strings.TrimRight(m.APIAddr, "/"))
+			}
+		}
+	}
+	return out
+}
+
+// followIndexed prints each change of a task's status or step until it has
+// ended and been cleaned up. index is a write's X-Tdf-Index (0: none).
+func followIndexed(ctx context.Context, c *client, id string, index uint64, out io.Writer) error {
+	members := c.memberClients(ctx)
+	cur := 0
+	last := ""
+	var failingSince time.Time
+	path := "/v1/tasks/" + url.PathEscape(id)
+	for first := true; ; first = false {
+		q := url.Values{}
+		if index > 0 {
+			q.Set("index", strconv.FormatUint(index, 10))
+		}
+		if !first {
+			q.Set("wait", followWait.String())
+		}
+		var tr api.TaskResponse
+		start := time.Now()
+		got, err := members[cur].indexedGet(ctx, path+"?"+q.Encode(), &tr)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if !errors.Is(err, errRetryable) {
+				return err
+			}
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			} else if time.Since(failingSince) > followGiveUp {
+				return fmt.Errorf("no member answers: %w", err)
+			}
+			next := (cur + 1) % len(members)
+			if next != cur {
+				fmt.Fprintf(out, "%s  (%s; following through %s)\n", time.Now().Format("15:04:05"), err, members[next].addr)
+			}
+			cur, first = next, true
+			sleepCtx(ctx, 200*time.Millisecond)
+			continue
+		}
+		failingSince = time.Time{}
+		if t := tr.Task; t != nil {
+			if key := fmt.Sprint(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts); key != last {
+				last = key
+				fmt.Fprintln(out, taskLine(t))
+			}
+			if t.Status.Terminal() && t.Cleanup != api.CleanupPending {
+				return nil
+			}
+		}
+		if got > index {
+			index = got
+		} else if time.Since(start) < 50*time.Millisecond {
+			// An answer at once without a newer index (a node whose
+			// window of changes does not reach back): do not spin.
+			sleepCtx(ctx, 100*time.Millisecond)
+		}
+	}
+}
+
+func taskLine(t *api.Task) string {
+	line := fmt.Sprintf("%s  %-12s %-20s attempts %d", time.Now().Format("15:04:05"), t.Status, t.ExecutionStep, t.Attempts)
+	if t.Cleanup == api.CleanupPending {
+		line += "  (cleaning up)"
+	}
+	if t.ErrorMessage != "" {
+		line += "  error: " + t.ErrorMessage
+	}
+	return line
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
