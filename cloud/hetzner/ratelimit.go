@@ -11,10 +11,10 @@ import (
 
 // limiter keeps tdf within Hetzner's request budget (3,600 an hour per
 // project, refilled about one a second): at most MaxConcurrent requests at
-// once, and a local token bucket of RequestsPerHour that the answers'
-// RateLimit-Remaining headers lower (other users of the project spend the
-// same budget) and a 429 empties. A request waits for a token rather than
-// being sent to fail; a 429 that comes all the same is re-sent by hcloud-go
+// once, and a local token bucket of RequestsPerHour that each answer's
+// RateLimit-Remaining sets (other users of the project spend the same
+// budget) and a 429 empties. A request waits for a token rather than being
+// sent to fail; a 429 that comes all the same is re-sent by hcloud-go
 // after its backoff, and the wait for the next token spaces it out.
 type limiter struct {
 	next   http.RoundTripper
@@ -81,7 +81,7 @@ func (l *limiter) take(ctx context.Context) error {
 	}
 }
 
-// observe lowers the bucket to what the API says is left.
+// observe sets the bucket to what the API says is left.
 func (l *limiter) observe(resp *http.Response) {
 	if l.perSec == 0 {
 		return
@@ -92,8 +92,11 @@ func (l *limiter) observe(resp *http.Response) {
 		l.tokens = 0
 		return
 	}
-	if v, err := strconv.ParseFloat(resp.Header.Get("RateLimit-Remaining"), 64); err == nil && v < l.tokens {
-		l.tokens = v
+	// The API's count is the project's budget, spent by every user of the
+	// project: it replaces ours, up and down (a refill we did not see, or
+	// another client's spending).
+	if v, err := strconv.ParseFloat(resp.Header.Get("RateLimit-Remaining"), 64); err == nil {
+		l.tokens = math.Min(l.burst, v)
 	}
 }
 
