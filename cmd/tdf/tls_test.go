@@ -61,7 +61,12 @@ func TestCLIOverTLSWithToken(t *testing.T) {
 	if !strings.HasPrefix(n.URL, "https://") {
 		t.Fatalf("node URL %s, want https", n.URL)
 	}
-	submit := []string{"task", "submit", "--addr", n.URL, "--project", "p1", "--user", "u1", "--repo", "github.com/acme/app", "--prompt", "over TLS"}
+	submit := []string{"task", "submit", "--addr", n.URL, "--project", "p1", "--user", "alice", "--repo", "github.com/acme/app", "--prompt", "over TLS"}
+	// No token saved for any URL: only the ones the test gives count.
+	t.Setenv("TDF_CONFIG_DIR", t.TempDir())
+	// The commands leave their --token and --ca-file in clientAuth: later
+	// tests that make clients directly must not inherit them.
+	t.Cleanup(func() { clientAuth.token, clientAuth.caFile = "", "" })
 
 	if err := run(ctx, append(submit, "--token", alice)); err == nil || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "--ca-file") {
 		t.Fatalf("without --ca-file: %v, want a certificate error", err)
