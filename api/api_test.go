@@ -277,7 +277,7 @@ func TestListFiltersAndPaging(t *testing.T) {
 
 	list := func(query string) (ids []string, next string) {
 		t.Helper()
-		r := c.Do(n, "GET", "/v1/tasks?"+query, nil, nil)
+		r := c.Do(n, "GET", "/v1/tasks?order=asc&"+query, nil, nil)
 		if r.Status != 200 {
 			t.Fatalf("GET /v1/tasks?%s = %d %s", query, r.Status, r.Body)
 		}

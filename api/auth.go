@@ -240,6 +240,7 @@ var userRoutes = map[string]bool{
 	"GET /v1/tasks/:id/messages":    true,
 	"POST /v1/tasks/:id/cancel":     true,
 	"POST /v1/tasks/:id/idle-reset": true,
+	"POST /v1/tasks/:id/rerun":      true,
 	"GET /v1/events":                true,
 	"POST /v1/session":              true,
 	"GET /v1/whoami":                true,

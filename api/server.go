@@ -216,6 +216,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET(pathSnapshot, s.onLeader, s.saveSnapshot)
 	v1.POST(pathRestore, s.restoreSnapshot)
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
+	v1.POST("/tasks/:id/rerun", s.onLeader, s.rerunTask)
 	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.readable, s.listNodes)
 	v1.GET("/nodes/:id", s.readable, s.getNode)

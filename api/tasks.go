@@ -243,6 +243,9 @@ func (s *Server) listTasks(c *gin.Context) {
 	}
 	flt.UserID, flt.After, flt.Limit = c.Query("user_id"), c.Query("cursor"), defaultListLimit
 	flt.Owner, flt.Projects = ownerFilter(c), projectFilter(c)
+	if !listOrderAndRange(c, &flt) {
+		return
+	}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {

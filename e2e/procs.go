@@ -564,7 +564,7 @@ func newFakeCloud(tb testing.TB, o FakeCloudOptions, port int, nodeLogLevel, log
 		"--log-level", o.LogLevel,
 	}
 	if o.Token != DefaultCloudToken {
-		n.env = []string{"TDF_TOKEN=" + o.Token}
+		n.env = []string{"TDF_CLOUD_TOKEN=" + o.Token}
 	}
 	n.args = append(n.args, o.Args...)
 	n.bin = o.Binary

@@ -41,14 +41,20 @@ type TaskFilter struct {
 	Owner string
 	// Projects, if any, keeps only the tasks of these projects.
 	Projects []string
-	// After is a cursor: only tasks whose id sorts after it are listed.
+	// After is a cursor: only tasks whose id sorts after it are listed
+	// (before it, with Desc).
 	After string
+	// Desc lists the newest first (descending id order).
+	Desc bool
+	// CreatedFrom and CreatedBefore, if set, keep the tasks created in
+	// [CreatedFrom, CreatedBefore).
+	CreatedFrom, CreatedBefore time.Time
 	// Limit caps the page; 0 means no cap.
 	Limit int
 }
 
 // ListTasks returns tasks in id order (ids are time-ordered, so this is
-// submission order) matching the filter, and the cursor for the next page
+// submission order; Desc: newest first) matching the filter, and the cursor for the next page
 // ("" when there is none).
 func (f *FSM) ListTasks(flt TaskFilter) (page []*Task, next string) {
 	page, next = f.listStored(flt)
@@ -63,11 +69,10 @@ func (f *FSM) listStored(flt TaskFilter) (page []*Task, next string) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	visit := func(t *Task) bool {
-		if t.ID <= flt.After && flt.After != "" {
+		if flt.After != "" && ((!flt.Desc && t.ID <= flt.After) || (flt.Desc && t.ID >= flt.After)) {
 			return true
 		}
-		if (flt.Status != "" && t.Status != flt.Status) || (flt.UserID != "" && t.UserID != flt.UserID) ||
-			(flt.Owner != "" && t.Owner != flt.Owner) || (len(flt.Projects) > 0 && !slices.Contains(flt.Projects, t.ProjectID)) {
+		if !flt.matches(t) {
 			return true
 		}
 		if flt.Limit > 0 && len(page) == flt.Limit {
@@ -77,12 +82,31 @@ func (f *FSM) listStored(flt TaskFilter) (page []*Task, next string) {
 		page = append(page, t)
 		return true
 	}
-	if flt.After != "" {
+	switch {
+	case flt.Desc && flt.After != "":
+		f.st.tasks.DescendLessOrEqual(&Task{ID: flt.After}, visit)
+	case flt.Desc:
+		f.st.tasks.Descend(visit)
+	case flt.After != "":
 		f.st.tasks.AscendGreaterOrEqual(&Task{ID: flt.After}, visit)
-	} else {
+	default:
 		f.st.tasks.Ascend(visit)
 	}
 	return page, next
+}
+
+// matches reports whether a task passes the filter's field conditions.
+func (flt *TaskFilter) matches(t *Task) bool {
+	switch {
+	case flt.Status != "" && t.Status != flt.Status,
+		flt.UserID != "" && t.UserID != flt.UserID,
+		flt.Owner != "" && t.Owner != flt.Owner,
+		len(flt.Projects) > 0 && !slices.Contains(flt.Projects, t.ProjectID),
+		!flt.CreatedFrom.IsZero() && t.CreatedAt.Before(flt.CreatedFrom),
+		!flt.CreatedBefore.IsZero() && !t.CreatedAt.Before(flt.CreatedBefore):
+		return false
+	}
+	return true
 }
 
 // Members returns the member table in id order.

@@ -78,10 +78,18 @@ func newClient(addr string) (*client, error) {
 func reachError(addr string, err error) error {
 	var unknown x509.UnknownAuthorityError
 	if errors.As(err, &unknown) {
-		return fmt.Errorf("cannot reach %s: %w (pass the CA that signed its certificate with --ca-file or TDF_CA_FILE)", addr, err)
+		return fmt.Errorf("cannot reach %s: %w (pass the CA that signed its certificate with --ca-file or TDF_CA_FILE)%w", addr, err, unreachableMark)
 	}
-	return fmt.Errorf("cannot reach %s: %w", addr, err)
+	return fmt.Errorf("cannot reach %s: %w%w", addr, err, unreachableMark)
 }
+
+// unreachableMark adds errUnreachable to an error without changing its text.
+var unreachableMark = markError{errUnreachable}
+
+type markError struct{ err error }
+
+func (markError) Error() string   { return "" }
+func (m markError) Unwrap() error { return m.err }
 
 // authorize adds the bearer token, if any, to a request.
 func (c *client) authorize(req *http.Request) {
@@ -124,9 +132,9 @@ func (c *client) do(ctx context.Context, method, path string, body any, hdr map[
 	if resp.StatusCode/100 != 2 {
 		var e api.ErrorBody
 		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return fmt.Errorf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
+			return &apiError{Status: resp.StatusCode, msg: fmt.Sprintf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)}
 		}
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+		return &apiError{Status: resp.StatusCode, msg: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
 	}
 	if out == nil {
 		return nil
@@ -142,7 +150,7 @@ func printJSON(v any) error {
 
 func runTask(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: tdf task submit|get|list|cancel|watch|idle-reset|messages [flags]")
+		fmt.Fprint(os.Stderr, groupUsage["task"])
 		return errUsage
 	}
 	fs := flag.NewFlagSet("task "+args[0], flag.ContinueOnError)
@@ -163,6 +171,9 @@ func runTask(ctx context.Context, args []string) error {
 		wait := fs.Bool("wait", false, "follow the task's progress until it ends")
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
+			return err
+		}
+		if err := checkRequired(fs); err != nil {
 			return err
 		}
 		var hdr map[string]string
@@ -193,7 +204,7 @@ func runTask(ctx context.Context, args []string) error {
 			return err
 		}
 		if fs.NArg() != 1 {
-			return fmt.Errorf("tdf task %s needs exactly one task id", args[0])
+			return usageErrorf("tdf task %s needs exactly one task id", args[0])
 		}
 		id := url.PathEscape(fs.Arg(0))
 		var out api.TaskResponse
@@ -232,7 +243,7 @@ func runTask(ctx context.Context, args []string) error {
 			return err
 		}
 		if fs.NArg() != 1 {
-			return fmt.Errorf("tdf task messages needs exactly one task id")
+			return usageErrorf("tdf task messages needs exactly one task id")
 		}
 		return runTaskMessages(ctx, c, fs.Arg(0), *asJSON)
 	case "watch":
@@ -243,7 +254,7 @@ func runTask(ctx context.Context, args []string) error {
 			return err
 		}
 		if fs.NArg() != 1 {
-			return fmt.Errorf("tdf task watch needs exactly one task id")
+			return usageErrorf("tdf task watch needs exactly one task id")
 		}
 		if *events {
 			return watchTask(ctx, c, fs.Arg(0), os.Stdout)
@@ -255,23 +266,41 @@ func runTask(ctx context.Context, args []string) error {
 			return err
 		}
 		if fs.NArg() != 1 {
-			return fmt.Errorf("tdf task idle-reset needs exactly one task id")
+			return usageErrorf("tdf task idle-reset needs exactly one task id")
 		}
 		var out api.TaskResponse
 		if err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(fs.Arg(0))+"/idle-reset", struct{}{}, nil, &out); err != nil {
 			return err
 		}
 		return showTask(out.Task, *asJSON)
+	case "rerun", "prompt":
+		return runTaskAction(ctx, fs, args[0], args[1:], addr, asJSON)
 	case "list":
 		status := fs.String("status", "", "only tasks with this status")
 		user := fs.String("user", "", "only tasks of this user")
+		project := fs.String("project", "", "only tasks of this project")
+		since := fs.String("since", "", "only tasks created at or after this time (RFC 3339, or a duration ago such as 24h)")
+		until := fs.String("until", "", "only tasks created before this time (RFC 3339, or a duration ago)")
+		order := fs.String("order", "desc", "desc: newest first; asc: oldest first")
 		limit := fs.Int("limit", 50, "page size")
 		cursor := fs.String("cursor", "", "continue after this cursor")
 		c, err := parseClient(fs, args[1:], addr)
 		if err != nil {
 			return err
 		}
-		q := queryOf(map[string]string{"status": *status, "user_id": *user, "cursor": *cursor, "limit": fmt.Sprint(*limit)})
+		from, err := timeArg("--since", *since)
+		if err != nil {
+			return err
+		}
+		to, err := timeArg("--until", *until)
+		if err != nil {
+			return err
+		}
+		if *order != "asc" && *order != "desc" {
+			return usageErrorf("task list: --order is asc or desc, not %q", *order)
+		}
+		q := queryOf(map[string]string{"status": *status, "user_id": *user, "project_id": *project,
+			"created_after": from, "created_before": to, "order": *order, "cursor": *cursor, "limit": fmt.Sprint(*limit)})
 		var out api.TaskListResponse
 		if err := c.do(ctx, http.MethodGet, "/v1/tasks?"+q.Encode(), nil, nil, &out); err != nil {
 			return err
@@ -280,16 +309,16 @@ func runTask(ctx context.Context, args []string) error {
 			return printJSON(out)
 		}
 		tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tUSER\tCREATED")
+		fmt.Fprintln(tw, "ID\tSTATUS\tSTEP\tUSER\tPROJECT\tCREATED\tERROR")
 		for _, t := range out.Tasks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.ExecutionStep, t.UserID, t.CreatedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Status, t.ExecutionStep, t.UserID, t.ProjectID, t.CreatedAt.Format(time.RFC3339), oneLine(t.ErrorMessage, 60))
 		}
 		if out.NextCursor != "" {
 			fmt.Fprintf(tw, "(more: --cursor %s)\n", out.NextCursor)
 		}
 		return tw.Flush()
 	}
-	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel, watch, idle-reset, messages)\n", args[0])
+	fmt.Fprintf(os.Stderr, "tdf task: unknown subcommand %q (submit, get, list, cancel, rerun, prompt, watch, idle-reset, messages)\n", args[0])
 	return errUsage
 }
 

@@ -79,14 +79,15 @@ func runDev(ctx context.Context, args []string) error {
 	fmt.Println("Ctrl-C stops the cluster.")
 	var wg sync.WaitGroup
 	logArgs := []string{"--log-level", logOpts.level, fmt.Sprintf("--log-json=%v", logOpts.json)}
+	// The cloud token goes by environment (flags show in ps), the same to
+	// the fake cloud and the servers.
+	env := []string{"TDF_CLOUD_TOKEN=" + fakecloud.DefaultToken}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		args := append([]string{"fakecloud", "--http-addr", *cloudAddr}, logArgs...)
-		superviseNode(ctx, exe, "cloud", args, nil, *restart)
+		superviseNode(ctx, exe, "cloud", args, env, *restart)
 	}()
-	// The cloud token goes by environment: flags show in ps.
-	env := []string{"TDF_CLOUD_TOKEN=" + fakecloud.DefaultToken}
 	for _, n := range nodes {
 		args := []string{"server", "--node-id", n.id, "--data-dir", n.data, "--raft-addr", n.raft,
 			"--http-addr", n.http, "--bootstrap", strings.Join(peers, ","),

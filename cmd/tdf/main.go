@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tdf-project/tdf/internal/buildinfo"
 )
 
 const usage = `tdf runs long task pipelines durably on a Raft cluster.
@@ -19,7 +21,7 @@ Usage:
   tdf fakecloud [flags]       serve the simulated cloud: a fake Hetzner API and VM agents
   tdf lb --backends URL,...   a load balancer in front of the nodes: the agents' one control-plane URL
   tdf fake-acp                a fake coding agent (ACP over stdio) for the real VM agent in tests
-  tdf task submit|get|list|cancel|watch|idle-reset|messages ...
+  tdf task submit|get|list|cancel|rerun|prompt|watch|idle-reset|messages ...
   tdf credential set|list|delete ...   git tokens and agent keys, sealed (docs/security.md)
   tdf token create|list|revoke|save ... API tokens: admin, or a user's (docs/security.md)
   tdf keyring init --out FILE  a new cluster keyring, copied to every node
@@ -33,7 +35,7 @@ Usage:
   tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)
   tdf completion bash
   tdf bench [--only raft,e2e,wheel,fsm,api] [--smoke]   measure (BENCHMARKS.md)
-  tdf version
+  tdf version [--json]          version, commit and Go version of this binary
 
 Client commands talk to any node: --addr http://127.0.0.1:8001 or TDF_ADDR;
 --token or TDF_TOKEN is the API token (else the one tdf token save or tdf dev saved
@@ -47,20 +49,20 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
-	switch {
-	case err == nil, errors.Is(err, errHelp):
-	case errors.Is(err, errUsage):
-		os.Exit(2)
-	default:
+	code := exitCode(err)
+	if code != exitOK && !errors.Is(err, errUsage) {
 		fmt.Fprintln(os.Stderr, "tdf:", err)
-		os.Exit(1)
 	}
+	os.Exit(code)
 }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
 		return errUsage
+	}
+	if groupHelp(os.Stdout, args) {
+		return errHelp
 	}
 	switch args[0] {
 	case "server":
@@ -102,14 +104,14 @@ func run(ctx context.Context, args []string) error {
 	case "bench":
 		return runBench(ctx, args[1:])
 	case "version":
-		fmt.Println("tdf", version)
-		return nil
+		return runVersion(args[1:])
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Print(usage + exitCodesHelp)
 		return nil
 	}
 	fmt.Fprintf(os.Stderr, "tdf: unknown command %q\n\n%s", args[0], usage)
 	return errUsage
 }
 
-var version = "dev"
+// version names this build to the cloud API (its User-Agent).
+var version = buildinfo.Read().Version

@@ -19,8 +19,18 @@ import (
 )
 
 // watchTask follows a task over the event stream, printing each change of
-// status or step, until it has ended and been cleaned up.
+// status or step, until it has ended and been cleaned up. A task that
+// failed or was cancelled is a taskEndedError (exit 1).
 func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
+	var final *taskEndedError
+	err := followTask(ctx, c, id, out, &final)
+	if err == nil && final != nil {
+		return final
+	}
+	return err
+}
+
+func followTask(ctx context.Context, c *client, id string, out io.Writer, final **taskEndedError) error {
 	var tr api.TaskResponse
 	// A consistent read: the task may have just been submitted through
 	// another node.
@@ -42,7 +52,11 @@ func watchTask(ctx context.Context, c *client, id string, out io.Writer) error {
 			last = key
 			fmt.Fprintln(out, line)
 		}
-		return st.Terminal() && cleanup != api.CleanupPending
+		ended := st.Terminal() && cleanup != api.CleanupPending
+		if ended && st != fsm.StatusCompleted {
+			*final = &taskEndedError{id: id, status: string(st), message: errMsg}
+		}
+		return ended
 	}
 	showTask := func(t *api.Task) bool { return show(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts, t.ErrorMessage) }
 	if showTask(tr.Task) {
