@@ -30,8 +30,9 @@ import (
 // against Hetzner's API description. fsn1 answers resource_unavailable to
 // half of the creates: every task completes all the same, through the
 // fallback location, once each; the fallbacks are on the tasks' timelines.
-// Every server has the cluster's firewall from its creation, before its
-// agent is called, and no rule admits the agent port from everywhere.
+// A tenth of all requests answer 429 on top: no task fails for it. Every
+// server has the cluster's firewall from its creation, before its agent is
+// called, and no rule admits the agent port from everywhere.
 func TestHetznerConformance(t *testing.T) {
 	chk, err := apicheck.New()
 	if err != nil {
@@ -41,7 +42,12 @@ func TestHetznerConformance(t *testing.T) {
 	co := fakecloud.DefaultOptions()
 	co.CreateDuration, co.DeleteDuration = 300*time.Millisecond, 100*time.Millisecond
 	co.Seed = 7
-	co.Faults = []fakecloud.Fault{{Endpoint: fakecloud.EndpointCreateServer, Location: "fsn1", Kind: fakecloud.FaultResourceUnavailable, Probability: 0.5}}
+	co.Faults = []fakecloud.Fault{
+		{Endpoint: fakecloud.EndpointCreateServer, Location: "fsn1", Kind: fakecloud.FaultResourceUnavailable, Probability: 0.5},
+		// And a tenth of every request is refused with 429 (with the
+		// RateLimit headers): absorbed, never a failed task.
+		{Kind: fakecloud.FaultRateLimit, Probability: 0.1},
+	}
 	first := netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(150)), byte(rand.IntN(250)), 1})
 	co.Addresses = fakecloud.NewSequentialAllocator(first, netip.MustParsePrefix("127.0.0.0/8"))
 	ac := sim.DefaultConfig()
