@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,8 @@ type Metrics struct {
 	forwarded *prometheus.CounterVec
 	callbacks *prometheus.CounterVec
 	limited   prometheus.Counter
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
 	gatherer  prometheus.Gatherer
 }
 
@@ -30,9 +33,16 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		limited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tdf_rate_limited_requests_total", Help: "API requests answered 429 because the caller's token bucket was empty.",
 		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tdf_http_requests_total", Help: "HTTP requests answered by this node, by method, route template (unmatched: no route) and status code.",
+		}, []string{"method", "route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tdf_http_request_duration_seconds", Help: "Time to answer HTTP requests, by method and route template (an event stream's is its lifetime).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"method", "route"}),
 		gatherer: reg,
 	}
-	reg.MustRegister(m.forwarded, m.callbacks, m.limited)
+	reg.MustRegister(m.forwarded, m.callbacks, m.limited, m.requests, m.latency)
 	return m
 }
 
@@ -74,4 +84,28 @@ func (s *Server) metrics(c *gin.Context) {
 		return
 	}
 	promhttp.HandlerFor(s.cfg.Metrics.gatherer, promhttp.HandlerOpts{}).ServeHTTP(c.Writer, c.Request)
+}
+
+// countRequest counts every request by its route template (never the raw
+// path: ids would make a series each) and answer code.
+func (s *Server) countRequest(c *gin.Context) {
+	m := s.cfg.Metrics
+	if m == nil {
+		c.Next()
+		return
+	}
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	method := c.Request.Method
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		method = "other"
+	}
+	m.requests.WithLabelValues(method, route, strconv.Itoa(c.Writer.Status())).Inc()
+	m.latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 }

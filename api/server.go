@@ -188,7 +188,7 @@ func (s *Server) routes() *gin.Engine {
 	// NoRoute 404 names the path instead.
 	r.RedirectTrailingSlash = false
 	r.ContextWithFallback = true
-	r.Use(s.recoverJSON, s.common, s.authenticate, s.rateLimit)
+	r.Use(s.countRequest, s.recoverJSON, s.common, s.authenticate, s.rateLimit)
 	r.NoRoute(func(c *gin.Context) {
 		abortError(c, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})

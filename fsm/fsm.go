@@ -53,7 +53,7 @@ type Change struct {
 // cloning it is O(1).
 type state struct {
 	index      uint64
-	tasks      *btree.BTreeG[*Task]
+	tasks      *taskTree // by id, with counts per status (taskcount.go)
 	nodes      *btree.BTreeG[*Node]
 	workspaces *btree.BTreeG[*Workspace]
 	members    *btree.BTreeG[Member]
@@ -84,7 +84,7 @@ type state struct {
 
 func newState() *state {
 	return &state{
-		tasks:      btree.NewG(btreeDegree, func(a, b *Task) bool { return a.ID < b.ID }),
+		tasks:      newTaskTree(),
 		nodes:      btree.NewG(btreeDegree, func(a, b *Node) bool { return a.ID < b.ID }),
 		workspaces: btree.NewG(btreeDegree, func(a, b *Workspace) bool { return a.ID < b.ID }),
 		members:    btree.NewG(4, func(a, b Member) bool { return a.ID < b.ID }),

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/internal/buildinfo"
 )
 
 // metrics are the node's Prometheus metrics. Histograms are fed through
@@ -36,7 +37,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 	}
 	reg.MustRegister(m.stepDur, m.lateness, m.apply,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
+	if raft := raftMetricsCollector(); raft != nil {
+		reg.MustRegister(raft)
+	}
 	return m
 }
 
@@ -82,23 +86,28 @@ func (m *metrics) registerState(s *Server) {
 }
 
 // stateCollector reports tasks and nodes by status from the local FSM.
+// The task counts are kept by the FSM as tasks change: a scrape costs the
+// same with a million tasks as with a thousand.
 type stateCollector struct{ fsm *fsm.FSM }
 
 var (
 	tasksDesc = prometheus.NewDesc("tdf_tasks", "Tasks by status.", []string{"status"}, nil)
+	endedDesc = prometheus.NewDesc("tdf_tasks_ended_total", "Tasks that ended, by outcome (completed, failed, cancelled), since this node's state was built (start or restore).", []string{"status"}, nil)
 	nodesDesc = prometheus.NewDesc("tdf_nodes", "Nodes (VMs) by lifecycle status.", []string{"status"}, nil)
 )
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- tasksDesc; ch <- nodesDesc }
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tasksDesc
+	ch <- endedDesc
+	ch <- nodesDesc
+}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	tasks := map[fsm.Status]int{}
-	for _, s := range fsm.AllStatuses {
-		tasks[s] = 0
-	}
-	c.fsm.ForEachTask(func(t *fsm.Task) bool { tasks[t.Status]++; return true })
-	for s, n := range tasks {
+	for s, n := range c.fsm.TaskCounts() {
 		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(n), string(s))
+	}
+	for s, n := range c.fsm.TaskOutcomes() {
+		ch <- prometheus.MustNewConstMetric(endedDesc, prometheus.CounterValue, float64(n), string(s))
 	}
 	nodes := map[fsm.NodeStatus]int{fsm.NodeActive: 0, fsm.NodeWarm: 0, fsm.NodeDestroying: 0, fsm.NodeDeleted: 0}
 	for _, n := range c.fsm.Nodes("", "") {
@@ -107,4 +116,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for s, n := range nodes {
 		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(n), string(s))
 	}
+}
+
+// buildInfoGauge is tdf_build_info: 1, labelled with the build's version,
+// commit and Go version.
+func buildInfoGauge() prometheus.Collector {
+	in := buildinfo.Read()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tdf_build_info", Help: "The running build: always 1, labelled with version, commit and Go version.",
+		ConstLabels: prometheus.Labels{"version": in.Version, "commit": in.ShortCommit(), "goversion": in.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
