@@ -31,9 +31,13 @@ const (
 	followGiveUp = 2 * time.Minute
 )
 
-// errRetryable marks an answer another member (or a later try) may give
+// retryableError is an answer another member (or a later try) may give
 // differently: the node is unreachable or has no leader.
-var errRetryable = errors.New("retryable")
+type retryableError struct{ error }
+
+func retryable(format string, args ...any) error {
+	return retryableError{fmt.Errorf(format, args...)}
+}
 
 // indexedGet reads path into out and returns the answer's X-Tdf-Index.
 func (c *client) indexedGet(ctx context.Context, path string, out any) (uint64, error) {
@@ -44,12 +48,12 @@ func (c *client) indexedGet(ctx context.Context, path string, out any) (uint64, 
 	c.authorize(req)
 	resp, err := c.stream.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errRetryable, reachError(c.addr, err))
+		return 0, retryableError{reachError(c.addr, err)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return 0, fmt.Errorf("%w: %s: %v", errRetryable, c.addr, err)
+		return 0, retryable("%s: %v", c.addr, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		msg := fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
@@ -58,7 +62,7 @@ func (c *client) indexedGet(ctx context.Context, path string, out any) (uint64, 
 			msg = fmt.Sprintf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
 		}
 		if resp.StatusCode >= 500 {
-			return 0, fmt.Errorf("%w: %s: %s", errRetryable, c.addr, msg)
+			return 0, retryable("%s: %s", c.addr, msg)
 		}
 		return 0, errors.New(msg)
 	}
@@ -66,39 +70,57 @@ func (c *client) indexedGet(ctx context.Context, path string, out any) (uint64, 
 	return idx, json.Unmarshal(data, out)
 }
 
-// memberClients is c followed by a client for every other member the
-// cluster lists (best effort: only c if the list cannot be read).
-func (c *client) memberClients(ctx context.Context) []*client {
-	out := []*client{c}
-	seen := map[string]bool{c.addr: true}
-	add := func(addr string) {
-		if addr != "" && !seen[addr] {
-			seen[addr] = true
-			other := *c
-			other.addr = addr
-			out = append(out, &other)
-		}
-	}
+// members is the list of clients a watch can move between: c, the
+// --addr list, and every member the cluster lists (read again from time to
+// time: members register their API address shortly after they start).
+type members struct {
+	list    []*client
+	seen    map[string]bool
+	fetched time.Time
+}
+
+func newMembers(c *client) *members {
+	m := &members{seen: map[string]bool{}}
+	m.add(c, c.addr)
 	for _, o := range c.others {
-		add(o)
+		m.add(c, o)
 	}
-	// The member list needs an admin or member token; a user token
-	// follows through the --addr list alone.
+	return m
+}
+
+func (m *members) add(c *client, addr string) {
+	if addr != "" && !m.seen[addr] {
+		m.seen[addr] = true
+		other := *c
+		other.addr = addr
+		m.list = append(m.list, &other)
+	}
+}
+
+// refresh reads the member list through c, at most every few seconds
+// once it names another member. The list needs an admin or member token;
+// a user token follows through the --addr list alone.
+func (m *members) refresh(ctx context.Context, c *client) {
+	if len(m.list) > 1 && time.Since(m.fetched) < 10*time.Second {
+		return
+	}
+	m.fetched = time.Now()
 	var st cluster.Status
-	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &st); err == nil {
-		for _, m := range st.Members {
-			if m.State != "removed" {
-				add(strings.TrimRight(m.APIAddr, "/"))
-			}
+	if err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, nil, &st); err != nil {
+		return
+	}
+	for _, mb := range st.Members {
+		if mb.State != "removed" {
+			m.add(c, strings.TrimRight(mb.APIAddr, "/"))
 		}
 	}
-	return out
 }
 
 // followIndexed prints each change of a task's status or step until it has
 // ended and been cleaned up. index is a write's X-Tdf-Index (0: none).
 func followIndexed(ctx context.Context, c *client, id string, index uint64, out io.Writer) error {
-	members := c.memberClients(ctx)
+	ms := newMembers(c)
+	ms.refresh(ctx, c)
 	cur := 0
 	last := ""
 	var failingSince time.Time
@@ -113,12 +135,13 @@ func followIndexed(ctx context.Context, c *client, id string, index uint64, out 
 		}
 		var tr api.TaskResponse
 		start := time.Now()
-		got, err := members[cur].indexedGet(ctx, path+"?"+q.Encode(), &tr)
+		got, err := ms.list[cur].indexedGet(ctx, path+"?"+q.Encode(), &tr)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			if !errors.Is(err, errRetryable) {
+			var re retryableError
+			if !errors.As(err, &re) {
 				return err
 			}
 			if failingSince.IsZero() {
@@ -126,22 +149,23 @@ func followIndexed(ctx context.Context, c *client, id string, index uint64, out 
 			} else if time.Since(failingSince) > followGiveUp {
 				return fmt.Errorf("no member answers: %w", err)
 			}
-			next := (cur + 1) % len(members)
+			next := (cur + 1) % len(ms.list)
 			if next != cur {
-				fmt.Fprintf(out, "%s  (%s; following through %s)\n", time.Now().Format("15:04:05"), err, members[next].addr)
+				fmt.Fprintf(out, "%s  (%s; following through %s)\n", time.Now().Format("15:04:05"), err, ms.list[next].addr)
 			}
 			cur, first = next, true
 			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
 		failingSince = time.Time{}
+		ms.refresh(ctx, ms.list[cur])
 		if t := tr.Task; t != nil {
 			if key := fmt.Sprint(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts); key != last {
 				last = key
 				fmt.Fprintln(out, taskLine(t))
 			}
 			if t.Status.Terminal() && t.Cleanup != api.CleanupPending {
-				return taskEnded(t) // exit 1 if it failed or was cancelled
+				return nil
 			}
 		}
 		if got > index {

@@ -23,7 +23,8 @@
   const PAGE = 500; // the API's largest page
   const MAX_PAGES = 20; // tasks and error records read at most (10 000)
   const ROWS = 200; // table rows shown before "show more"
-  const CLUSTER_EVERY = 3000;
+  // Members' health is shown within about two heartbeat timeouts (0.6 s).
+  const CLUSTER_EVERY = 500;
   const NODES_EVERY = 5000;
   const ERRORS_EVERY = 5000;
 
@@ -40,6 +41,10 @@
     clusterError: '',
     clusterAt: 0,
     ready: null, // the local /readyz answer: true, false or null (unknown)
+    // writeIndex is the raft index of this page's last write
+    // (X-Tdf-Index): reads of replicated state pass it as ?index= so
+    // that they never miss what the page itself just did.
+    writeIndex: 0,
     nodes: null,
     nodesError: '',
     skew: null, // server clock minus browser clock, ms (from event times)
@@ -249,8 +254,21 @@
     $('header.top').appendChild(who);
   }
 
+  // withIndex adds the page's last write index to a read of replicated
+  // state.
+  function withIndex(path) {
+    if (!state.writeIndex || !/^v1\/(tasks|nodes|errors|costs)/.test(path)) return path;
+    return path + (path.includes('?') ? '&' : '?') + 'index=' + state.writeIndex;
+  }
+
+  // noteWrite keeps the index a write answered with.
+  function noteWrite(res) {
+    const idx = Number(res.headers.get('X-Tdf-Index') || 0);
+    if (idx > state.writeIndex) state.writeIndex = idx;
+  }
+
   async function api(path) {
-    const res = await fetch(apiURL(path), { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+    const res = await fetch(apiURL(withIndex(path)), { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
     if (res.status === 401 && auth.on) signOut('The API refused the token; sign in again.');
     let body = null;
     try {
@@ -518,6 +536,8 @@
     if (state.ready === false) return { text: 'not ready', cls: 'h-unhealthy', why: '/readyz answers 503' };
     if (lag > 1000) return { text: 'catching up', cls: 'h-stale', why: lag + ' committed entries not yet applied here' };
     if (missing.length) return { text: 'degraded', cls: 'h-stale', why: 'no API address for ' + missing.join(', ') + ': requests cannot be forwarded there' };
+    const sick = members.filter((m) => m.health && !m.health.healthy);
+    if (sick.length) return { text: 'degraded', cls: 'h-stale', why: sick.map((m) => m.id + ' unhealthy: ' + m.health.reason).join('; ') + ' (the leader\'s view)' };
     return { text: 'healthy', cls: 'h-healthy', why: 'leader ' + c.leader_id + ', ' + members.length + ' members, applied lag ' + lag };
   }
 
@@ -539,6 +559,20 @@
       stat('Members', c.members ? String(c.members.length) : '—', c.members ? voters + ' voters' : ''),
       stat('Health', h('span', { class: 'badge ' + health.cls, title: health.why }, health.text), null, { id: 'strip-health' }),
     );
+  }
+
+  // memberHealthCells shows the leader's view of a member: health (the
+  // reason as a tooltip and beside it), last contact and log lag.
+  function memberHealthCells(m) {
+    const hl = m.health;
+    if (!hl) return [h('td', { class: 'muted', 'data-health': 'unknown' }, 'unknown'), h('td', null, '—'), h('td', null, '—')];
+    return [
+      h('td', { 'data-health': hl.healthy ? 'healthy' : 'unhealthy' },
+        badge(hl.healthy ? 'healthy' : 'unhealthy', hl.healthy ? 'h-healthy' : 'h-unhealthy'),
+        hl.healthy ? null : h('span', { class: 'small muted' }, ' ' + hl.reason)),
+      h('td', { class: 'mono' }, hl.last_contact_seconds.toFixed(3) + ' s'),
+      h('td', { class: 'mono' }, String(hl.lag)),
+    ];
   }
 
   // ---- router -------------------------------------------------------------
@@ -1089,13 +1123,14 @@
           h('section', { class: 'panel flush', 'aria-labelledby': 'members-h' },
             h('table', { id: 'members' },
               h('caption', { id: 'members-h' }, 'Members'),
-              h('thead', null, h('tr', null, ['Member', 'Role', 'Voter', 'Raft address', 'API'].map((x) => h('th', { scope: 'col' }, x)))),
+              h('thead', null, h('tr', null, ['Member', 'Role', 'Voter', 'Health', 'Last contact', 'Lag', 'Raft address', 'API'].map((x) => h('th', { scope: 'col' }, x)))),
               h('tbody', null, (c.members || []).map((m) => {
                 const url = safeURL(m.api_addr);
                 return h('tr', { 'data-member': m.id, 'data-state': m.state },
                   h('td', { class: 'mono' }, m.id, m.id === c.node_id ? h('span', { class: 'small muted' }, ' (this node)') : null),
                   h('td', null, badge(m.state || '?', m.state === 'leader' ? 'm-leader' : '')),
                   h('td', null, m.voter ? 'voter' : 'non-voter'),
+                  memberHealthCells(m),
                   h('td', { class: 'mono' }, dash(m.raft_addr)),
                   h('td', null, url ? h('a', { href: new URL('ui/', url.endsWith('/') ? url : url + '/').href, class: 'mono', title: 'this member\'s dashboard' }, m.api_addr) : h('span', { class: 'muted' }, 'unknown')));
               })))),
@@ -1159,6 +1194,7 @@
     try {
       const res = await fetch(apiURL('v1/nodes/' + encodeURIComponent(n.id) + '/' + action),
         { method: 'POST', headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+      noteWrite(res);
       if (!res.ok) {
         let msg = res.status + ' ' + res.statusText;
         try {
