@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"testing"
@@ -115,6 +116,22 @@ func TestAPITokenCommandsRoundTrip(t *testing.T) {
 		got, err := Decode(b)
 		if err != nil || !reflect.DeepEqual(got, c) {
 			t.Fatalf("Decode(%T) = %+v, %v", c, got, err)
+		}
+	}
+}
+
+// BenchmarkLookupAPIToken is the per-request cost of authenticating a
+// replicated token with the table full (MaxLiveAPITokens live tokens):
+// every record is compared, so it does not depend on which one matches.
+func BenchmarkLookupAPIToken(b *testing.B) {
+	a := newApplier(b)
+	for i := range MaxLiveAPITokens {
+		a.apply(CreateAPIToken{Token: apiToken(fmt.Sprintf("k%d", i), fmt.Sprintf("secret-%d", i), TokenScopeUser)})
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, ok := a.f.LookupAPIToken(fmt.Sprintf("secret-%d", i%MaxLiveAPITokens), t0); !ok {
+			b.Fatal("not found")
 		}
 	}
 }
