@@ -165,7 +165,7 @@ func followIndexed(ctx context.Context, c *client, id string, index uint64, out 
 				fmt.Fprintln(out, taskLine(t))
 			}
 			if t.Status.Terminal() && t.Cleanup != api.CleanupPending {
-				return nil
+				return taskEnded(t) // exit 1 if it failed or was cancelled
 			}
 		}
 		if got > index {
