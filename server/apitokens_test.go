@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -107,4 +108,49 @@ func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
 
 func errStatus(node string, r server.TestResponse) error {
 	return fmt.Errorf("%s answered %d %s", node, r.Status, r.Body)
+}
+
+// An event-stream cookie traded for a replicated token dies with it.
+func TestSessionCookieDiesWithItsToken(t *testing.T) {
+	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Secure: true})
+	admin := c.AdminToken()
+	n := c.Nodes[0]
+	alice := newToken(t, c, admin, api.TokenRequest{Scope: api.ScopeUser, Subject: "alice"})
+	r := c.Do(n, http.MethodPost, "/v1/session", nil, bearer(alice))
+	var cookie string
+	for _, sc := range r.Header.Values("Set-Cookie") {
+		if v, _, ok := strings.Cut(sc, ";"); ok && strings.HasPrefix(v, "tdf_events=") {
+			cookie = v
+		}
+	}
+	if r.Status != http.StatusOK || cookie == "" {
+		t.Fatalf("session = %d %v", r.Status, r.Header)
+	}
+	stream := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/v1/events", nil)
+		req.Header.Set("Cookie", cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := stream(); s != http.StatusOK {
+		t.Fatalf("the stream with the cookie = %d", s)
+	}
+	var list struct {
+		Tokens []api.TokenInfo `json:"tokens"`
+	}
+	_ = json.Unmarshal(c.Do(n, http.MethodGet, "/v1/tokens", nil, bearer(admin)).Body, &list)
+	for _, tk := range list.Tokens {
+		if tk.Subject == "alice" {
+			c.Do(n, http.MethodDelete, "/v1/tokens/"+tk.ID, nil, bearer(admin))
+		}
+	}
+	if s := stream(); s != http.StatusUnauthorized {
+		t.Fatalf("the stream with the revoked token's cookie = %d, want 401", s)
+	}
 }
