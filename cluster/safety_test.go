@@ -82,6 +82,18 @@ func TestBackupRestoreIntoFreshCluster(t *testing.T) {
 	}
 	dst.WaitConverged()
 	dst.WaitMembers()
+	// The backup carried the source cluster's id; the restored cluster
+	// keeps its own (its leader puts it back), on every node.
+	srcID := leader.Node.ClusterID()
+	waitFor(t, "the restored cluster to hold its own id again", func() bool {
+		own := dleader.Node.ClusterID()
+		for _, n := range dst.Nodes {
+			if own == "" || own == srcID || n.FSM.ClusterID() != own || n.Node.ClusterID() != own {
+				return false
+			}
+		}
+		return true
+	})
 	for _, n := range dst.Nodes {
 		if got := n.FSM.TaskCount(); got != 20 {
 			t.Errorf("%s holds %d tasks after the restore, want 20", n.ID, got)
