@@ -241,6 +241,7 @@ var userRoutes = map[string]bool{
 	"POST /v1/tasks/:id/cancel":     true,
 	"POST /v1/tasks/:id/idle-reset": true,
 	"POST /v1/tasks/:id/rerun":      true,
+	"POST /v1/tasks/:id/prompt":     true,
 	"GET /v1/events":                true,
 	"POST /v1/session":              true,
 	"GET /v1/whoami":                true,

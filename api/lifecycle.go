@@ -1,6 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/vmagent"
 )
 
 // RerunRequest is the optional body of POST /v1/tasks/{id}/rerun.
@@ -109,4 +113,73 @@ func listOrderAndRange(c *gin.Context, flt *fsm.TaskFilter) bool {
 		*dst = t
 	}
 	return true
+}
+
+// followUp sends a follow-up prompt to the agent of a task awaiting one,
+// then restarts the task's idle timer so that the new run is not cut off
+// by the old one's. An Idempotency-Key makes a retry a replay at the agent
+// (the same delivery id), not a second prompt.
+func (s *Server) followUp(c *gin.Context) {
+	id, ok := s.taskID(c)
+	if !ok {
+		return
+	}
+	// Another user's task is not found, whatever the body.
+	if !s.ownTask(c, id) {
+		return
+	}
+	var req FollowUpRequest
+	if !s.decode(c, &req) {
+		return
+	}
+	if err := checkText("prompt", req.Prompt, true, maxPromptBytes); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	if err := checkID("user_id", req.UserID, false); err != nil {
+		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
+		return
+	}
+	if !actsAs(c, "user_id", req.UserID) {
+		return
+	}
+	if req.UserID == "" {
+		req.UserID = ownerFilter(c)
+	}
+	t, found := s.cfg.Node.FSM().Task(id)
+	if !found {
+		abortError(c, http.StatusNotFound, CodeNotFound, "task "+id+" not found")
+		return
+	}
+	if t.Status != fsm.StatusInProgress || t.Step != fsm.StepAwaitingFollowup || t.Cleanup {
+		abortError(c, http.StatusConflict, CodeInvalidTrans, fmt.Sprintf("task %s is %s at step %q: a follow-up prompt needs a task awaiting follow-up", id, t.Status, t.Step))
+		return
+	}
+	if s.cfg.FollowUp == nil {
+		abortError(c, http.StatusNotImplemented, CodeUnavailable, "this cluster runs no agents to send a follow-up prompt to")
+		return
+	}
+	// ensureRequestID made sure of a key.
+	key := c.GetHeader("Idempotency-Key")
+	if err := s.cfg.FollowUp(c.Request.Context(), t, req.Prompt, followUpDelivery(id, key)); err != nil {
+		var ae *vmagent.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			abortError(c, http.StatusConflict, CodeConflict, "the agent did not take the prompt (busy, or not ready): "+err.Error())
+			return
+		}
+		abortError(c, http.StatusBadGateway, CodeUnavailable, "the agent did not take the prompt: "+err.Error())
+		return
+	}
+	res, ok := s.commit(c, fsm.IdleReset{TaskID: id, Actor: fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, At: s.now()})
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusAccepted, TaskResponse{Task: TaskView(res.Task)})
+}
+
+// followUpDelivery is the agent delivery id of a follow-up: the same for a
+// retry with the same key.
+func followUpDelivery(taskID, key string) string {
+	sum := sha256.Sum256([]byte(taskID + "\x00" + key))
+	return "f-" + hex.EncodeToString(sum[:20])
 }

@@ -93,6 +93,9 @@ type Config struct {
 	// Pricing, if set, prices nodes (cost.go): GET /v1/nodes and
 	// /v1/costs show hourly and accrued costs, /metrics the fleet's.
 	Pricing Pricing
+	// FollowUp, if set, sends a follow-up prompt to a task's agent
+	// session (POST /v1/tasks/{id}/prompt, lifecycle.go).
+	FollowUp func(ctx context.Context, t *fsm.Task, prompt, deliveryID string) error
 }
 
 // DefaultConfig returns the documented defaults for everything but Node.
@@ -217,6 +220,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST(pathRestore, s.restoreSnapshot)
 	v1.POST("/tasks/:id/idle-reset", s.onLeader, s.idleReset)
 	v1.POST("/tasks/:id/rerun", s.onLeader, s.rerunTask)
+	v1.POST("/tasks/:id/prompt", s.ensureRequestID, s.onLeader, s.followUp)
 	v1.POST("/import", s.onLeader, s.importTasks)
 	v1.GET("/nodes", s.readable, s.listNodes)
 	v1.GET("/nodes/:id", s.readable, s.getNode)

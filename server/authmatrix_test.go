@@ -41,7 +41,7 @@ var routeRules = map[string]rule{
 
 	"POST /v1/tasks": ruleSubmit, "GET /v1/tasks": ruleUser, "GET /v1/events": ruleUser,
 	"GET /v1/tasks/:id": ruleOwnA, "GET /v1/tasks/:id/messages": ruleOwnA,
-	"POST /v1/tasks/:id/cancel": ruleOwnA, "POST /v1/tasks/:id/idle-reset": ruleOwnA, "POST /v1/tasks/:id/rerun": ruleOwnA,
+	"POST /v1/tasks/:id/cancel": ruleOwnA, "POST /v1/tasks/:id/idle-reset": ruleOwnA, "POST /v1/tasks/:id/rerun": ruleOwnA, "POST /v1/tasks/:id/prompt": ruleOwnA,
 	"GET /v1/nodes": ruleUser, "GET /v1/nodes/:id": ruleOwnA,
 	"POST /v1/session": ruleUser, "GET /v1/whoami": ruleUser,
 

@@ -238,6 +238,9 @@ func Start(cfg Config) (*Server, error) {
 		pc.Agents = vmagent.NewClient(vmagent.Options{Timeout: cfg.AgentTimeout, Tokens: s.Tokens})
 		handlers = pipeline.Handlers(*pc)
 		rc.DestroyNode = pipeline.DestroyNode(*pc)
+		if cfg.API.FollowUp == nil {
+			cfg.API.FollowUp = pipeline.FollowUp(*pc)
+		}
 		rec := &pipeline.Reconciler{Config: *pc, Apply: s.Node.Apply, Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
 			Now: time.Now, Logger: cfg.Logger.Named("reconciler")}
 		s.Node.OnLeader(rec.Run)

@@ -179,3 +179,14 @@ const (
 	ReceiptAmbiguous = "ambiguous"
 	ReceiptNotFound  = "not_found"
 )
+
+// SendPromptRequest is the body of POST
+// /workspaces/{id}/agent-sessions/{sid}/prompt: a follow-up prompt to a
+// session that has finished its run. With a DeliveryID it is replayable,
+// as a start is.
+type SendPromptRequest struct {
+	Prompt          string `json:"prompt"`
+	MessageID       string `json:"messageId"`
+	DeliveryID      string `json:"deliveryId,omitempty"`
+	ProtocolVersion int    `json:"protocolVersion,omitempty"`
+}

@@ -82,6 +82,9 @@ type session struct {
 	// receipts holds each delivery's receipt state (vmagent.Receipt*): in
 	// flight from its start, completed when the run it joined ends.
 	receipts map[string]*vmagent.PromptReceipt
+	// task is the task context of the session's last start, which a
+	// follow-up prompt (that names none) reports on.
+	task taskContext
 }
 
 type idemKey struct{ workspaceID, key string }

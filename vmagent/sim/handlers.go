@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -32,6 +33,7 @@ func (a *Agent) Handler() http.Handler {
 	slow("POST /workspaces/{workspaceId}/agent-sessions", a.handleCreateSession)
 	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/start", a.handleStartSession)
 	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/stop", a.handleStopSession)
+	slow("POST /workspaces/{workspaceId}/agent-sessions/{sessionId}/prompt", a.handlePrompt)
 	slow("GET /workspaces/{workspaceId}/agent-sessions/{sessionId}/prompt-receipts/{deliveryId}", a.handlePromptReceipt)
 	return mux
 }
@@ -443,7 +445,14 @@ func (a *Agent) handleStartSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "deliveryId has an invalid format")
 		return
 	}
+	a.deliver(w, wsID, sid, body)
+}
 
+// deliver hands a prompt (a start's or a follow-up's) to a running
+// session: a new run if the agent is idle, else to the run in flight; a
+// DeliveryID seen before is answered as a duplicate (or a conflict).
+func (a *Agent) deliver(w http.ResponseWriter, wsID, sid string, body vmagent.StartSessionRequest) {
+	delivery := strings.TrimSpace(body.DeliveryID)
 	a.mu.Lock()
 	s, ok := a.sessions[wsID][sid]
 	if !ok {
@@ -483,13 +492,12 @@ func (a *Agent) handleStartSession(w http.ResponseWriter, r *http.Request) {
 		answer = "accepted"
 	}
 	tc := taskContext{projectID: strings.TrimSpace(body.ProjectID), taskID: strings.TrimSpace(body.TaskID)}
-	if tc.projectID == "" {
-		tc.projectID = ws.projectID
+	tc.projectID = cmp.Or(tc.projectID, s.task.projectID, ws.projectID)
+	tc.taskID = cmp.Or(tc.taskID, s.task.taskID, ws.taskID)
+	s.task = tc
+	if at := strings.TrimSpace(body.AgentType); at != "" {
+		s.AgentType = at
 	}
-	if tc.taskID == "" {
-		tc.taskID = ws.taskID
-	}
-	s.AgentType = strings.TrimSpace(body.AgentType)
 	s.LastPrompt = body.InitialPrompt
 	s.UpdatedAt = time.Now().UTC()
 	// One run at a time per session: a start while the agent works
@@ -577,4 +585,37 @@ func (a *Agent) handlePromptReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rc)
+}
+
+// handlePrompt takes a follow-up prompt, as the real agent's
+// POST …/agent-sessions/{sid}/prompt does: the same delivery rules as a
+// start, and a run that ends with the task-status callback.
+func (a *Agent) handlePrompt(w http.ResponseWriter, r *http.Request) {
+	wsID, sid := r.PathValue("workspaceId"), r.PathValue("sessionId")
+	if !a.authorize(w, r, wsID) {
+		return
+	}
+	var body vmagent.SendPromptRequest
+	if !decode(w, r, &body) {
+		return
+	}
+	if strings.TrimSpace(body.Prompt) == "" {
+		writeError(w, http.StatusBadRequest, "prompt is required")
+		return
+	}
+	delivery := strings.TrimSpace(body.DeliveryID)
+	if delivery != "" && body.ProtocolVersion != vmagent.ExecutionProtocolVersion {
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error":             "unsupported_protocol_version",
+			"supportedVersions": []int{vmagent.ExecutionProtocolVersion},
+		})
+		return
+	}
+	if delivery != "" && !vmagent.ValidDeliveryID(delivery) {
+		writeError(w, http.StatusBadRequest, "deliveryId has an invalid format")
+		return
+	}
+	a.deliver(w, wsID, sid, vmagent.StartSessionRequest{
+		InitialPrompt: body.Prompt, MessageID: body.MessageID, DeliveryID: body.DeliveryID, ProtocolVersion: body.ProtocolVersion,
+	})
 }
