@@ -18,4 +18,11 @@
 // Each node records its own raft and API addresses in the FSM's member
 // table (the leader directly, followers through the leader's join
 // endpoint), which is how any node finds the leader's API to forward to.
+//
+// Operations under duress: a node without state bootstraps only a new
+// cluster, after asking every listed peer over the raft address; each
+// cluster has an id, kept in every node's stable store and checked by a
+// one-line handshake on every raft connection (bootstrap.go, handshake.go).
+// A node that cannot write its log is not ready, does not lead and does not
+// stand for election until a write probe passes (disk.go).
 package cluster
