@@ -20,7 +20,9 @@
   const NODE_STATUSES = ['active', 'warm', 'destroying', 'deleted'];
   const ERROR_KINDS = ['step_error', 'task_failed', 'fenced', 'sweeper', 'cleanup', 'node_error', 'reconciler', 'recovered', 'push_failed'];
   const VIEWS = ['tasks', 'cluster', 'nodes', 'errors'];
-  const PAGE = 500; // the API's largest page
+  const PAGE = 500; // the API's largest page (the list is newest first)
+  // The task list's "submitted" filter: seconds back from now.
+  const SINCE = [['', 'any time'], ['3600', 'last hour'], ['86400', 'last day'], ['604800', 'last week']];
   const MAX_PAGES = 20; // tasks and error records read at most (10 000)
   const ROWS = 200; // table rows shown before "show more"
   // Members' health is shown within about two heartbeat timeouts (0.6 s).
@@ -686,7 +688,8 @@
       },
     },
     h('td', null, h('a', { href: taskHref(t.id), class: 'mono' }, t.id), h('span', { class: 'small muted ellipsis', title: t.prompt }, t.prompt)),
-    h('td', null, statusBadge(t.status)),
+    h('td', null, statusBadge(t.status),
+      t.error_message ? h('span', { class: 'small bad ellipsis task-error', title: t.error_message }, t.error_message) : null),
     stepCell(t),
     h('td', null, t.user_id, h('span', { class: 'small muted ellipsis' }, t.project_id)),
     h('td', null, h('span', { class: 'ellipsis' }, t.repository), t.branch ? h('span', { class: 'small muted' }, t.branch) : null),
@@ -699,6 +702,13 @@
   function tasksView(main, r) {
     let status = STATUSES.includes(r.params.get('status')) ? r.params.get('status') : '';
     let search = r.params.get('q') || '';
+    let user = r.params.get('user') || '';
+    let project = r.params.get('project') || '';
+    let since = SINCE.some((o) => o[0] === r.params.get('since')) ? r.params.get('since') : '';
+    const userInput = h('input', { type: 'search', id: 'user-filter', name: 'user', placeholder: 'any', value: user, size: 10 });
+    const projectInput = h('input', { type: 'search', id: 'project-filter', name: 'project', placeholder: 'any', value: project, size: 10 });
+    const sinceSelect = h('select', { id: 'since-filter', name: 'since' }, SINCE.map(([v, label]) => h('option', { value: v }, label)));
+    sinceSelect.value = since;
     const select = h('select', { id: 'status-filter', name: 'status' },
       h('option', { value: '' }, 'all'), STATUSES.map((s) => h('option', { value: s }, s.replace('_', ' '))));
     select.value = status;
@@ -717,8 +727,22 @@
       const p = new URLSearchParams();
       if (status) p.set('status', status);
       if (search) p.set('q', search);
+      if (user) p.set('user', user);
+      if (project) p.set('project', project);
+      if (since) p.set('since', since);
       return p;
     };
+    const refilter = () => {
+      user = userInput.value.trim();
+      project = projectInput.value.trim();
+      since = sinceSelect.value;
+      state.rows = ROWS;
+      setParams('tasks', params());
+      draw();
+    };
+    userInput.addEventListener('input', refilter);
+    projectInput.addEventListener('input', refilter);
+    sinceSelect.addEventListener('change', refilter);
     select.addEventListener('change', () => {
       status = select.value;
       state.rows = ROWS;
@@ -733,12 +757,16 @@
     });
     add(main,
       h('div', { class: 'view-head' }, h('h2', null, 'Tasks'), count, h('span', { class: 'spacer' }),
-        h('div', { class: 'filters', role: 'search' }, field('Status', select), field('Search', input))),
+        h('div', { class: 'filters', role: 'search' }, field('Status', select), field('User', userInput),
+          field('Project', projectInput), field('Submitted', sinceSelect), field('Search', input))),
       notes,
       h('div', { class: 'panel flush' }, table, more));
 
     function matches(t) {
       if (status && t.status !== status) return false;
+      if (user && t.user_id !== user) return false;
+      if (project && t.project_id !== project) return false;
+      if (since && ms(t.created_at) < now() - Number(since) * 1000) return false;
       if (!search) return true;
       const q = search.toLowerCase();
       return [t.id, t.user_id, t.project_id, t.repository, t.node_id, t.branch].some((v) => v && v.toLowerCase().includes(q));
@@ -756,7 +784,7 @@
       count.textContent = list.length === all.length ? all.length + ' tasks' : list.length + ' of ' + all.length + ' tasks';
       fill(notes,
         notice(state.tasksError, true),
-        state.tasksTruncated ? notice('More than ' + PAGE * MAX_PAGES + ' tasks: the oldest ' + PAGE * MAX_PAGES + ' were read, and every task changed since is followed live.') : null);
+        state.tasksTruncated ? notice('More than ' + PAGE * MAX_PAGES + ' tasks: the newest ' + PAGE * MAX_PAGES + ' were read, and every task changed since is followed live.') : null);
       if (!list.length) {
         const text = !state.tasksLoaded ? 'Loading tasks…' : all.length ? 'No task matches the filter.' : 'No tasks yet. Submit one with POST /v1/tasks or tdf task submit.';
         rowCache.clear();
@@ -1011,7 +1039,9 @@
     const hist = h('section', { class: 'panel', 'aria-labelledby': 'history-h' });
     const errors = h('section', { class: 'panel', 'aria-labelledby': 'errors-h' });
     const chat = h('section', { class: 'panel', id: 'messages-panel', 'aria-labelledby': 'messages-h' });
-    add(main, h('a', { href: '#/tasks', class: 'crumb' }, '← All tasks'), head,
+    const actions = h('div', { class: 'task-actions', id: 'task-actions' });
+    const actionNote = h('div', { id: 'task-action-note' });
+    add(main, h('a', { href: '#/tasks', class: 'crumb' }, '← All tasks'), head, actions, actionNote,
       steps, h('div', { class: 'grid2' }, h('div', null, hist, errors), summary), chat);
 
     let msgs = null;
@@ -1066,6 +1096,7 @@
         t.execution_step ? badge(t.execution_step.replace(/_/g, ' '), 'st-current') : null,
         t.cleanup === 'pending' ? badge('cleanup pending', 'st-waiting') : null),
       notice(loadError, true));
+      drawActions(t);
       fill(summary, h('h3', { id: 'summary-h' }, 'Task'), facts(t), h('p', { class: 'prompt', 'aria-label': 'Prompt' }, t.prompt));
       fill(steps, h('h3', { id: 'steps-h' }, 'Pipeline timeline'), diagram(t, openKeys));
       fill(hist, h('h3', { id: 'history-h' }, 'Status history'), historyList(t));
@@ -1076,6 +1107,30 @@
       fill(chat, h('h3', { id: 'messages-h' }, 'Agent messages', msgs && msgs.total ? h('span', { class: 'small muted' }, ' ' + msgs.total) : null),
         notice(msgsError, true),
         msgs === null ? (msgsError ? null : h('p', { class: 'muted' }, 'Loading…')) : messageList(msgs));
+    }
+
+    // The actions that fit the task's state; the API decides who may
+    // (the task's owner or an admin) and answers why not.
+    let prompt = '';
+    function drawActions(t) {
+      const awaiting = t.status === 'in_progress' && t.execution_step === 'awaiting_followup' && t.cleanup !== 'pending';
+      const note = (text) => fill(actionNote, notice(text, true));
+      const btn = (action, label, body) => h('button', { type: 'button', 'data-action': action,
+        onclick: () => taskAction(t.id, action, body ? body() : {}, note).then(loadTask) }, label);
+      const box = h('textarea', { id: 'followup-prompt', rows: 2, placeholder: 'A follow-up prompt for the agent' });
+      box.value = prompt;
+      box.addEventListener('input', () => { prompt = box.value; });
+      // Redrawn on every event: keep the prompt being typed.
+      if (actions.contains(document.activeElement) && document.activeElement.id === 'followup-prompt') return;
+      fill(actions,
+        !TERMINAL.has(t.status) ? btn('cancel', 'Cancel task') : null,
+        t.status === 'failed' || t.status === 'cancelled' ? btn('rerun', 'Re-run') : null,
+        awaiting ? btn('idle-reset', 'Reset idle timer') : null,
+        awaiting ? h('div', { class: 'followup' }, box, btn('prompt', 'Send follow-up', () => {
+          const body = { prompt: prompt };
+          prompt = '';
+          return body;
+        })) : null);
     }
 
     const ticker = setInterval(() => {
@@ -1178,6 +1233,43 @@
     if (!n.alarm) return '—';
     const what = n.status === 'warm' ? 'warm timer' : n.status === 'destroying' ? 'delete retry' : n.status === 'active' ? (n.past_lifetime ? 'hard lifetime limit' : 'max lifetime') : n.alarm.kind;
     return [h('span', null, what), h('br'), h('span', { class: 'small' }, timeEl(n.alarm.due, 'due'))];
+  }
+
+  // Task actions (the owner or an admin): each asks for confirmation, then
+  // POSTs /v1/tasks/{id}/{action}.
+  const TASK_ACTIONS = {
+    cancel: 'Cancel task %s? Its agent stops and its workspace is cleaned up.',
+    rerun: 'Re-run task %s from the first step?',
+    'idle-reset': 'Restart the idle timer of task %s? It waits for a follow-up that much longer.',
+    prompt: 'Send this follow-up prompt to the agent of task %s?',
+  };
+
+  async function taskAction(id, action, body, note) {
+    if (action === 'prompt' && !(body.prompt || '').trim()) {
+      note('Write a follow-up prompt first.');
+      return;
+    }
+    if (!window.confirm(TASK_ACTIONS[action].replace('%s', id))) return;
+    try {
+      const res = await fetch(apiURL('v1/tasks/' + encodeURIComponent(id) + '/' + action), {
+        method: 'POST', body: JSON.stringify(body), cache: 'no-store',
+        headers: authHeaders({ Accept: 'application/json', 'Content-Type': 'application/json' }),
+      });
+      noteWrite(res);
+      if (!res.ok) {
+        let msg = res.status + ' ' + res.statusText;
+        try {
+          const b = await res.json();
+          if (b && b.error && b.error.message) msg = b.error.message;
+        } catch {
+          // not JSON: the status says it
+        }
+        throw new Error(msg);
+      }
+      note('');
+    } catch (e) {
+      note('Cannot ' + action.replace('-', ' ') + ' task ' + id + ': ' + e.message);
+    }
   }
 
   // Operators' node actions (admin tokens): each asks for confirmation,
