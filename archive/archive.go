@@ -307,12 +307,19 @@ func (a *Archive) Days() ([]string, error) {
 }
 
 // Task returns an archived task (with its timeline) by id: the days' id
-// lists are scanned newest first; the one naming the id gives the offset
-// of the gzip member that holds it.
+// lists are scanned, and the one naming the id gives the offset of the
+// gzip member that holds it. A task id made by the API carries its
+// submission time, and a task is filed under the day it ended, so the scan
+// starts at the day before the submission and goes forward (a list or two);
+// other ids scan every day, newest first.
 func (a *Archive) Task(id string) (*fsm.Task, bool, error) {
 	days, err := a.Days()
 	if err != nil {
 		return nil, false, err
+	}
+	if from, ok := submittedDay(id); ok {
+		sort.Strings(days)
+		days = days[sort.SearchStrings(days, from):]
 	}
 	key := []byte("\n" + id + " ")
 	for _, d := range days {
@@ -339,6 +346,21 @@ func (a *Archive) Task(id string) (*fsm.Task, bool, error) {
 		return a.taskAt(d, off, id)
 	}
 	return nil, false, nil
+}
+
+// submittedDay reads the day out of an API task id ("t-" and the
+// submission time in milliseconds as 12 hex digits, then random hex).
+func submittedDay(id string) (string, bool) {
+	if len(id) < 14 || !strings.HasPrefix(id, "t-") {
+		return "", false
+	}
+	ms, err := strconv.ParseInt(id[2:14], 16, 64)
+	if err != nil || ms <= 0 {
+		return "", false
+	}
+	// A day early: the leader that stamped the end may run behind the
+	// one that stamped the submission.
+	return day(time.UnixMilli(ms).Add(-24 * time.Hour)), true
 }
 
 // taskAt reads the task from the gzip member at off of a day's file.

@@ -1,6 +1,7 @@
 package archive_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -47,6 +48,14 @@ func TestWriteAndReadBack(t *testing.T) {
 			t.Fatalf("Task(%s) = %+v, %v, %v", want.ID, got, ok, err)
 		}
 	}
+	// An API id carries its submission time: the lookup starts there.
+	sub := d1.Add(-50 * time.Hour)
+	apiID := fmt.Sprintf("t-%012x%s", sub.UnixMilli(), "0a1b2c3d4e5f")
+	a.Write(fsm.Forgotten{Tasks: []*fsm.Task{task(apiID, d1)}})
+	if got, ok, err := a.Task(apiID); err != nil || !ok || got.ID != apiID {
+		t.Fatalf("Task(%s) = %v, %v, %v", apiID, got, ok, err)
+	}
+	tasks = append(tasks, task(apiID, d1))
 	if _, ok, err := a.Task("t-nope"); ok || err != nil {
 		t.Fatalf("unknown id: ok=%v err=%v", ok, err)
 	}

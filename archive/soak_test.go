@@ -86,7 +86,7 @@ func (s *sim) step(id string, data fsm.StepData, at time.Time) *fsm.Task {
 
 // runTask drives one task through its whole life from start.
 func (s *sim) runTask(i int, start time.Time) {
-	id := fmt.Sprintf("t-%08d", i)
+	id := taskID(i, start)
 	spec := fsm.TaskSpec{ProjectID: "p1", UserID: fmt.Sprintf("u%d", i), Prompt: "fix the flaky test in the payments module and open a pull request",
 		Repository: "github.com/acme/app", Branch: "main"}
 	at := start
@@ -111,6 +111,12 @@ func (s *sim) runTask(i int, start time.Time) {
 	n, _ := s.f.Node(task.NodeID)
 	s.apply(fsm.NodeDeadline{NodeID: n.ID, Due: n.Alarm.Due, At: n.Alarm.Due})
 	s.apply(fsm.NodeDestroyResult{NodeID: n.ID, Deleted: true, At: n.Alarm.Due.Add(5 * time.Second)})
+}
+
+// taskID is the id the API would give task i submitted at start (its
+// submission time, then a unique suffix where the API has random hex).
+func taskID(i int, start time.Time) string {
+	return fmt.Sprintf("t-%012x%012x", start.UnixMilli(), i)
 }
 
 // memSink is a raft.SnapshotSink in memory.
@@ -189,7 +195,7 @@ func soak(b *testing.B, days, perDay int, retention time.Duration) {
 	// id with its timeline.
 	start, read := time.Now(), 0
 	for j := range i {
-		id := fmt.Sprintf("t-%08d", j)
+		id := taskID(j, t0.Add(time.Duration(j)*every))
 		if _, ok := s.f.Task(id); ok {
 			continue
 		}
