@@ -392,47 +392,87 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestWatchFollowsThroughKill runs tdf task watch against the leader and
-// kills the leader (-9) while the task runs: the watch carries on through
-// another member and ends with the task completed.
+// TestWatchFollowsThroughKill runs tdf task watch against the leader, once
+// with blocking queries and once on the event stream, and kills the leader
+// (-9) while the task runs: both watches carry on through another member
+// (the stream resumes there with Last-Event-ID) and end with the task
+// completed.
 func TestWatchFollowsThroughKill(t *testing.T) {
 	c := startPipelineCluster(t, []string{"--agent-work-duration", "6s"}, "info")
 	leader := c.Leader()
+	// Members record their API address shortly after they start; a watch
+	// learns where else to go from that list.
+	e2e.WaitFor(t, 30*time.Second, "every member's API address in the member list", func() error {
+		var st struct {
+			Members []struct {
+				ID      string `json:"id"`
+				APIAddr string `json:"api_addr"`
+			} `json:"members"`
+		}
+		if err := c.GetJSON(leader, "/v1/cluster", &st); err != nil {
+			return err
+		}
+		for _, m := range st.Members {
+			if m.APIAddr == "" {
+				return fmt.Errorf("%s has none yet", m.ID)
+			}
+		}
+		return nil
+	})
 	a, err := submitTo(c, "watch-1", []*e2e.Node{leader})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
-	cmd := exec.Command(e2e.Binary(t), "task", "watch", "--addr", leader.URL, "--index", strconv.FormatUint(a.index, 10), a.id)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	type watch struct {
+		name, moved string
+		out         syncBuffer
+		cmd         *exec.Cmd
+		done        chan error
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
+	watches := []*watch{
+		{name: "blocking queries", moved: "following through"},
+		{name: "event stream (--events)", moved: "resuming the event stream"},
+	}
+	for _, w := range watches {
+		args := []string{"task", "watch", "--addr", leader.URL, "--index", strconv.FormatUint(a.index, 10), a.id}
+		if w.moved == "resuming the event stream" {
+			args = []string{"task", "watch", "--events", "--addr", leader.URL, a.id}
 		}
-	}()
-	e2e.WaitFor(t, 60*time.Second, "the watch shows the task in progress", func() error {
-		if !strings.Contains(out.String(), "in_progress") {
-			return fmt.Errorf("output so far:\n%s", out.String())
+		w.cmd = exec.Command(e2e.Binary(t), args...)
+		w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+		if err := w.cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
+		w.done = make(chan error, 1)
+		go func() { w.done <- w.cmd.Wait() }()
+		defer func() {
+			if w.cmd.ProcessState == nil {
+				_ = w.cmd.Process.Kill()
+			}
+		}()
+	}
+	for _, w := range watches {
+		e2e.WaitFor(t, 60*time.Second, "the "+w.name+" watch shows the task in progress", func() error {
+			if !strings.Contains(w.out.String(), "in_progress") {
+				return fmt.Errorf("output so far:\n%s", w.out.String())
+			}
+			return nil
+		})
+	}
 	c.Kill(leader)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("tdf task watch after the kill of %s: %v\n%s", leader.ID, err, out.String())
+	for _, w := range watches {
+		select {
+		case err := <-w.done:
+			if err != nil {
+				t.Fatalf("tdf task watch (%s) after the kill of %s: %v\n%s", w.name, leader.ID, err, w.out.String())
+			}
+		case <-time.After(3 * time.Minute):
+			t.Fatalf("tdf task watch (%s) did not end within 3 minutes of the kill:\n%s", w.name, w.out.String())
 		}
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("tdf task watch did not end within 3 minutes of the kill:\n%s", out.String())
+		got := w.out.String()
+		if !strings.Contains(got, "completed") || !strings.Contains(got, w.moved) {
+			t.Fatalf("the %s watch does not follow the task to completed through another member:\n%s", w.name, got)
+		}
+		t.Logf("tdf task watch (%s) through the kill of %s:\n%s", w.name, leader.ID, got)
 	}
-	got := out.String()
-	if !strings.Contains(got, "completed") || !strings.Contains(got, "following through") {
-		t.Fatalf("watch output does not follow the task to completed through another member:\n%s", got)
-	}
-	t.Logf("tdf task watch through the kill of %s:\n%s", leader.ID, got)
 }

@@ -101,7 +101,11 @@ func (m *members) add(c *client, addr string) {
 // once it names another member. The list needs an admin or member token;
 // a user token follows through the --addr list alone.
 func (m *members) refresh(ctx context.Context, c *client) {
-	if len(m.list) > 1 && time.Since(m.fetched) < 10*time.Second {
+	every := 10 * time.Second
+	if len(m.list) == 1 {
+		every = time.Second
+	}
+	if time.Since(m.fetched) < every {
 		return
 	}
 	m.fetched = time.Now()

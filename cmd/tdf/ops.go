@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -62,61 +59,11 @@ func followTask(ctx context.Context, c *client, id string, out io.Writer, final 
 	if showTask(tr.Task) {
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.addr+"/v1/events?task_id="+url.QueryEscape(id), nil)
-	if err != nil {
-		return err
+	onEvent := func(ev api.EventMessage) bool {
+		t := ev.Task
+		return t != nil && show(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts, t.ErrorMessage)
 	}
-	c.authorize(req)
-	resp, err := c.stream.Do(req)
-	if err != nil {
-		return reachError(c.addr, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e api.ErrorBody
-		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10)); json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
-			return fmt.Errorf("event stream: %s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)
-		}
-		return fmt.Errorf("event stream: HTTP %d", resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	event := ""
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			event = ""
-			continue
-		}
-		if name, ok := strings.CutPrefix(line, "event: "); ok {
-			event = name
-			continue
-		}
-		data, ok := strings.CutPrefix(line, "data: ")
-		if !ok {
-			continue
-		}
-		if event == "reset" {
-			// Changes were missed (or were too many to replay): the task
-			// itself says where it is now.
-			var now api.TaskResponse
-			if err := c.do(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(id), nil, nil, &now); err == nil && now.Task != nil && showTask(now.Task) {
-				return nil
-			}
-			continue
-		}
-		var ev api.EventMessage
-		if json.Unmarshal([]byte(data), &ev) != nil || ev.Task == nil {
-			continue
-		}
-		if t := ev.Task; show(t.Status, t.ExecutionStep, t.Cleanup, t.Attempts, t.ErrorMessage) {
-			return nil
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("event stream ended: %v", sc.Err())
+	return followEvents(ctx, c, id, out, showTask, onEvent)
 }
 
 func runErrors(ctx context.Context, args []string) error {
