@@ -131,16 +131,21 @@ func runServer(ctx context.Context, args []string) error {
 	var cf cloudFlags
 	var pf placementFlags
 	var sec securityOptions
+	var ef eventFlags
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	serverFlags(fs, &cfg, &logOpts, &bootstrap)
 	cf.bind(fs)
 	pf.bind(fs, &cf)
 	sec.bind(fs, &cfg)
+	ef.bind(fs)
 	keyringFile := fs.String("keyring-file", "", "the cluster keyring sealing credentials, the same file on every node (default: keyring.json in --data-dir, if there)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := sec.apply(&cfg); err != nil {
+		return err
+	}
+	if err := ef.apply(&cfg); err != nil {
 		return err
 	}
 	var err error
