@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tdf-project/tdf/archive"
 	"github.com/tdf-project/tdf/fsm"
 )
@@ -36,6 +37,12 @@ func openArchive(cfg Config, f *fsm.FSM) (*archive.Archive, error) {
 		return nil, fmt.Errorf("task archive: %w", err)
 	}
 	f.SetArchiveHook(a.Write)
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tdf_archive_write_errors_total",
+			Help: "Archive writes that failed: records retention removed from the state that this node's archive lacks.",
+		}, func() float64 { return float64(a.Errors()) }))
+	}
 	return a, nil
 }
 
