@@ -132,7 +132,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, hdr map[
 	if resp.StatusCode/100 != 2 {
 		var e api.ErrorBody
 		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return &apiError{Status: resp.StatusCode, msg: fmt.Sprintf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode)}
+			return &apiError{Status: resp.StatusCode, msg: fmt.Sprintf("%s (%s, HTTP %d)", e.Error.Message, e.Error.Code, resp.StatusCode) + authHint(c, resp.StatusCode)}
 		}
 		return &apiError{Status: resp.StatusCode, msg: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))}
 	}

@@ -208,3 +208,12 @@ func saveClientToken(token string, addrs ...string) (string, error) {
 	}
 	return path, os.Rename(tmp, path)
 }
+
+// authHint says where a token comes from when a request without one was
+// refused.
+func authHint(c *client, status int) string {
+	if status != http.StatusUnauthorized || c.token != "" {
+		return ""
+	}
+	return "; no token was sent: pass --token, set TDF_TOKEN, or save one for this URL with tdf token save (a new cluster's admin token is in admin-token in the data directory of its first leader)"
+}
