@@ -258,6 +258,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	ac.Metrics = api.NewMetrics(cfg.Registry)
 	m.registerState(s)
+	m.registerStreams(ac.Events)
 	s.FSM.Watch(nil, nil, ac.Events.Observe)
 	if s.API, err = api.New(ac); err != nil {
 		ln.Close()
