@@ -154,3 +154,46 @@ func TestSessionCookieDiesWithItsToken(t *testing.T) {
 		t.Fatalf("the stream with the revoked token's cookie = %d, want 401", s)
 	}
 }
+
+// The token table travels with a backup: a restore replaces it. A backup
+// of a cluster that never had a bootstrap token gets the fresh cluster's
+// back (the leader's duties restart after the restore); one that had its
+// own brings it, and the fresh one's no longer works.
+func TestRestoreReplacesTheTokenTable(t *testing.T) {
+	open := server.NewTestCluster(t, server.TestOptions{Nodes: 1})
+	openBackup := open.Do(open.Nodes[0], http.MethodGet, "/v1/cluster/snapshot", nil, nil)
+	secure := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Secure: true})
+	oldAdmin := secure.AdminToken()
+	secureBackup := secure.Do(secure.Nodes[0], http.MethodGet, "/v1/cluster/snapshot", nil, bearer(oldAdmin))
+	if openBackup.Status != http.StatusOK || secureBackup.Status != http.StatusOK {
+		t.Fatalf("backups = %d, %d", openBackup.Status, secureBackup.Status)
+	}
+
+	fresh := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Secure: true})
+	n, admin := fresh.Nodes[0], fresh.AdminToken()
+	restore := func(b []byte, tok string) {
+		t.Helper()
+		hdr := bearer(tok)
+		hdr["Content-Type"] = "application/octet-stream"
+		if r := fresh.Do(n, http.MethodPost, "/v1/cluster/restore?force=true", b, hdr); r.Status != http.StatusOK {
+			t.Fatalf("restore = %d %s", r.Status, r.Body)
+		}
+	}
+	restore(openBackup.Body, admin)
+	server.WaitFor(t, 10*time.Second, "the fresh cluster's admin token to work again", func() error {
+		if r := fresh.Do(n, http.MethodGet, "/v1/tokens", nil, bearer(admin)); r.Status != http.StatusOK {
+			return errStatus(n.ID, r)
+		}
+		return nil
+	})
+	restore(secureBackup.Body, admin)
+	server.WaitFor(t, 10*time.Second, "the backed-up cluster's admin token, and only it", func() error {
+		if r := fresh.Do(n, http.MethodGet, "/v1/tokens", nil, bearer(oldAdmin)); r.Status != http.StatusOK {
+			return errStatus(n.ID, r)
+		}
+		if r := fresh.Do(n, http.MethodGet, "/v1/tokens", nil, bearer(admin)); r.Status != http.StatusUnauthorized {
+			return errStatus(n.ID, r)
+		}
+		return nil
+	})
+}
