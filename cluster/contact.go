@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,6 +33,10 @@ type peerContacts struct {
 	joinMu     sync.Mutex
 	joinCommit uint64
 	joinKnown  bool
+	// leaderCommit is the highest commit index a leader's AppendEntries
+	// carried: unlike raft's own commit index, not capped by this node's
+	// log, so it tells how far behind a lagging node is.
+	leaderCommit atomic.Uint64
 }
 
 type peerContact struct {
@@ -71,6 +76,12 @@ func (p *peerContacts) received(rpc raft.RPC) {
 	req, ok := rpc.Command.(*raft.AppendEntriesRequest)
 	if !ok || p == nil {
 		return
+	}
+	for {
+		cur := p.leaderCommit.Load()
+		if req.LeaderCommitIndex <= cur || p.leaderCommit.CompareAndSwap(cur, req.LeaderCommitIndex) {
+			break
+		}
 	}
 	p.joinMu.Lock()
 	if !p.joinKnown {

@@ -82,6 +82,11 @@ func (n *Node) Ready() (ok bool, reason string) {
 	if !n.CaughtUpTo(target) {
 		return false, fmt.Sprintf("catching up: applied %d of %d", n.raft.AppliedIndex(), target)
 	}
+	// A node cut off for a while, then back, is as far behind as one
+	// that restarted.
+	if lc, applied := n.contacts.leaderCommit.Load(), n.raft.AppliedIndex(); lc > applied+n.maxLag() {
+		return false, fmt.Sprintf("catching up: applied %d, the leader has committed %d", applied, lc)
+	}
 	return true, ""
 }
 
@@ -98,8 +103,15 @@ func (n *Node) LastContact() time.Duration {
 	return time.Since(t)
 }
 
-// CommitIndex is the highest log index this node knows to be committed.
-func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+// CommitIndex is the highest log index this node knows to be committed:
+// the leader's word, which raft's own commit index on a follower is not
+// while its log is shorter.
+func (n *Node) CommitIndex() uint64 {
+	if n.IsLeader() {
+		return n.raft.CommitIndex()
+	}
+	return max(n.raft.CommitIndex(), n.contacts.leaderCommit.Load())
+}
 
 // CaughtUpTo reports whether this node's FSM reflects every entry up to
 // index. Raft's own applied index counts entries handed to the FSM (and
