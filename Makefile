@@ -15,7 +15,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build the tdf binary into bin/
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/tdf
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o $(BIN) ./cmd/tdf
 
 .PHONY: run
 run: build ## run a local three-node cluster (APIs on 127.0.0.1:8001-8003); Ctrl-C stops it
@@ -91,7 +91,7 @@ CLUSTER_COMPOSE = TDF_IMAGE=$(IMAGE) $(COMPOSE) -f docker-compose.cluster.yml -p
 .PHONY: image
 image: ## build the FROM-scratch image (IMAGE, default tdf:dev: static binary + host CA certificates; nothing is pulled)
 	rm -rf bin/image && mkdir -p bin/image/data
-	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o bin/image/tdf ./cmd/tdf
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -ldflags '-s -w' -o bin/image/tdf ./cmd/tdf
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/
 	docker build -q -f build/Dockerfile -t $(IMAGE) bin/image
 

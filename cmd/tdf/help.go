@@ -74,9 +74,10 @@ The cluster keyring that seals credentials and signing keys; copy it to every no
 `,
 	"tls": `Usage: tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
 `,
-	"completion": `Usage: tdf completion bash
+	"completion": `Usage: tdf completion bash|zsh|fish
 
-Prints a bash completion script: source <(tdf completion bash)
+Prints a completion script: source <(tdf completion bash) in bash or zsh;
+tdf completion fish | source in fish.
 `,
 }
 

@@ -33,7 +33,7 @@ Usage:
   tdf import [--dry-run] FILE  import the old system's in-flight tasks (docs/import.md)
   tdf tls init --dir DIR --nodes n1,n2,n3 [--hosts 127.0.0.1,localhost]
   tdf healthcheck [--url URL]  exit 0 if the URL answers 2xx (container probes)
-  tdf completion bash
+  tdf completion bash|zsh|fish
   tdf bench [--only raft,e2e,wheel,fsm,api] [--smoke]   measure (BENCHMARKS.md)
   tdf version [--json]          version, commit and Go version of this binary
 

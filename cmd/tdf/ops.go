@@ -157,15 +157,26 @@ func money(v float64, currency string) string { return fmt.Sprintf("%.4f %s", v,
 
 // completion prints a bash completion script for the commands and flags.
 func runCompletion(args []string) error {
-	if len(args) != 1 || args[0] != "bash" {
-		return fmt.Errorf("usage: tdf completion bash  (then: source <(tdf completion bash))")
+	if len(args) != 1 {
+		return usageErrorf("usage: tdf completion bash|zsh|fish  (then, in bash: source <(tdf completion bash))")
+	}
+	switch args[0] {
+	case "bash":
+	case "zsh":
+		// zsh runs the bash script through its bash completion layer.
+		fmt.Print("autoload -U +X bashcompinit && bashcompinit\n")
+	case "fish":
+		fmt.Print(fishCompletion)
+		return nil
+	default:
+		return usageErrorf("tdf completion: %q is not bash, zsh or fish", args[0])
 	}
 	fmt.Print(`_tdf() {
   local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[1]} sub=${COMP_WORDS[2]}
   case $COMP_CWORD in
     1) COMPREPLY=($(compgen -W "server dev fakecloud task cluster snapshot errors nodes import tls healthcheck completion version help" -- "$cur")); return;;
     2) case $cmd in
-         task) COMPREPLY=($(compgen -W "submit get list cancel watch idle-reset messages" -- "$cur")); return;;
+         task) COMPREPLY=($(compgen -W "submit get list cancel rerun prompt watch idle-reset messages" -- "$cur")); return;;
          cluster) COMPREPLY=($(compgen -W "status members join remove transfer-leadership" -- "$cur")); return;;
          snapshot) COMPREPLY=($(compgen -W "save restore" -- "$cur")); return;;
          tls) COMPREPLY=($(compgen -W "init" -- "$cur")); return;;
@@ -179,3 +190,13 @@ complete -F _tdf tdf
 `)
 	return nil
 }
+
+// fishCompletion completes tdf's commands and the task subcommands in fish.
+const fishCompletion = `complete -c tdf -f
+complete -c tdf -n __fish_use_subcommand -a "server dev fakecloud lb task credential token keyring cluster snapshot errors nodes node import tls healthcheck completion bench version help"
+complete -c tdf -n "__fish_seen_subcommand_from task" -a "submit get list cancel rerun prompt watch idle-reset messages"
+complete -c tdf -n "__fish_seen_subcommand_from cluster" -a "status members join remove transfer-leadership"
+complete -c tdf -n "__fish_seen_subcommand_from snapshot" -a "save restore"
+complete -c tdf -n "__fish_seen_subcommand_from node" -a "cordon uncordon drain destroy"
+complete -c tdf -n "__fish_seen_subcommand_from completion" -a "bash zsh fish"
+`
