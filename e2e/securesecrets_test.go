@@ -35,8 +35,8 @@ func TestNoSecretInTheClearAfterAFullRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e2e.StartCluster(t, e2e.Options{
-		Secure:    true,
-		LogLevel:  "debug",
+		Secure:   true,
+		LogLevel: "debug",
 		// Raft snapshots within the run, so that their files are searched too.
 		ExtraArgs: append(slices.Clone(pipeServerArgs), "--keyring-file", krPath, "--snapshot-threshold", "64", "--snapshot-interval", "1s"),
 		FakeCloud: &e2e.FakeCloudOptions{Args: slices.Clone(pipeCloudArgs)},
