@@ -331,12 +331,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	})()`)
 	b.screenshot(filepath.Join(shots, "task-failed.png"), chromedp.FullScreenshot(100))
 
-	// Cluster: three members, the leader marked.
+	// Cluster: three members, the leader marked, each healthy in the
+	// leader's view (the page was served by a follower, which asks the
+	// leader for it).
 	b.click("open the cluster", `nav a[data-view="cluster"]`, "#/cluster")
 	b.wait("the member table", 20*time.Second, fmt.Sprintf(`(() => {
 		const rows = [...document.querySelectorAll('#members tbody tr')];
 		const leaders = rows.filter((r) => r.dataset.state === 'leader').map((r) => r.dataset.member);
-		return { ok: rows.length === 3 && leaders.length === 1 && leaders[0] === %q, state: rows.map((r) => r.dataset.member + ':' + r.dataset.state) };
+		const healthy = rows.filter((r) => r.querySelector('td[data-health="healthy"]'));
+		return { ok: rows.length === 3 && leaders.length === 1 && leaders[0] === %q && healthy.length === 3,
+			state: rows.map((r) => r.dataset.member + ':' + r.dataset.state + ':' + (r.querySelector('td[data-health]') || {}).textContent) };
 	})()`, leader.ID))
 	b.screenshot(filepath.Join(shots, "cluster.png"))
 
