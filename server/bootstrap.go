@@ -50,13 +50,33 @@ func bootstrapAdmin(f *fsm.FSM, apply func(context.Context, fsm.Command) (*fsm.R
 		for !f.HasBootstrapToken() {
 			err := commitBootstrapToken(ctx, f, apply, dataDir, log)
 			if err == nil || ctx.Err() != nil {
-				return
+				break
 			}
 			log.Warn("cannot bootstrap the admin token; retrying", "error", err)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
+			}
+		}
+		removeStaleTokenFile(f, dataDir, log)
+	}
+}
+
+// removeStaleTokenFile removes this node's admin-token file if its token is
+// not the cluster's bootstrap token (a leader that wrote it lost the
+// commit to another), so that no operator reads a dead token from it.
+func removeStaleTokenFile(f *fsm.FSM, dataDir string, log hclog.Logger) {
+	tok, err := ReadAdminToken(dataDir)
+	if err != nil {
+		return
+	}
+	h := fsm.HashAPIToken(tok)
+	for _, t := range f.APITokens() {
+		if t.Bootstrap && t.Hash != h {
+			path := filepath.Join(dataDir, AdminTokenFile)
+			if os.Remove(path) == nil {
+				log.Warn("removed an admin token file whose token is not the cluster's (another leader's bootstrap token was committed)", "file", path)
 			}
 		}
 	}

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -109,5 +111,39 @@ func TestSigningKeysSealedByAKeyringLeader(t *testing.T) {
 	}
 	if err := ensureClusterState(ctx, f, apply, settings, time.Nanosecond, nil); err == nil || len(f.SigningKeys()) != 2 {
 		t.Fatalf("a keyring-less leader rotated beside sealed keys (%v, %d keys)", err, len(f.SigningKeys()))
+	}
+}
+
+// A leader whose admin-token file holds a token that lost the bootstrap to
+// another leader's removes it; the committed one's file stays.
+func TestStaleAdminTokenFileRemoved(t *testing.T) {
+	f := fsm.New()
+	idx := uint64(0)
+	apply := func(_ context.Context, c fsm.Command) (*fsm.Result, error) {
+		b, err := fsm.Encode(c)
+		if err != nil {
+			return nil, err
+		}
+		idx++
+		return f.ApplyCommand(idx, b), nil
+	}
+	winner, loser := t.TempDir(), t.TempDir()
+	if err := writeSecretFile(filepath.Join(loser, AdminTokenFile), "tdf_lost-the-race"); err != nil {
+		t.Fatal(err)
+	}
+	bootstrapAdmin(f, apply, winner, hclog.NewNullLogger())(context.Background(), 1)
+	if !f.HasBootstrapToken() {
+		t.Fatal("no bootstrap token committed")
+	}
+	bootstrapAdmin(f, apply, loser, hclog.NewNullLogger())(context.Background(), 2)
+	if _, err := os.Stat(filepath.Join(loser, AdminTokenFile)); !os.IsNotExist(err) {
+		t.Fatalf("the losing leader's token file is still there (%v)", err)
+	}
+	tok, err := ReadAdminToken(winner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.LookupAPIToken(tok, time.Now()); !ok {
+		t.Fatal("the winner's token is not the committed one")
 	}
 }
