@@ -15,10 +15,13 @@ import (
 // environment variables a command documents are read (commandEnv): a
 // variable meant for one command never configures another.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.Usage = func() { printUsage(os.Stdout, fs) }
+	// The flag package prints nothing itself (it would print help twice,
+	// and errors with the whole flag list on stderr): the answers are ours.
+	fs.Usage = func() {}
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(flagsFirst(fs, args))
 	fs.SetOutput(os.Stderr)
+	fs.Usage = func() { printUsage(os.Stdout, fs) }
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(os.Stdout, fs)
 		return errHelp
@@ -103,10 +106,14 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 	if req := requiredFlags[name]; len(req) > 0 {
 		fmt.Fprintf(w, "\nRequired: --%s\n", strings.Join(req, ", --"))
 	}
-	fmt.Fprint(w, "\nFlags:\n")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(os.Stderr)
+	if name == "server" {
+		printGroupedDefaults(w, fs)
+	} else {
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(os.Stderr)
+	}
 	fmt.Fprint(w, exitCodesHelp)
 }
 
