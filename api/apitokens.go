@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -151,4 +152,19 @@ func (s *Server) revokeToken(c *gin.Context) {
 		}
 	}
 	c.JSON(http.StatusOK, gin.H{"id": id})
+}
+
+// AdminRequest reports whether a request outside the router (the fault
+// injection endpoints, server/faults.go) carries an admin token; true
+// when authentication is off.
+func (s *Server) AdminRequest(r *http.Request) bool {
+	if s.cfg.Auth == nil {
+		return true
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	p, ok := s.lookupToken(strings.TrimSpace(token))
+	return ok && p.IsAdmin()
 }

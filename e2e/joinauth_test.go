@@ -13,12 +13,20 @@ import (
 // an admin token made for it (TDF_JOIN_TOKEN), and then serves the API
 // with the cluster's replicated tokens like any member; the bootstrapped
 // members registered themselves with member tokens, no admin token given.
+// The fault injection endpoints, when on, take an admin token as well.
 func TestJoinSecureCluster(t *testing.T) {
-	c := StartCluster(t, Options{Secure: true})
+	c := StartCluster(t, Options{Secure: true, ExtraArgs: []string{"--fault-injection"}})
 	c.Token = c.AdminToken()
 	c.Leader()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The fault injection endpoints are operations routes too.
+	for tok, want := range map[string]int{"": http.StatusUnauthorized, "tdf_not-a-token": http.StatusUnauthorized, c.Token: http.StatusOK} {
+		r, err := c.Do(ctx, c.Nodes[0], http.MethodGet, "/debug/faults", http.Header{"Authorization": {"Bearer " + tok}}, nil)
+		if err != nil || r.Status != want {
+			t.Fatalf("GET /debug/faults with %.8q: %v %v, want %d", tok, err, r, want)
+		}
+	}
 	r, err := c.Do(ctx, c.Nodes[0], http.MethodPost, "/v1/tokens", nil, map[string]string{"scope": "admin", "subject": "join"})
 	if err != nil || r.Status != http.StatusCreated {
 		t.Fatalf("create the join token: %v %v", err, r)

@@ -270,7 +270,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	handler := s.API.Handler()
 	if fl := s.Node.Faults(); fl != nil {
-		handler = faultRoutes(fl, handler)
+		handler = faultRoutes(fl, handler, s.API.AdminRequest)
 	}
 	lim := cfg.HTTPLimits.withDefaults()
 	s.http = &http.Server{
