@@ -288,11 +288,8 @@ func (w *indexWriter) WriteString(v string) (int, error) {
 	return w.ResponseWriter.WriteString(v)
 }
 
-// stampWriteIndex wraps the response writer of a write (see indexWriter).
-func (s *Server) stampWriteIndex(c *gin.Context) {
-	c.Writer = &indexWriter{ResponseWriter: c.Writer, c: c, s: s}
-	c.Next()
-}
+// Unwrap lets http.ResponseController reach the connection.
+func (w *indexWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // contextWithWait bounds a wait within the request.
 func contextWithWait(c *gin.Context, wait time.Duration) (context.Context, context.CancelFunc) {
