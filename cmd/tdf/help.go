@@ -21,6 +21,11 @@ var commandArgs = map[string][2]string{
 	"cluster remove":  {"ID", "ID is the member (node id) to remove from the raft configuration."},
 	"nodes":           {"[ID]", "With ID, one node and its event log; without, the node list."},
 	"import":          {"FILE", "FILE is a JSON-lines export of the old system (docs/import.md)."},
+	"node cordon":     {"ID", "ID is the node's id; it takes no new task, its tasks go on."},
+	"node uncordon":   {"ID", "ID is the node's id; it takes tasks again."},
+	"node drain":      {"ID", "ID is the node's id; it takes no new task and is destroyed once its last task ended."},
+	"node destroy":    {"ID", "ID is the node's id; it is destroyed now and tasks still on it fail."},
+	"token revoke":    {"ID", "ID is the token's id (tdf token list shows it)."},
 }
 
 // groupUsage is the help of each command that has subcommands.

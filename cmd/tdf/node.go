@@ -38,7 +38,7 @@ func runNode(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("tdf node %s needs exactly one node id, got %d arguments", action, fs.NArg())
+		return usageErrorf("tdf node %s needs exactly one node id, got %d arguments", action, fs.NArg())
 	}
 	var n api.NodeView
 	if err := c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(fs.Arg(0))+"/"+action, struct{}{}, nil, &n); err != nil {

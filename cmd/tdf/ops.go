@@ -112,7 +112,7 @@ func runNodes(ctx context.Context, args []string) error {
 	case 1:
 		return showNode(ctx, c, fs.Arg(0), *asJSON)
 	default:
-		return fmt.Errorf("tdf nodes takes at most one node id, got %d arguments", fs.NArg())
+		return usageErrorf("tdf nodes takes at most one node id, got %d arguments", fs.NArg())
 	}
 	q := queryOf(map[string]string{"status": *status, "user_id": *user})
 	var out struct {

@@ -82,7 +82,7 @@ func runToken(ctx context.Context, args []string) error {
 			return err
 		}
 		if fs.NArg() != 1 {
-			return fmt.Errorf("token revoke takes one token id (see tdf token list)")
+			return usageErrorf("token revoke takes one token id (see tdf token list)")
 		}
 		if err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(fs.Arg(0)), nil, nil, nil); err != nil {
 			return err
