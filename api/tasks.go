@@ -135,11 +135,6 @@ func (s *Server) submitTask(c *gin.Context) {
 	if !s.checkPlacement(c, &req) {
 		return
 	}
-	unlock, ok := s.checkTenant(c, req.UserID, req.ProjectID)
-	if !ok {
-		return
-	}
-	defer unlock()
 	now := s.now()
 	owner := ""
 	requestID := c.GetHeader("Idempotency-Key")
@@ -148,6 +143,11 @@ func (s *Server) submitTask(c *gin.Context) {
 		// must neither replay nor collide with this caller's task.
 		owner, requestID = p.Subject, p.Subject+"/"+requestID
 	}
+	unlock, ok := s.checkTenant(c, req.UserID, req.ProjectID, requestID)
+	if !ok {
+		return
+	}
+	defer unlock()
 	cmd := fsm.SubmitTask{
 		RequestID:   requestID,
 		Fingerprint: fingerprint(req.spec()),

@@ -53,8 +53,9 @@ func actsAs(c *gin.Context, field, userID string) bool {
 // projects, and the concurrent-task quotas. unlock, if not nil, must be
 // called once the task is committed (quotas serialise the submissions of
 // one user and of one project on the leader, so that two cannot both take
-// the last slot).
-func (s *Server) checkTenant(c *gin.Context, userID, projectID string) (unlock func(), ok bool) {
+// the last slot). A retry of a submission already applied (its request id
+// known) is not counted again: it gets its first answer.
+func (s *Server) checkTenant(c *gin.Context, userID, projectID, requestID string) (unlock func(), ok bool) {
 	if !actsAs(c, "user_id", userID) {
 		return nil, false
 	}
@@ -63,7 +64,7 @@ func (s *Server) checkTenant(c *gin.Context, userID, projectID string) (unlock f
 		return nil, false
 	}
 	perUser, perProject := s.cfg.MaxActiveTasksPerUser, s.cfg.MaxActiveTasksPerProject
-	if perUser <= 0 && perProject <= 0 {
+	if (perUser <= 0 && perProject <= 0) || s.cfg.Node.FSM().KnownRequest(requestID) {
 		return func() {}, true
 	}
 	unlock = lockQuota(userID, projectID)

@@ -153,14 +153,24 @@ func TestTaskQuotas(t *testing.T) {
 	submit := func(user, project string) server.TestResponse {
 		return c.Do(n, http.MethodPost, "/v1/tasks", projectBody(user, project, "q"), bearer(admin))
 	}
-	for i := 0; i < 2; i++ {
-		if r := submit("u1", "p1"); r.Status != http.StatusAccepted {
-			t.Fatalf("u1's task %d = %d %s", i, r.Status, r.Body)
-		}
+	keyed := func(key string) server.TestResponse {
+		hdr := bearer(admin)
+		hdr["Idempotency-Key"] = key
+		return c.Do(n, http.MethodPost, "/v1/tasks", projectBody("u1", "p1", "q"), hdr)
+	}
+	if r := keyed("first"); r.Status != http.StatusAccepted {
+		t.Fatalf("u1's first task = %d %s", r.Status, r.Body)
+	}
+	if r := submit("u1", "p1"); r.Status != http.StatusAccepted {
+		t.Fatalf("u1's second task = %d %s", r.Status, r.Body)
 	}
 	r := submit("u1", "p2")
 	if e := decodeError(t, r); r.Status != http.StatusTooManyRequests || e.Code != api.CodeQuotaExceeded || !strings.Contains(e.Message, "user u1") {
 		t.Fatalf("u1's third task = %d %s, want 429 quota_exceeded for the user", r.Status, r.Body)
+	}
+	// A retry of a submission already in is its first answer, not a 429.
+	if r := keyed("first"); r.Status != http.StatusAccepted || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a retried submission at the bound = %d %s (replayed %q), want its first answer", r.Status, r.Body, r.Header.Get("Idempotent-Replayed"))
 	}
 	if r := submit("u2", "p1"); r.Status != http.StatusAccepted {
 		t.Fatalf("u2's task = %d %s", r.Status, r.Body)
