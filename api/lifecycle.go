@@ -77,11 +77,13 @@ func (s *Server) rerunTask(c *gin.Context) {
 	c.JSON(http.StatusOK, TaskResponse{Task: TaskView(last.Task)})
 }
 
-// listOrderAndRange reads a task list's order (order=desc, the default:
-// newest first; asc: oldest first), project_id and the created_after /
-// created_before range (RFC 3339) into flt, answering 400 for bad values.
+// listOrderAndRange reads a task list's order (order=asc, the default and
+// v1's order since its first release, so that clients paging with a cursor
+// keep working: oldest first; desc: newest first, as the CLI and the
+// dashboard ask), project_id and the created_after / created_before range
+// (RFC 3339) into flt, answering 400 for bad values.
 func listOrderAndRange(c *gin.Context, flt *fsm.TaskFilter) bool {
-	switch o := c.DefaultQuery("order", "desc"); o {
+	switch o := c.DefaultQuery("order", "asc"); o {
 	case "desc", "asc":
 		flt.Desc = o == "desc"
 	default:

@@ -72,14 +72,16 @@ func TestListOrderProjectAndTime(t *testing.T) {
 	asc := slices.Sorted(slices.Values(ids))
 	desc := slices.Clone(asc)
 	slices.Reverse(desc)
-	if got := list(""); !slices.Equal(got, desc) {
-		t.Errorf("default order = %v, want newest first %v", got, desc)
+	// Oldest first by default, as v1 always listed (clients page with
+	// cursors); newest first on request.
+	if got := list(""); !slices.Equal(got, asc) {
+		t.Errorf("default order = %v, want oldest first %v", got, asc)
 	}
-	if got := list("order=asc"); !slices.Equal(got, asc) {
-		t.Errorf("order=asc = %v, want %v", got, asc)
+	if got := list("order=desc"); !slices.Equal(got, desc) {
+		t.Errorf("order=desc = %v, want %v", got, desc)
 	}
 	p1 := []string{desc[0], desc[2], desc[4]}
-	if got := list("project_id=p1"); !slices.Equal(got, p1) {
+	if got := list("order=desc&project_id=p1"); !slices.Equal(got, p1) {
 		t.Errorf("project_id=p1 = %v, want %v", got, p1)
 	}
 	first, _ := n.FSM.Task(asc[0])

@@ -302,7 +302,7 @@
       let cursor = '';
       let pages = 0;
       do {
-        const body = await api('v1/tasks?limit=' + PAGE + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
+        const body = await api('v1/tasks?order=desc&limit=' + PAGE + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
         for (const t of body.tasks || []) fresh.set(t.id, normalize(t));
         cursor = body.next_cursor || '';
         pages++;
