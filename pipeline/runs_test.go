@@ -31,7 +31,7 @@ func (w *world) toRunning(id string, mod func(*sim.Config)) *fsm.Task {
 
 func (w *world) runReconciler() *pipeline.RunReconciler {
 	return &pipeline.RunReconciler{Config: w.cfg, Leader: "n1", Interval: 20 * time.Millisecond,
-		Apply: func(_ context.Context, c fsm.Command) (*fsm.Result, error) { return w.apply(c), nil },
+		Apply:  func(_ context.Context, c fsm.Command) (*fsm.Result, error) { return w.apply(c), nil },
 		Logger: hclog.NewNullLogger()}
 }
 
