@@ -19,9 +19,9 @@ import (
 
 // taskWriteRoutes are the user's writes about one task (and the submit,
 // whose Idempotency-Key header the fuzzer then chooses).
-var taskWriteRoutes = []string{"cancel", "idle-reset", "submit"}
+var taskWriteRoutes = []string{"cancel", "idle-reset", "submit", "rerun"}
 
-// FuzzTaskWriteHandlers: POST /v1/tasks/{id}/cancel, /idle-reset, and
+// FuzzTaskWriteHandlers: POST /v1/tasks/{id}/cancel, /idle-reset, /rerun, and
 // POST /v1/tasks with a fuzzed Idempotency-Key, with any id and body.
 func FuzzTaskWriteHandlers(f *testing.F) {
 	s := newFuzzServer(f)
@@ -58,6 +58,11 @@ func FuzzTaskWriteHandlers(f *testing.F) {
 		case "idle-reset":
 			if c := committed[fsm.IdleReset](t, s, what); c.TaskID != id || task.ID != id {
 				t.Fatalf("%s = %d with task %s, committed an idle reset of %q", what, r.Status, task.ID, c.TaskID)
+			}
+		case "rerun":
+			c := committed[fsm.Batch](t, s, what)
+			if len(c.Commands) != 2 || task.ID != id || task.Status != fsm.StatusQueued {
+				t.Fatalf("%s = %d with task %s %s, committed %d commands", what, r.Status, task.ID, task.Status, len(c.Commands))
 			}
 		case "submit":
 			c := committed[fsm.SubmitTask](t, s, what)
