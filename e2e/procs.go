@@ -40,6 +40,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tdf-project/tdf/cloud/fakecloud"
+	"github.com/tdf-project/tdf/internal/testkit"
 	"github.com/tdf-project/tdf/lb"
 )
 
@@ -222,64 +224,8 @@ func ModuleRoot() (string, error) {
 // Ports
 
 // FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a
-// moment ago. All n are held open together while choosing, so they are
-// distinct.
-//
-// Unlike the usual listen-on-:0 trick, the ports are chosen below the
-// kernel's ephemeral range when there is room: a node's ports are bound
-// again on every restart, and a port from the ephemeral range may meanwhile
-// have become the local port of some outgoing connection (raft's and the
-// API's own clients dial constantly), which would fail the restart with
-// "address already in use". Without a readable range it falls back to :0.
-func FreePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	seen := map[int]bool{}
-	lo, hi := 10000, ephemeralLow()
-	for tries := 0; len(lns) < n && hi-lo > 1000 && tries < 50*n; tries++ {
-		p := lo + rand.IntN(hi-lo)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
-			lns = append(lns, ln)
-		}
-	}
-	for len(lns) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-	}
-	ports := make([]int, n)
-	for i, ln := range lns {
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range, or 0.
-func ephemeralLow() int {
-	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data))
-	if len(f) != 2 {
-		return 0
-	}
-	lo, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 0
-	}
-	return lo
-}
+// moment ago (testkit.FreePorts).
+func FreePorts(n int) ([]int, error) { return testkit.FreePorts(n) }
 
 // ---------------------------------------------------------------------------
 // The cluster
@@ -948,29 +894,16 @@ func Tail(path string, lines int) string {
 // Waiting
 
 // WaitFor polls cond until it returns nil or timeout passes; then it fails
-// the test with what and cond's last error. cond's error says what it saw,
-// so a timeout explains itself.
+// the test with what and cond's last error.
 func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() error) {
 	tb.Helper()
-	if err := Poll(timeout, cond); err != nil {
-		tb.Fatalf("%s: not reached within %s: %v", what, timeout, err)
-	}
+	testkit.WaitFor(tb, timeout, pollInterval, what, cond)
 }
 
 // Poll is WaitFor without a test: it returns nil once cond does, or cond's
 // last error when timeout passes.
 func Poll(timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(pollInterval)
-	}
+	return testkit.Poll(timeout, pollInterval, cond)
 }
 
 // WaitFor is the package's WaitFor that also fails at once if a node
@@ -1283,17 +1216,7 @@ func (c *Cluster) WaitForEvery(timeout, interval time.Duration, what string, con
 // LedgerEvent is one effect in the fakecloud's ledger (GET /fake/ledger):
 // kind is server_create, server_running, server_delete, workspace_create,
 // workspace_ready, workspace_stop, session_create, session_start, … .
-type LedgerEvent struct {
-	Kind        string    `json:"kind"`
-	ServerID    int64     `json:"server_id,omitempty"`
-	Name        string    `json:"name,omitempty"`
-	NodeID      string    `json:"node_id,omitempty"`
-	WorkspaceID string    `json:"workspace_id,omitempty"`
-	SessionID   string    `json:"session_id,omitempty"`
-	TaskID      string    `json:"task_id,omitempty"`
-	Detail      string    `json:"detail,omitempty"`
-	Time        time.Time `json:"time"`
-}
+type LedgerEvent = fakecloud.Event
 
 // FakeServer is one server the fakecloud holds (GET /fake/servers).
 type FakeServer struct {

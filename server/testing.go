@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/internal/testkit"
 	"github.com/tdf-project/tdf/steps"
 )
 
@@ -507,17 +507,7 @@ func (c *TestCluster) WaitConverged(nodes ...*TestNode) (index uint64, hash stri
 // with cond's last error if that does not happen within timeout.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s: %v", timeout, what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, timeout, 10*time.Millisecond, what, cond)
 }
 
 // TestResponse is an HTTP answer with its body read.
@@ -575,22 +565,12 @@ func ids(nodes []*TestNode) []string {
 	return out
 }
 
-// FreePorts returns n distinct ports free on 127.0.0.1 (held open
-// together, so they differ, then released for the caller to bind).
+// FreePorts returns n distinct ports free on 127.0.0.1 (testkit.FreePorts).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var out []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	ports, err := testkit.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
+	return ports
 }
