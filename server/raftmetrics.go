@@ -25,7 +25,10 @@ var (
 // cannot be made).
 func raftMetricsCollector() prometheus.Collector {
 	raftSinkOnce.Do(func() {
-		sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Expiration: 0})
+		// The sink registers itself with Registerer; each node's registry
+		// collects it instead, so a registry of its own keeps it out of the
+		// process's default one.
+		sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			return
 		}
@@ -51,14 +54,14 @@ type promSink struct{ s gometrics.MetricSink }
 
 func (p promSink) SetGauge(key []string, val float32) { p.s.SetGauge(snakeKey(key), val) }
 func (p promSink) SetGaugeWithLabels(key []string, val float32, labels []gometrics.Label) {
-	p.s.SetGaugeWithLabels(snakeKey(key), val, labels)
+	p.s.SetGaugeWithLabels(snakeKey(key), val, snakeLabels(labels))
 }
 func (p promSink) EmitKey(key []string, val float32) { p.s.EmitKey(snakeKey(key), val) }
 func (p promSink) IncrCounter(key []string, val float32) {
 	p.s.IncrCounter(suffixed(key, "total"), val)
 }
 func (p promSink) IncrCounterWithLabels(key []string, val float32, labels []gometrics.Label) {
-	p.s.IncrCounterWithLabels(suffixed(key, "total"), val, labels)
+	p.s.IncrCounterWithLabels(suffixed(key, "total"), val, snakeLabels(labels))
 }
 func (p promSink) AddSample(key []string, val float32) {
 	k, v := sample(key, val)
@@ -66,7 +69,7 @@ func (p promSink) AddSample(key []string, val float32) {
 }
 func (p promSink) AddSampleWithLabels(key []string, val float32, labels []gometrics.Label) {
 	k, v := sample(key, val)
-	p.s.AddSampleWithLabels(k, v, labels)
+	p.s.AddSampleWithLabels(k, v, snakeLabels(labels))
 }
 
 // sample names a sample: a timing (milliseconds, from MeasureSince) in
@@ -103,6 +106,16 @@ func snakeKey(key []string) []string {
 			b.WriteRune(r)
 		}
 		out[i] = b.String()
+	}
+	return out
+}
+
+// snakeLabels renames labels to snake_case (raft's network transport
+// labels its RPC timings rpcType).
+func snakeLabels(labels []gometrics.Label) []gometrics.Label {
+	out := make([]gometrics.Label, len(labels))
+	for i, l := range labels {
+		out[i] = gometrics.Label{Name: snakeKey([]string{l.Name})[0], Value: l.Value}
 	}
 	return out
 }
