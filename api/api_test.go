@@ -18,8 +18,8 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 const validBody = `{"project_id":"p1","user_id":"u1","prompt":"fix the bug","repository":"github.com/acme/app"}`
@@ -379,10 +379,10 @@ func TestCancelTwice(t *testing.T) {
 // the leader's runner runs every effect step (handlers that succeed at
 // once) and the test commits the VM callbacks the waiting steps need.
 func TestCancelCompletedTask(t *testing.T) {
-	succeed := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result {
-		return steps.Done(fsm.StepData{ServerID: 1, SessionID: "s-1"})
+	succeed := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result {
+		return runner.Done(fsm.StepData{ServerID: 1, SessionID: "s-1"})
 	})
-	hs := map[fsm.Step]steps.Handler{}
+	hs := map[fsm.Step]runner.Handler{}
 	for _, s := range fsm.AllSteps {
 		if fsm.KindOf(s) == fsm.KindEffect {
 			hs[s] = succeed

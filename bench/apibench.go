@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 // APIOptions sizes the API latency benchmark.
@@ -74,9 +74,9 @@ func APILatency(ctx context.Context, opts APIOptions) (APIResult, error) {
 
 // parkHandlers answer every effect step with "not done, look again in
 // five minutes": a task stays at node_provisioning.
-func parkHandlers(func() applyFunc) map[fsm.Step]steps.Handler {
-	park := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(5 * time.Minute) })
-	hs := map[fsm.Step]steps.Handler{}
+func parkHandlers(func() applyFunc) map[fsm.Step]runner.Handler {
+	park := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(5 * time.Minute) })
+	hs := map[fsm.Step]runner.Handler{}
 	for _, s := range fsm.AllSteps {
 		if fsm.KindOf(s) == fsm.KindEffect {
 			hs[s] = park

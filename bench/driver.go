@@ -9,7 +9,7 @@ import (
 )
 
 // fsmDriver runs tasks to completion straight on an FSM, without raft: it
-// commits what the leader's runner would (steps/runner.go process), with
+// commits what the leader's runner would (runner/runner.go process), with
 // the zero-delay fakes as handlers. Used to build finished-task states fast.
 type fsmDriver struct {
 	f     *fsm.FSM

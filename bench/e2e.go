@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/api"
-	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/runner"
 )
 
 // E2EOptions sizes the end-to-end benchmark.
@@ -68,7 +68,7 @@ func EndToEnd(ctx context.Context, opts E2EOptions) (E2EResult, error) {
 		return E2EResult{}, err
 	}
 	defer c.close()
-	def := steps.DefaultConfig()
+	def := runner.DefaultConfig()
 	workers, calls := cmp.Or(opts.Workers, def.Workers), cmp.Or(opts.Calls, def.Calls)
 	leader := c.leader()
 	tr := newTracker(leader.FSM)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
-	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/runner"
 )
 
 // applyFunc commits a command on the leader (cluster.Node.Apply) or straight
@@ -23,32 +23,32 @@ type applyFunc func(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
 // by its idle timer (set short in the policy), and cleanup stops the
 // workspace. Per task: 15 commands (submit, decision, 4 claim/result pairs,
 // 2 callbacks, the idle timeout, cleanup's claim and result).
-func zeroDelayHandlers(apply func() applyFunc) map[fsm.Step]steps.Handler {
+func zeroDelayHandlers(apply func() applyFunc) map[fsm.Step]runner.Handler {
 	now := func() time.Time { return time.Now().UTC().Round(0) }
-	callback := func(ctx context.Context, cmd fsm.Command) steps.Result {
+	callback := func(ctx context.Context, cmd fsm.Command) runner.Result {
 		res, err := apply()(ctx, cmd)
 		switch {
 		case err != nil:
-			return steps.Failed(steps.Transient(err))
+			return runner.Failed(runner.Transient(err))
 		case res.Err != nil:
-			return steps.Failed(steps.Permanent(res.Err))
+			return runner.Failed(runner.Permanent(res.Err))
 		}
-		return steps.Done(fsm.StepData{})
+		return runner.Done(fsm.StepData{})
 	}
-	return map[fsm.Step]steps.Handler{
-		fsm.StepNodeProvisioning: steps.HandlerFunc(func(_ context.Context, t *fsm.Task, _ string) steps.Result {
+	return map[fsm.Step]runner.Handler{
+		fsm.StepNodeProvisioning: runner.HandlerFunc(func(_ context.Context, t *fsm.Task, _ string) runner.Result {
 			h := fnv.New32a()
 			h.Write([]byte(t.NodeID))
 			id := int64(h.Sum32())
-			return steps.Done(fsm.StepData{ServerID: id, ActionID: id, IPv4: fmt.Sprintf("10.%d.%d.%d", id>>16&255, id>>8&255, id&255)})
+			return runner.Done(fsm.StepData{ServerID: id, ActionID: id, IPv4: fmt.Sprintf("10.%d.%d.%d", id>>16&255, id>>8&255, id&255)})
 		}),
-		fsm.StepNodeAgentReady: steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result {
-			return steps.Done(fsm.StepData{})
+		fsm.StepNodeAgentReady: runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result {
+			return runner.Done(fsm.StepData{})
 		}),
-		fsm.StepWorkspaceCreate: steps.HandlerFunc(func(ctx context.Context, t *fsm.Task, _ string) steps.Result {
+		fsm.StepWorkspaceCreate: runner.HandlerFunc(func(ctx context.Context, t *fsm.Task, _ string) runner.Result {
 			return callback(ctx, fsm.WorkspaceReady{WorkspaceID: t.WorkspaceID, Status: fsm.WorkspaceRunning, At: now()})
 		}),
-		fsm.StepAgentSession: steps.HandlerFunc(func(ctx context.Context, t *fsm.Task, _ string) steps.Result {
+		fsm.StepAgentSession: runner.HandlerFunc(func(ctx context.Context, t *fsm.Task, _ string) runner.Result {
 			r := callback(ctx, fsm.TaskStatusCallback{TaskID: t.ID, WorkspaceID: t.WorkspaceID,
 				ExecutionStep: fsm.StepAwaitingFollowup, Output: fsm.Output{Branch: "tdf/" + t.ID, Summary: "done"}, At: now()})
 			if r.Err == nil {
@@ -56,8 +56,8 @@ func zeroDelayHandlers(apply func() applyFunc) map[fsm.Step]steps.Handler {
 			}
 			return r
 		}),
-		fsm.StepCleanup: steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result {
-			return steps.Done(fsm.StepData{WorkspaceStopped: true})
+		fsm.StepCleanup: runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result {
+			return runner.Done(fsm.StepData{WorkspaceStopped: true})
 		}),
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 // clusterOptions configures a benchmark cluster.
@@ -26,7 +26,7 @@ type clusterOptions struct {
 	// Calls bounds the runner's concurrent handler calls (0: default).
 	Calls int
 	// Handlers builds node i's step handlers; apply commits on that node.
-	Handlers func(apply func() applyFunc) map[fsm.Step]steps.Handler
+	Handlers func(apply func() applyFunc) map[fsm.Step]runner.Handler
 	Policy   fsm.Policy
 	Settings fsm.Settings
 	Logger   hclog.Logger
@@ -94,7 +94,7 @@ func (c *tdfCluster) start(i int) error {
 	ac := api.DefaultConfig()
 	ac.Policy = o.Policy
 	ac.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
-	rc := steps.DefaultConfig()
+	rc := runner.DefaultConfig()
 	if o.Workers > 0 {
 		rc.Workers = o.Workers
 	}

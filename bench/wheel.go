@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
-	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/timers"
 )
 
@@ -105,7 +105,7 @@ func runnerRebuild(ctx context.Context, n int) (time.Duration, error) {
 		}
 	}
 	clock := timers.NewFakeClock(at.Add(-time.Hour))
-	r := steps.New(steps.Config{Clock: clock}, f, noCommits{}, nil)
+	r := runner.New(runner.Config{Clock: clock}, f, noCommits{}, nil)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	t0 := time.Now()

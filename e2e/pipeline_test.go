@@ -323,7 +323,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 // The wait for the signing key works around a product bug: the first
 // leader of a new cluster commits the token signing key shortly after it
 // is elected, and a task that reaches node_provisioning before that fails
-// permanently ("tokens: no signing key yet": pipeline/steps.go's
+// permanently ("tokens: no signing key yet": handlers/steps.go's
 // createServer classifies the cloud-init error as permanent).
 func startPipelineCluster(t *testing.T, cloudArgs []string, logLevel string) *e2e.Cluster {
 	t.Helper()

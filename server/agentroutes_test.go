@@ -11,8 +11,8 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/keyring"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -37,10 +37,10 @@ func newAgentRoutesCluster(t *testing.T, opts server.TestOptions) *agentRoutesCl
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	opts.Handlers = map[fsm.Step]steps.Handler{
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	opts.Handlers = map[fsm.Step]runner.Handler{
 		fsm.StepNodeProvisioning: done, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done,
-		fsm.StepAgentSession: steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) }),
+		fsm.StepAgentSession: runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) }),
 	}
 	opts.API = func(c *api.Config) { c.Keyring = kr }
 	a := &agentRoutesCluster{c: server.NewTestCluster(t, opts)}

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -41,11 +41,11 @@ func TestCallbackSurvivesLeaderPartition(t *testing.T) {
 }
 
 func callbackThroughPartition(t *testing.T, path func(*fsm.Task) string, body string, took func(*fsm.Task, *fsm.Workspace) bool) {
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
 	// The session step never finishes, so the task stays in its run.
-	wait := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) })
+	wait := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) })
 	c := server.NewTestCluster(t, server.TestOptions{
-		Handlers: map[fsm.Step]steps.Handler{
+		Handlers: map[fsm.Step]runner.Handler{
 			fsm.StepNodeProvisioning: done, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done, fsm.StepAgentSession: wait,
 		},
 		// One control-plane URL (the tokens' issuer) on every node, as in

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -17,10 +17,10 @@ import (
 // valid for it gets exactly the same answer about a task or workspace
 // that exists as about one that does not, so nobody learns which exist.
 func TestCallbacksRefuseBeforeTheyReveal(t *testing.T) {
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Handlers: map[fsm.Step]steps.Handler{
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Handlers: map[fsm.Step]runner.Handler{
 		fsm.StepNodeProvisioning: done, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done,
-		fsm.StepAgentSession: steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) }),
+		fsm.StepAgentSession: runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) }),
 	}})
 	n := c.Nodes[0]
 	r := c.Do(n, http.MethodPost, "/v1/tasks", submitBody("u1", "reveal"), nil)

@@ -12,8 +12,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -91,10 +91,10 @@ func agentCallOf(method, path string) (agentCall, bool) {
 // ordinary hold: each must get its handler's answer once the node is back,
 // none a 503.
 func TestEveryAgentRouteOutlastsALeaderChange(t *testing.T) {
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	wait := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) })
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	wait := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) })
 	c := server.NewTestCluster(t, server.TestOptions{
-		Handlers: map[fsm.Step]steps.Handler{
+		Handlers: map[fsm.Step]runner.Handler{
 			fsm.StepNodeProvisioning: done, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done, fsm.StepAgentSession: wait,
 		},
 		Server: func(c *server.Config) { c.ControlPlaneURL = "http://control-plane.test" },

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -18,11 +18,11 @@ import (
 // valid token of the right scope for that very node or workspace gets in
 // (401 for an invalid token, 403 for a valid one about something else).
 func TestCallbackAuthorization(t *testing.T) {
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Handlers: map[fsm.Step]steps.Handler{
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Handlers: map[fsm.Step]runner.Handler{
 		fsm.StepNodeProvisioning: done, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done,
 		// The session step never finishes, so the task stays in its run.
-		fsm.StepAgentSession: steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) }),
+		fsm.StepAgentSession: runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) }),
 	}})
 	n := c.Nodes[0]
 	r := c.Do(n, http.MethodPost, "/v1/tasks", submitBody("u1", "auth"), nil)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 // provider is a double of an external system: it performs one effect per
@@ -29,7 +29,7 @@ func newProvider() *provider {
 	return &provider{effects: map[string]int{}, started: make(chan struct{}), release: make(chan struct{})}
 }
 
-func (p *provider) Run(ctx context.Context, t *fsm.Task, key string) steps.Result {
+func (p *provider) Run(ctx context.Context, t *fsm.Task, key string) runner.Result {
 	p.mu.Lock()
 	p.keys = append(p.keys, key)
 	first := len(p.keys) == 1
@@ -39,7 +39,7 @@ func (p *provider) Run(ctx context.Context, t *fsm.Task, key string) steps.Resul
 		select {
 		case <-p.release:
 		case <-ctx.Done():
-			return steps.Failed(ctx.Err())
+			return runner.Failed(ctx.Err())
 		}
 	}
 	p.mu.Lock()
@@ -47,7 +47,7 @@ func (p *provider) Run(ctx context.Context, t *fsm.Task, key string) steps.Resul
 		p.effects[key] = 1
 	}
 	p.mu.Unlock()
-	return steps.Done(fsm.StepData{ServerID: 7, IPv4: "127.0.0.1"})
+	return runner.Done(fsm.StepData{ServerID: 7, IPv4: "127.0.0.1"})
 }
 
 // waitFor polls cond until it holds, failing the test at server.TestWait.
@@ -80,9 +80,9 @@ func (p *provider) calls() ([]string, map[string]int) {
 // once, and the task finishes.
 func TestFailoverRedispatchesTheInFlightStep(t *testing.T) {
 	prov := newProvider()
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
 	c := server.NewTestCluster(t, server.TestOptions{
-		Handlers: map[fsm.Step]steps.Handler{
+		Handlers: map[fsm.Step]runner.Handler{
 			fsm.StepNodeProvisioning: prov, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done,
 			fsm.StepAgentSession: done, fsm.StepCleanup: done,
 		},

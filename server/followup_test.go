@@ -9,8 +9,8 @@ import (
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -31,16 +31,16 @@ func TestFollowUpPrompt(t *testing.T) {
 		sent = append(sent, sentPrompt{tk.ID, tk.AgentSessionID, prompt, delivery})
 		return nil
 	}
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	provisioning := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result {
-		return steps.Done(fsm.StepData{ServerID: 3, IPv4: "127.0.0.1"})
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	provisioning := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result {
+		return runner.Done(fsm.StepData{ServerID: 3, IPv4: "127.0.0.1"})
 	})
-	session := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result {
-		return steps.Done(fsm.StepData{SessionID: "s-1"})
+	session := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result {
+		return runner.Done(fsm.StepData{SessionID: "s-1"})
 	})
 	c := server.NewTestCluster(t, server.TestOptions{
 		Server: func(cfg *server.Config) { sharedControlPlane(cfg); cfg.API.FollowUp = record },
-		Handlers: map[fsm.Step]steps.Handler{
+		Handlers: map[fsm.Step]runner.Handler{
 			fsm.StepNodeProvisioning: provisioning, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done, fsm.StepAgentSession: session,
 		}})
 	leader, followers := c.Followers()

@@ -19,9 +19,9 @@ import (
 	"github.com/tdf-project/tdf/cloud/hetzner"
 	"github.com/tdf-project/tdf/fakeworld"
 	"github.com/tdf-project/tdf/fsm"
-	"github.com/tdf-project/tdf/pipeline"
+	"github.com/tdf-project/tdf/handlers"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/vmagent/sim"
 )
 
@@ -57,7 +57,7 @@ func TestHetznerConformance(t *testing.T) {
 	ts := httptest.NewServer(world.Handler())
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	fw := &hetzner.FirewallOptions{AgentPort: agentPort, AgentSources: []string{"127.0.0.0/8"},
-		Labels: map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy, pipeline.LabelCluster: clusterName}}
+		Labels: map[string]string{handlers.LabelManagedBy: handlers.ManagedBy, handlers.LabelCluster: clusterName}}
 	provider, err := hetzner.New(hetzner.Options{Endpoint: ts.URL + "/v1", Token: fakecloud.DefaultToken, PollInterval: 100 * time.Millisecond,
 		Timeout: 10 * time.Second, Transport: chk.Transport(tr), Firewall: fw})
 	if err != nil {
@@ -73,7 +73,7 @@ func TestHetznerConformance(t *testing.T) {
 		})
 	}
 	t.Cleanup(closeWorld)
-	pc := pipeline.DefaultConfig()
+	pc := handlers.DefaultConfig()
 	pc.Cloud, pc.Cluster, pc.AgentPort, pc.FallbackLocations = provider, clusterName, agentPort, []string{"nbg1"}
 	pc.ActionPoll, pc.AgentPoll, pc.NodeReadyGrace = 200*time.Millisecond, 200*time.Millisecond, 3*time.Second
 	var urls []string
@@ -85,7 +85,7 @@ func TestHetznerConformance(t *testing.T) {
 			c.Policy.IdleTimeout = 2 * time.Second
 			c.Placement, c.Pricing = pc.CheckPlacement, pc.HourlyPrice
 		},
-		Runner: func(c *steps.Config) { c.RetryBase, c.RetryMax = 200*time.Millisecond, 2*time.Second },
+		Runner: func(c *runner.Config) { c.RetryBase, c.RetryMax = 200*time.Millisecond, 2*time.Second },
 		Server: func(c *server.Config) {
 			i := slices.Index([]string{"n1", "n2", "n3"}, c.Cluster.NodeID)
 			c.HTTPAddr = strings.TrimPrefix(urls[i], "http://")

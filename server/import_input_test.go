@@ -11,15 +11,15 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/importer"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 // parkedHandlers park every effect step and the adopt step, so imported
 // tasks stay where the import put them.
-func parkedHandlers() map[fsm.Step]steps.Handler {
+func parkedHandlers() map[fsm.Step]runner.Handler {
 	hs := server.TestHandlers()
-	hs[fsm.StepAdopt] = steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) })
+	hs[fsm.StepAdopt] = runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) })
 	return hs
 }
 

@@ -23,10 +23,10 @@ import (
 	"github.com/tdf-project/tdf/cloudinit"
 	"github.com/tdf-project/tdf/fakeworld"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/handlers"
 	"github.com/tdf-project/tdf/importer"
-	"github.com/tdf-project/tdf/pipeline"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 	"github.com/tdf-project/tdf/vmagent/sim"
 )
@@ -70,11 +70,11 @@ func startImportWorld(t *testing.T) *importWorld {
 	}
 	w.c = server.NewTestCluster(t, server.TestOptions{
 		API:    func(c *api.Config) { c.Policy.IdleTimeout = 2 * time.Second },
-		Runner: func(c *steps.Config) { c.RetryBase, c.RetryMax = 200*time.Millisecond, 2*time.Second },
+		Runner: func(c *runner.Config) { c.RetryBase, c.RetryMax = 200*time.Millisecond, 2*time.Second },
 		Server: func(c *server.Config) {
 			i := slices.Index([]string{"n1", "n2", "n3"}, c.Cluster.NodeID)
 			c.HTTPAddr = strings.TrimPrefix(w.urls[i], "http://")
-			pc := pipeline.DefaultConfig()
+			pc := handlers.DefaultConfig()
 			pc.Cloud, pc.Cluster, pc.AgentPort = provider, "import-test", w.agentPort
 			pc.ActionPoll, pc.AgentPoll, pc.NodeReadyGrace = 200*time.Millisecond, 200*time.Millisecond, 3*time.Second
 			c.Pipeline = &pc

@@ -32,8 +32,8 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -198,29 +198,29 @@ func waitKeys(t *testing.T, c *server.TestCluster) {
 // follower against the full list, paging with limit and cursor, the
 // replicated list being the same on every node, and 400s for bad values.
 func TestErrorsEndpointFilters(t *testing.T) {
-	provisioning := steps.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) steps.Result {
+	provisioning := runner.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) runner.Result {
 		switch tk.Prompt {
 		case "perm-1", "perm-2":
-			return steps.Failed(steps.Permanentf("quota exceeded for %s", tk.Prompt))
+			return runner.Failed(runner.Permanentf("quota exceeded for %s", tk.Prompt))
 		case "flaky":
 			if tk.Retries == 0 {
-				return steps.Failed(steps.Transient(errors.New("cloud answered 503")))
+				return runner.Failed(runner.Transient(errors.New("cloud answered 503")))
 			}
-			return steps.Done(fsm.StepData{ServerID: 42, IPv4: "127.0.0.1"})
+			return runner.Done(fsm.StepData{ServerID: 42, IPv4: "127.0.0.1"})
 		}
-		return steps.PollIn(5 * time.Minute)
+		return runner.PollIn(5 * time.Minute)
 	})
-	agentReady := steps.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) steps.Result {
+	agentReady := runner.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) runner.Result {
 		if tk.Prompt == "flaky" {
-			return steps.Failed(steps.Permanentf("agent never came up"))
+			return runner.Failed(runner.Permanentf("agent never came up"))
 		}
-		return steps.PollIn(5 * time.Minute)
+		return runner.PollIn(5 * time.Minute)
 	})
 	hs := server.TestHandlers()
 	hs[fsm.StepNodeProvisioning], hs[fsm.StepNodeAgentReady] = provisioning, agentReady
 	c := server.NewTestCluster(t, server.TestOptions{
 		Handlers: hs,
-		Runner:   func(rc *steps.Config) { rc.RetryBase, rc.RetryMax = 20*time.Millisecond, 100*time.Millisecond },
+		Runner:   func(rc *runner.Config) { rc.RetryBase, rc.RetryMax = 20*time.Millisecond, 100*time.Millisecond },
 		Server:   sharedControlPlane,
 	})
 	leader, followers := c.Followers()
@@ -466,21 +466,21 @@ func mustJSON(v any) string {
 // (its task failed and deleting succeeded) — and checks the status and
 // user_id filters of GET /v1/nodes.
 func TestNodesEndpointFilters(t *testing.T) {
-	provisioning := steps.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) steps.Result {
+	provisioning := runner.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) runner.Result {
 		switch tk.UserID {
 		case "u-warm":
-			return steps.Done(fsm.StepData{ServerID: 1, IPv4: "127.0.0.1"})
+			return runner.Done(fsm.StepData{ServerID: 1, IPv4: "127.0.0.1"})
 		case "u-destroying", "u-deleted":
-			return steps.Failed(steps.Permanentf("no capacity"))
+			return runner.Failed(runner.Permanentf("no capacity"))
 		}
-		return steps.PollIn(5 * time.Minute)
+		return runner.PollIn(5 * time.Minute)
 	})
 	hs := server.TestHandlers()
 	hs[fsm.StepNodeProvisioning] = provisioning
 	c := server.NewTestCluster(t, server.TestOptions{
 		Handlers: hs,
 		Server:   sharedControlPlane,
-		Runner: func(rc *steps.Config) {
+		Runner: func(rc *runner.Config) {
 			rc.DestroyNode = func(ctx context.Context, n *fsm.Node) error {
 				if n.UserID == "u-destroying" {
 					<-ctx.Done() // the cloud never answers
@@ -755,16 +755,16 @@ func taskEvent(n *server.TestNode, id string, cond func(*fsm.Task) bool) func(ss
 func TestEventsStream(t *testing.T) {
 	release := make(chan struct{})
 	var releaseOnce sync.Once
-	provisioning := steps.HandlerFunc(func(ctx context.Context, tk *fsm.Task, _ string) steps.Result {
+	provisioning := runner.HandlerFunc(func(ctx context.Context, tk *fsm.Task, _ string) runner.Result {
 		if tk.Prompt == "events A" {
 			select {
 			case <-release:
-				return steps.Done(fsm.StepData{ServerID: 1, IPv4: "127.0.0.1"})
+				return runner.Done(fsm.StepData{ServerID: 1, IPv4: "127.0.0.1"})
 			case <-ctx.Done():
-				return steps.Failed(ctx.Err())
+				return runner.Failed(ctx.Err())
 			}
 		}
-		return steps.PollIn(5 * time.Minute)
+		return runner.PollIn(5 * time.Minute)
 	})
 	hs := server.TestHandlers()
 	hs[fsm.StepNodeProvisioning] = provisioning
@@ -1152,14 +1152,14 @@ func TestTransferLeadership(t *testing.T) {
 // cancelled), accepted while it is (pushing the idle deadline out), and
 // answers 404/400 for unknown and malformed ids.
 func TestIdleReset(t *testing.T) {
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	provisioning := steps.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) steps.Result {
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	provisioning := runner.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) runner.Result {
 		if tk.Prompt == "idle parked" {
-			return steps.PollIn(5 * time.Minute)
+			return runner.PollIn(5 * time.Minute)
 		}
-		return steps.Done(fsm.StepData{ServerID: 3, IPv4: "127.0.0.1"})
+		return runner.Done(fsm.StepData{ServerID: 3, IPv4: "127.0.0.1"})
 	})
-	c := server.NewTestCluster(t, server.TestOptions{Server: sharedControlPlane, Handlers: map[fsm.Step]steps.Handler{
+	c := server.NewTestCluster(t, server.TestOptions{Server: sharedControlPlane, Handlers: map[fsm.Step]runner.Handler{
 		fsm.StepNodeProvisioning: provisioning, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done,
 		fsm.StepAgentSession: done,
 	}})
@@ -1272,14 +1272,14 @@ func captureLogs(t *testing.T) (hclog.Logger, *logBuffer) {
 // runner's "step" line with outcome=fail.
 func TestFailingStepInErrorsMetricsAndLogs(t *testing.T) {
 	const msg = "server type cx23 is sold out"
-	provisioning := steps.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) steps.Result {
+	provisioning := runner.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) runner.Result {
 		switch tk.Prompt {
 		case "doomed":
-			return steps.Failed(steps.Permanentf("%s", msg))
+			return runner.Failed(runner.Permanentf("%s", msg))
 		case "also doomed":
-			return steps.Failed(steps.Permanentf("another failure"))
+			return runner.Failed(runner.Permanentf("another failure"))
 		}
-		return steps.PollIn(5 * time.Minute)
+		return runner.PollIn(5 * time.Minute)
 	})
 	hs := server.TestHandlers()
 	hs[fsm.StepNodeProvisioning] = provisioning
@@ -1382,7 +1382,7 @@ func TestFailingStepInErrorsMetricsAndLogs(t *testing.T) {
 		}
 		// The line names the task's VM node under "node": the key the
 		// server's logger is tagged with (the raft node id), which this
-		// one overwrites in JSON logs (steps/runner.go).
+		// one overwrites in JSON logs (runner/runner.go).
 		if l["node"] != task.NodeID {
 			t.Logf("step line node = %v (task node %s)", l["node"], task.NodeID)
 		}

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/tokens"
 )
 
@@ -34,26 +34,26 @@ func TestMetricsPromtoolClean(t *testing.T) {
 		}
 		t.Skip("promtool is not on PATH (apt-get install -y prometheus); skipping the /metrics lint")
 	}
-	done := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.Done(fsm.StepData{}) })
-	provisioning := steps.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) steps.Result {
+	done := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.Done(fsm.StepData{}) })
+	provisioning := runner.HandlerFunc(func(_ context.Context, tk *fsm.Task, _ string) runner.Result {
 		switch tk.Prompt {
 		case "metrics fail":
-			return steps.Failed(steps.Permanentf("no capacity"))
+			return runner.Failed(runner.Permanentf("no capacity"))
 		case "metrics retry":
 			if tk.Retries == 0 {
-				return steps.Failed(steps.Transient(errors.New("try again")))
+				return runner.Failed(runner.Transient(errors.New("try again")))
 			}
-			return steps.PollIn(5 * time.Minute)
+			return runner.PollIn(5 * time.Minute)
 		case "metrics poll":
-			return steps.PollIn(5 * time.Minute)
+			return runner.PollIn(5 * time.Minute)
 		}
-		return steps.Done(fsm.StepData{ServerID: 9, IPv4: "127.0.0.1"})
+		return runner.Done(fsm.StepData{ServerID: 9, IPv4: "127.0.0.1"})
 	})
 	c := server.NewTestCluster(t, server.TestOptions{
-		Handlers: map[fsm.Step]steps.Handler{
+		Handlers: map[fsm.Step]runner.Handler{
 			fsm.StepNodeProvisioning: provisioning, fsm.StepNodeAgentReady: done, fsm.StepWorkspaceCreate: done, fsm.StepAgentSession: done,
 		},
-		Runner: func(rc *steps.Config) { rc.RetryBase, rc.RetryMax = 20*time.Millisecond, 100*time.Millisecond },
+		Runner: func(rc *runner.Config) { rc.RetryBase, rc.RetryMax = 20*time.Millisecond, 100*time.Millisecond },
 		Server: sharedControlPlane,
 	})
 	leader, followers := c.Followers()

@@ -19,8 +19,8 @@ import (
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
-	"github.com/tdf-project/tdf/pipeline"
-	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/handlers"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/tokens"
 	"github.com/tdf-project/tdf/vmagent"
 )
@@ -35,12 +35,12 @@ type Config struct {
 	AdvertiseHTTP string
 	// Runner configures the leader's step runner; Handlers are its step
 	// handlers (the providers' side of the pipeline).
-	Runner   steps.Config
-	Handlers map[fsm.Step]steps.Handler
+	Runner   runner.Config
+	Handlers map[fsm.Step]runner.Handler
 	// Pipeline, if set, provides the real step handlers (cloud and VM
 	// agents); it overrides Handlers. Its FSM, Tokens and Agents are
 	// filled in by Start.
-	Pipeline *pipeline.Config
+	Pipeline *handlers.Config
 	// AgentTimeout bounds each call to a VM agent.
 	AgentTimeout time.Duration
 	// ReconcileInterval and ReconcileGrace drive the leak reconciler: how
@@ -135,7 +135,7 @@ type Server struct {
 	FSM    *fsm.FSM
 	Node   *cluster.Node
 	API    *api.Server
-	Runner *steps.Runner
+	Runner *runner.Runner
 	Tokens *tokens.Issuer
 	URL    string
 
@@ -232,24 +232,24 @@ func Start(cfg Config) (*Server, error) {
 	}
 	rc := cfg.Runner
 	rc.Logger, rc.OnStep, rc.OnFire = cfg.Logger, m.onStep, m.onFire
-	handlers := cfg.Handlers
+	stepHandlers := cfg.Handlers
 	if pc := cfg.Pipeline; pc != nil {
 		pc.FSM, pc.Tokens, pc.Clock = s.FSM, s.Tokens, cfg.Runner.Clock
 		pc.Agents = vmagent.NewClient(vmagent.Options{Timeout: cfg.AgentTimeout, Tokens: s.Tokens})
-		handlers = pipeline.Handlers(*pc)
-		rc.DestroyNode = pipeline.DestroyNode(*pc)
+		stepHandlers = handlers.New(*pc)
+		rc.DestroyNode = handlers.DestroyNode(*pc)
 		if cfg.API.FollowUp == nil {
-			cfg.API.FollowUp = pipeline.FollowUp(*pc)
+			cfg.API.FollowUp = handlers.FollowUp(*pc)
 		}
-		rec := &pipeline.Reconciler{Config: *pc, Apply: s.Node.Apply, Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
+		rec := &handlers.Reconciler{Config: *pc, Apply: s.Node.Apply, Interval: cfg.ReconcileInterval, Grace: cfg.ReconcileGrace,
 			Now: time.Now, Logger: cfg.Logger.Named("reconciler")}
 		s.Node.OnLeader(rec.Run)
-		runs := &pipeline.RunReconciler{Config: *pc, Apply: s.Node.Apply, Leader: cc.NodeID, Interval: cfg.RunReconcileInterval,
+		runs := &handlers.RunReconciler{Config: *pc, Apply: s.Node.Apply, Leader: cc.NodeID, Interval: cfg.RunReconcileInterval,
 			FinishGrace: cfg.RunFinishGrace, Logger: cfg.Logger.Named("runs")}
 		s.Node.OnLeader(runs.Run)
 	}
 	// The runner's commits go through group commit (cluster/batch.go).
-	s.Runner = steps.New(rc, s.FSM, s.Node.Batched(), handlers)
+	s.Runner = runner.New(rc, s.FSM, s.Node.Batched(), stepHandlers)
 	s.Node.OnLeader(s.Runner.Run)
 	ac := cfg.API
 	ac.Node, ac.Logger, ac.Tokens = s.Node, cfg.Logger, s.Tokens

@@ -27,7 +27,7 @@ import (
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/internal/testkit"
-	"github.com/tdf-project/tdf/steps"
+	"github.com/tdf-project/tdf/runner"
 )
 
 // TestWait is how long the helper's waits poll before they fail the test.
@@ -48,8 +48,8 @@ type TestOptions struct {
 	// API adjusts a node's API configuration after the helper's defaults.
 	API func(c *api.Config)
 	// Runner adjusts a node's step runner configuration after
-	// steps.DefaultConfig.
-	Runner func(c *steps.Config)
+	// runner.DefaultConfig.
+	Runner func(c *runner.Config)
 	// Server adjusts a node's whole configuration last, just before it
 	// starts (c.Cluster.NodeID tells which node). A test that runs the real
 	// pipeline sets Pipeline, HTTPAddr and ControlPlaneURL here.
@@ -63,7 +63,7 @@ type TestOptions struct {
 	// TestHandlers: every effect step polls again in five minutes, so that
 	// a submitted task stays queued at node_provisioning for the length of
 	// a test instead of failing for want of a handler.
-	Handlers map[fsm.Step]steps.Handler
+	Handlers map[fsm.Step]runner.Handler
 	// Logger receives every node's logs. Default: the test's t.Log at the
 	// level of $TDF_TEST_LOG_LEVEL (default info).
 	Logger hclog.Logger
@@ -103,11 +103,11 @@ func TestAPIConfig() api.Config {
 // done yet, look again in five minutes" (within the default provisioning
 // timeout), which parks each task at its first effect step, queued. Cleanup
 // has no handler: it then has nothing to do and succeeds.
-func TestHandlers() map[fsm.Step]steps.Handler {
-	park := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result {
-		return steps.PollIn(5 * time.Minute)
+func TestHandlers() map[fsm.Step]runner.Handler {
+	park := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result {
+		return runner.PollIn(5 * time.Minute)
 	})
-	hs := map[fsm.Step]steps.Handler{}
+	hs := map[fsm.Step]runner.Handler{}
 	for _, s := range fsm.AllSteps {
 		if fsm.KindOf(s) == fsm.KindEffect {
 			hs[s] = park
@@ -211,7 +211,7 @@ func NewTestCluster(t testing.TB, opts TestOptions) *TestCluster {
 		if opts.API != nil {
 			opts.API(&ac)
 		}
-		rc := steps.DefaultConfig()
+		rc := runner.DefaultConfig()
 		if opts.Runner != nil {
 			opts.Runner(&rc)
 		}

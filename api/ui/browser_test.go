@@ -39,9 +39,9 @@ import (
 	"github.com/tdf-project/tdf/cloud/hetzner"
 	"github.com/tdf-project/tdf/fakeworld"
 	"github.com/tdf-project/tdf/fsm"
-	"github.com/tdf-project/tdf/pipeline"
+	"github.com/tdf-project/tdf/handlers"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 	"github.com/tdf-project/tdf/vmagent/sim"
 )
 
@@ -392,13 +392,13 @@ func startPipelineCluster(t *testing.T, apiTweaks ...func(*api.Config)) *server.
 				f(c)
 			}
 		},
-		Runner: func(c *steps.Config) {
+		Runner: func(c *runner.Config) {
 			c.RetryBase, c.RetryMax = 200*time.Millisecond, 2*time.Second
 		},
 		Server: func(c *server.Config) {
 			i := slices.Index([]string{"n1", "n2", "n3"}, c.Cluster.NodeID)
 			c.HTTPAddr = strings.TrimPrefix(urls[i], "http://")
-			pc := pipeline.DefaultConfig()
+			pc := handlers.DefaultConfig()
 			pc.Cloud, pc.Cluster, pc.AgentPort = provider, "ui-test", agentPort
 			pc.ActionPoll, pc.AgentPoll, pc.NodeReadyGrace = 200*time.Millisecond, 200*time.Millisecond, 5*time.Second
 			c.Pipeline = &pc

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/fsm"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 // capture runs f with os.Stdout and os.Stderr redirected, and returns
@@ -38,7 +38,7 @@ func capture(t *testing.T, f func() error) (stdout, stderr string, err error) {
 }
 
 func TestImportCLI(t *testing.T) {
-	park := steps.HandlerFunc(func(context.Context, *fsm.Task, string) steps.Result { return steps.PollIn(time.Hour) })
+	park := runner.HandlerFunc(func(context.Context, *fsm.Task, string) runner.Result { return runner.PollIn(time.Hour) })
 	hs := server.TestHandlers()
 	hs[fsm.StepAdopt] = park
 	c := server.NewTestCluster(t, server.TestOptions{Nodes: 1, Handlers: hs})

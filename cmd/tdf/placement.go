@@ -10,7 +10,7 @@ import (
 
 	"github.com/tdf-project/tdf/api"
 	"github.com/tdf-project/tdf/cloud/hetzner"
-	"github.com/tdf-project/tdf/pipeline"
+	"github.com/tdf-project/tdf/handlers"
 )
 
 // placementFlags are where and on what tdf places VMs, and how they are
@@ -39,7 +39,7 @@ func (p *placementFlags) bind(fs *flag.FlagSet, c *cloudFlags) {
 // apply puts the flags into the pipeline, the provider options and the
 // API's submit check. Without agent source ranges against the real
 // Hetzner API it refuses to start: the agent port would be open to all.
-func (p *placementFlags) apply(pc *pipeline.Config, c *cloudFlags) error {
+func (p *placementFlags) apply(pc *handlers.Config, c *cloudFlags) error {
 	sizes := map[string]string{}
 	for _, kv := range splitList(p.sizes) {
 		k, v, ok := strings.Cut(kv, "=")
@@ -63,7 +63,7 @@ func (p *placementFlags) apply(pc *pipeline.Config, c *cloudFlags) error {
 		return nil
 	}
 	c.opts.Firewall = &hetzner.FirewallOptions{
-		Labels:       map[string]string{pipeline.LabelManagedBy: pipeline.ManagedBy, pipeline.LabelCluster: pc.Cluster},
+		Labels:       map[string]string{handlers.LabelManagedBy: handlers.ManagedBy, handlers.LabelCluster: pc.Cluster},
 		AgentPort:    pc.AgentPort,
 		AgentSources: agents,
 		SSHSources:   splitList(p.sshSources),

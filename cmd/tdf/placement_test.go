@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tdf-project/tdf/pipeline"
+	"github.com/tdf-project/tdf/handlers"
 )
 
 func TestPlacementFlags(t *testing.T) {
@@ -30,7 +30,7 @@ func TestPlacementFlags(t *testing.T) {
 		if err := fs.Parse(c.args); err != nil {
 			t.Fatal(err)
 		}
-		pc := pipeline.DefaultConfig()
+		pc := handlers.DefaultConfig()
 		err := pf.apply(&pc, &cf)
 		if (err == nil) != (c.want == "") || err != nil && !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.args, err, c.want)

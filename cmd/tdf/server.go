@@ -15,9 +15,9 @@ import (
 	"github.com/tdf-project/tdf/cloud/hetzner"
 	"github.com/tdf-project/tdf/cluster"
 	"github.com/tdf-project/tdf/fsm"
-	"github.com/tdf-project/tdf/pipeline"
+	"github.com/tdf-project/tdf/handlers"
+	"github.com/tdf-project/tdf/runner"
 	"github.com/tdf-project/tdf/server"
-	"github.com/tdf-project/tdf/steps"
 )
 
 // serverFlags binds every flag of `tdf server` onto a server.Config.
@@ -118,8 +118,8 @@ func (c *cloudFlags) bind(fs *flag.FlagSet) {
 }
 
 func defaultServerConfig() server.Config {
-	pc := pipeline.DefaultConfig()
-	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: steps.DefaultConfig(),
+	pc := handlers.DefaultConfig()
+	return server.Config{Cluster: cluster.DefaultConfig(), API: api.DefaultConfig(), Runner: runner.DefaultConfig(),
 		Pipeline: &pc, Settings: fsm.DefaultSettings(), AgentTimeout: 30 * time.Second,
 		ReconcileInterval: 5 * time.Minute, ReconcileGrace: 10 * time.Minute, RunReconcileInterval: time.Minute, RunFinishGrace: 45 * time.Second, KeyRotation: 24 * time.Hour, ErrorRetention: 7 * 24 * time.Hour}
 }
