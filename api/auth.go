@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -340,6 +342,9 @@ func (s *Server) principal(c *gin.Context) (Principal, bool) {
 		if p, ok := s.lookupToken(token); ok {
 			return p, true
 		}
+		if p, ok := s.lookupTokenCaughtUp(c, token); ok {
+			return p, true
+		}
 		if c.Request.Method+" "+c.FullPath() == memberRoute && s.cfg.Tokens != nil {
 			if node, err := s.cfg.Tokens.VerifyMember(token); err == nil {
 				return Principal{Subject: node, Scope: ScopeMember}, true
@@ -372,6 +377,33 @@ func (s *Server) lookupToken(token string) (Principal, bool) {
 		return Principal{}, false
 	}
 	return Principal{Subject: t.Subject, Scope: Scope(t.Scope), Projects: t.Projects, TokenID: t.ID}, true
+}
+
+// lookupTokenCaughtUp looks a replicated token up again on a follower that
+// may not have applied its creation yet: a token made on the leader a
+// moment ago and presented here at once must work, as a write read back
+// through another node does. It waits at most the read staleness bound,
+// and only for what looks like one of the cluster's tokens.
+func (s *Server) lookupTokenCaughtUp(c *gin.Context, token string) (Principal, bool) {
+	f, ok := s.cfg.Node.(freshness)
+	if !ok || s.cfg.Node.IsLeader() || !strings.HasPrefix(token, TokenPrefix) {
+		return Principal{}, false
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.maxStale())
+	defer cancel()
+	for {
+		// The leader's commit index reaches a follower with its next
+		// heartbeat, so look again until the bound rather than once.
+		_ = f.WaitCaughtUp(ctx, f.CommitIndex())
+		if p, ok := s.lookupToken(token); ok || ctx.Err() != nil {
+			return p, ok
+		}
+		select {
+		case <-ctx.Done():
+			return Principal{}, false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // caller is the authenticated principal; ok is false when authentication

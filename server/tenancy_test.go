@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -191,4 +192,25 @@ func TestTaskQuotas(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestNewTokenWorksAtOnceOnEveryNode: a token created through the leader
+// and presented at once to a follower, which may not have applied its
+// creation yet, is accepted (the follower catches up before it refuses).
+func TestNewTokenWorksAtOnceOnEveryNode(t *testing.T) {
+	c := server.NewTestCluster(t, server.TestOptions{Secure: true})
+	admin := c.AdminToken()
+	leader, followers := c.Followers()
+	for i := range 20 {
+		b, _ := json.Marshal(api.TokenRequest{Scope: api.ScopeUser, Subject: fmt.Sprintf("u%d", i)})
+		r := c.Do(leader, http.MethodPost, "/v1/tokens", b, bearer(admin))
+		var out api.TokenCreated
+		if r.Status != http.StatusCreated || json.Unmarshal(r.Body, &out) != nil {
+			t.Fatalf("create = %d %s", r.Status, r.Body)
+		}
+		f := followers[i%len(followers)]
+		if r := c.Do(f, http.MethodGet, "/v1/tasks", nil, bearer(out.Token)); r.Status != http.StatusOK {
+			t.Fatalf("token %d presented at once to %s = %d %s, want 200", i, f.ID, r.Status, r.Body)
+		}
+	}
 }
