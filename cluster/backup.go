@@ -93,6 +93,11 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (RestoreInf
 	defer os.Remove(spool.Name())
 	defer spool.Close()
 	members := n.fsm.Members()
+	// The cluster keeps its own id through a restore (the backup's names
+	// the cluster it came from): known before, put back right after.
+	if err := n.settleClusterID(ctx); err != nil {
+		return RestoreInfo{}, err
+	}
 	if !n.suspendLeaderDuties() {
 		return RestoreInfo{}, ErrShutdown
 	}
@@ -106,6 +111,11 @@ func (n *Node) Restore(ctx context.Context, r io.Reader, force bool) (RestoreInf
 		return RestoreInfo{}, err
 	}
 	n.log.Info("backup restored", "index", info.Index, "hash", restored)
+	if own := n.ClusterID(); n.fsm.ClusterID() != own {
+		if _, err := n.ApplyIdempotent(ctx, fsm.SetClusterID{ID: own, Replace: true}); err != nil {
+			return RestoreInfo{}, fmt.Errorf("restored, but the cluster id could not be put back (the leader retries): %w", err)
+		}
+	}
 	if err := n.reconcileMembers(ctx, members); err != nil {
 		return RestoreInfo{}, fmt.Errorf("restored, but the member table could not be repaired (restart the nodes to re-register): %w", err)
 	}

@@ -251,17 +251,18 @@ func (n *Node) keepMembers() {
 func (n *Node) learnClusterID() {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	seen := ""
 	for {
 		n.keepMembers()
 		if n.ClusterID() == "" {
-			if id := n.fsm.ClusterID(); id != "" {
-				if err := n.stable.Set(keyClusterID, []byte(id)); err != nil {
-					n.log.Warn("cannot keep the cluster id in the stable store", "error", err)
-				} else {
-					n.setClusterID(id)
-					n.log.Info("cluster id learned", "cluster_id", id)
-				}
+			// Learnt once it has held for a tick: a restore briefly puts
+			// the backup's id in the state, until the leader puts its own
+			// back (Restore).
+			id := n.fsm.ClusterID()
+			if id != "" && id == seen {
+				n.keepClusterID(id)
 			}
+			seen = id
 		}
 		select {
 		case <-n.shutdownCh:
@@ -269,6 +270,23 @@ func (n *Node) learnClusterID() {
 		case <-t.C:
 		}
 	}
+}
+
+// keepClusterID makes id this node's cluster id, in the stable store and
+// the handshake, if it has none yet.
+func (n *Node) keepClusterID(id string) {
+	n.clusterMu.Lock()
+	known := n.clusterID != ""
+	n.clusterMu.Unlock()
+	if known {
+		return
+	}
+	if err := n.stable.Set(keyClusterID, []byte(id)); err != nil {
+		n.log.Warn("cannot keep the cluster id in the stable store", "error", err)
+		return
+	}
+	n.setClusterID(id)
+	n.log.Info("cluster id learned", "cluster_id", id)
 }
 
 func (n *Node) setClusterID(id string) {
@@ -280,21 +298,45 @@ func (n *Node) setClusterID(id string) {
 	}
 }
 
+// settleClusterID makes sure this leader has its cluster id before a
+// restore: the state's, or a new one it commits.
+func (n *Node) settleClusterID(ctx context.Context) error {
+	if n.ClusterID() != "" {
+		return nil
+	}
+	id := n.fsm.ClusterID()
+	if id == "" {
+		id = newClusterID()
+		if _, err := n.ApplyIdempotent(ctx, fsm.SetClusterID{ID: id}); err != nil {
+			return err
+		}
+		id = n.fsm.ClusterID()
+	}
+	n.keepClusterID(id)
+	return nil
+}
+
 // ensureClusterID is a leader hook: the first leader makes the cluster id;
 // a leader whose FSM holds another id than its own (a restore brought in
 // the id of the cluster the backup came from) puts its own back.
 func (n *Node) ensureClusterID(ctx context.Context, _ uint64) {
 	for {
 		own, inFSM := n.ClusterID(), n.fsm.ClusterID()
-		var cmd fsm.Command
 		switch {
 		case own == "" && inFSM == "":
-			cmd = fsm.SetClusterID{ID: newClusterID()}
+			// The leader keeps the id it made at once, not a tick later
+			// through learnClusterID: a restore committed meanwhile brings
+			// the backup's id into the FSM, and a leader that learned that
+			// one while its followers kept this one could reach none of
+			// them again.
+			id := newClusterID()
+			if _, err := n.ApplyIdempotent(ctx, fsm.SetClusterID{ID: id}); err != nil {
+				n.log.Debug("cluster id not committed yet", "error", err)
+			} else if n.fsm.ClusterID() == id {
+				n.keepClusterID(id)
+			}
 		case own != "" && inFSM != own:
-			cmd = fsm.SetClusterID{ID: own, Replace: true}
-		}
-		if cmd != nil {
-			if _, err := n.ApplyIdempotent(ctx, cmd); err != nil {
+			if _, err := n.ApplyIdempotent(ctx, fsm.SetClusterID{ID: own, Replace: true}); err != nil {
 				n.log.Debug("cluster id not committed yet", "error", err)
 			}
 		}
