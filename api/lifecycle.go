@@ -16,10 +16,7 @@ import (
 )
 
 // RerunRequest is the optional body of POST /v1/tasks/{id}/rerun.
-type RerunRequest struct {
-	UserID string `json:"user_id,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
+type RerunRequest = CancelRequest
 
 // FollowUpRequest is the body of POST /v1/tasks/{id}/prompt: a follow-up
 // prompt for a task awaiting one.
@@ -32,33 +29,11 @@ type FollowUpRequest struct {
 // re-opened to ready, then queued (the lifecycle's ready → queued path),
 // both in one raft entry so that no one sees it parked at ready.
 func (s *Server) rerunTask(c *gin.Context) {
-	id, ok := s.taskID(c)
+	id, actor, reason, ok := s.userAction(c, "re-run by user")
 	if !ok {
 		return
 	}
-	var req RerunRequest
-	if body := c.MustGet(ctxBody).([]byte); len(body) > 0 && !s.decode(c, &req) {
-		return
-	}
-	if err := checkText("reason", req.Reason, false, 1024); err != nil {
-		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
-		return
-	}
-	if err := checkID("user_id", req.UserID, false); err != nil {
-		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
-		return
-	}
-	if !s.ownTask(c, id) || !actsAs(c, "user_id", req.UserID) {
-		return
-	}
-	if req.UserID == "" {
-		req.UserID = ownerFilter(c)
-	}
-	reason := req.Reason
-	if reason == "" {
-		reason = "re-run by user"
-	}
-	actor, at := fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, s.now()
+	at := s.now()
 	res, ok := s.commitResult(c, fsm.Batch{Commands: []fsm.Command{
 		fsm.SetStatus{TaskID: id, To: fsm.StatusReady, Actor: actor, Reason: reason, At: at},
 		fsm.SetStatus{TaskID: id, To: fsm.StatusQueued, Actor: actor, Reason: reason, At: at},

@@ -173,34 +173,43 @@ type CancelRequest struct {
 	UserID string `json:"user_id,omitempty"`
 }
 
-func (s *Server) cancelTask(c *gin.Context) {
-	id, ok := s.taskID(c)
-	if !ok {
+// userAction reads a user's action on a task (cancel, re-run): its
+// optional body {reason, user_id}, checked; the caller must own the task
+// and act as itself. The reason defaults to dflt.
+func (s *Server) userAction(c *gin.Context, dflt string) (id string, actor fsm.Actor, reason string, ok bool) {
+	if id, ok = s.taskID(c); !ok {
 		return
 	}
 	var req CancelRequest
 	if body := c.MustGet(ctxBody).([]byte); len(body) > 0 && !s.decode(c, &req) {
-		return
+		return id, actor, reason, false
 	}
 	if err := checkText("reason", req.Reason, false, 1024); err != nil {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
-		return
+		return id, actor, reason, false
 	}
 	if err := checkID("user_id", req.UserID, false); err != nil {
 		abortError(c, http.StatusBadRequest, CodeInvalidField, err.Error())
-		return
+		return id, actor, reason, false
 	}
 	if !s.ownTask(c, id) || !actsAs(c, "user_id", req.UserID) {
-		return
+		return id, actor, reason, false
 	}
 	if req.UserID == "" {
 		req.UserID = ownerFilter(c)
 	}
-	reason := req.Reason
-	if reason == "" {
-		reason = "cancelled by user"
+	if reason = req.Reason; reason == "" {
+		reason = dflt
 	}
-	res, ok := s.commit(c, fsm.CancelTask{TaskID: id, Actor: fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, Reason: reason, At: s.now()})
+	return id, fsm.Actor{Type: fsm.ActorUser, ID: req.UserID}, reason, true
+}
+
+func (s *Server) cancelTask(c *gin.Context) {
+	id, actor, reason, ok := s.userAction(c, "cancelled by user")
+	if !ok {
+		return
+	}
+	res, ok := s.commit(c, fsm.CancelTask{TaskID: id, Actor: actor, Reason: reason, At: s.now()})
 	if !ok {
 		return
 	}
