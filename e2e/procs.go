@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/tdf-project/tdf/cloud/fakecloud"
+	"github.com/tdf-project/tdf/fsm"
 	"github.com/tdf-project/tdf/internal/testkit"
 	"github.com/tdf-project/tdf/lb"
 )
@@ -1121,14 +1122,21 @@ func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
 	c.tb.Helper()
 	var h StateHash
 	start := time.Now()
-	c.WaitFor(DefaultCatchUpWait, "state hashes converge", func() error {
+	differ := false
+	var crash error
+	err := Poll(DefaultCatchUpWait, func() error {
+		if crash = c.Crashed(); crash != nil {
+			return nil
+		}
 		// Hashing encodes the whole state: compare the cheap applied
 		// indexes first and hash only once they agree.
+		differ = false
 		if err := c.sameAppliedIndex(nodes, minIndex); err != nil {
 			return err
 		}
 		var err error
 		if h, err = c.Converged(nodes); err != nil {
+			differ = true
 			return err
 		}
 		if h.AppliedIndex < minIndex {
@@ -1136,8 +1144,49 @@ func (c *Cluster) WaitConverged(nodes []*Node, minIndex uint64) StateHash {
 		}
 		return nil
 	})
+	if crash != nil {
+		c.tb.Fatalf("state hashes converge: %v", crash)
+	}
+	if err != nil {
+		if differ {
+			// Name the records the replicas differ in, so that a rare
+			// divergence can be understood from the test's log alone.
+			c.tb.Logf("%s", c.stateDifference(nodes))
+		}
+		c.tb.Fatalf("state hashes converge: not reached within %s: %v", DefaultCatchUpWait, err)
+	}
 	c.tb.Logf("%d nodes converged at index %d, hash %.16s (after %s)", len(nodes), h.AppliedIndex, h.Hash, time.Since(start).Round(time.Millisecond))
 	return h
+}
+
+// stateDifference compares every node's own state (GET
+// /v1/cluster/state-hash?snapshot=true) with the first node's, record by
+// record.
+func (c *Cluster) stateDifference(nodes []*Node) string {
+	states := make([][]byte, len(nodes))
+	for i, n := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		resp, err := c.Do(ctx, n, http.MethodGet, "/v1/cluster/state-hash?snapshot=true", nil, nil)
+		cancel()
+		if err != nil || resp.Status != http.StatusOK {
+			return fmt.Sprintf("cannot read %s's state to compare: %v %v", n.ID, err, resp)
+		}
+		states[i] = resp.Body
+	}
+	var b strings.Builder
+	for i := 1; i < len(nodes); i++ {
+		d, err := fsm.SnapshotDifference(bytes.NewReader(states[0]), bytes.NewReader(states[i]))
+		switch {
+		case err != nil:
+			fmt.Fprintf(&b, "%s vs %s: cannot compare: %v\n", nodes[0].ID, nodes[i].ID, err)
+		case d != "":
+			fmt.Fprintf(&b, "%s vs %s:\n%s\n", nodes[0].ID, nodes[i].ID, d)
+		}
+	}
+	if b.Len() == 0 {
+		return "no record differs now (the states moved on between the reads)"
+	}
+	return b.String()
 }
 
 // sameAppliedIndex returns nil when every node reports one applied index,
