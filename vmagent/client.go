@@ -182,18 +182,36 @@ func (c *Client) StartAgentSession(ctx context.Context, base, nodeID, userID, wo
 	if err := required("session id", sessionID); err != nil {
 		return err
 	}
-	if req.DeliveryID != "" && req.ProtocolVersion == 0 {
-		req.ProtocolVersion = ExecutionProtocolVersion
+	if err := checkDelivery(req.DeliveryID, &req.ProtocolVersion); err != nil {
+		return err
 	}
-	if req.DeliveryID != "" && !ValidDeliveryID(req.DeliveryID) {
-		return fmt.Errorf("%w: deliveryId %q is not 1–%d characters of letters, digits and ._:-", ErrInvalidRequest, req.DeliveryID, MaxDeliveryIDLength)
+	return c.deliverPrompt(ctx, base, nodeID, userID, workspaceID, sessionID, "start", req)
+}
+
+// checkDelivery refuses a malformed deliveryId and stamps the protocol
+// version a delivery needs.
+func checkDelivery(deliveryID string, version *int) error {
+	if deliveryID == "" {
+		return nil
 	}
+	if *version == 0 {
+		*version = ExecutionProtocolVersion
+	}
+	if !ValidDeliveryID(deliveryID) {
+		return fmt.Errorf("%w: deliveryId %q is not 1–%d characters of letters, digits and ._:-", ErrInvalidRequest, deliveryID, MaxDeliveryIDLength)
+	}
+	return nil
+}
+
+// deliverPrompt posts a prompt delivery (a session's start or a follow-up
+// prompt); a replay of the same delivery answers 200.
+func (c *Client) deliverPrompt(ctx context.Context, base, nodeID, userID, workspaceID, sessionID, action string, body any) error {
 	_, err := c.do(ctx, request{
 		method: http.MethodPost,
 		base:   base,
-		path:   "/workspaces/" + url.PathEscape(workspaceID) + "/agent-sessions/" + url.PathEscape(sessionID) + "/start",
+		path:   "/workspaces/" + url.PathEscape(workspaceID) + "/agent-sessions/" + url.PathEscape(sessionID) + "/" + action,
 		nodeID: nodeID, workspaceID: workspaceID, userID: userID, auth: true,
-		body: req,
+		body: body,
 		ok:   statuses(http.StatusAccepted, http.StatusOK),
 	})
 	return err

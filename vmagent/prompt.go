@@ -3,8 +3,6 @@ package vmagent
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -22,19 +20,8 @@ func (c *Client) SendPrompt(ctx context.Context, base, nodeID, userID, workspace
 	if strings.TrimSpace(req.Prompt) == "" {
 		return fmt.Errorf("%w: the prompt is empty", ErrInvalidRequest)
 	}
-	if req.DeliveryID != "" && req.ProtocolVersion == 0 {
-		req.ProtocolVersion = ExecutionProtocolVersion
+	if err := checkDelivery(req.DeliveryID, &req.ProtocolVersion); err != nil {
+		return err
 	}
-	if req.DeliveryID != "" && !ValidDeliveryID(req.DeliveryID) {
-		return fmt.Errorf("%w: deliveryId %q is not 1–%d characters of letters, digits and ._:-", ErrInvalidRequest, req.DeliveryID, MaxDeliveryIDLength)
-	}
-	_, err := c.do(ctx, request{
-		method: http.MethodPost,
-		base:   base,
-		path:   "/workspaces/" + url.PathEscape(workspaceID) + "/agent-sessions/" + url.PathEscape(sessionID) + "/prompt",
-		nodeID: nodeID, workspaceID: workspaceID, userID: userID, auth: true,
-		body: req,
-		ok:   statuses(http.StatusAccepted, http.StatusOK),
-	})
-	return err
+	return c.deliverPrompt(ctx, base, nodeID, userID, workspaceID, sessionID, "prompt", req)
 }

@@ -433,16 +433,7 @@ func (a *Agent) handleStartSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "initialPrompt is required")
 		return
 	}
-	delivery := strings.TrimSpace(body.DeliveryID)
-	if delivery != "" && body.ProtocolVersion != vmagent.ExecutionProtocolVersion {
-		writeJSON(w, http.StatusBadRequest, map[string]any{
-			"error":             "unsupported_protocol_version",
-			"supportedVersions": []int{vmagent.ExecutionProtocolVersion},
-		})
-		return
-	}
-	if delivery != "" && !vmagent.ValidDeliveryID(delivery) {
-		writeError(w, http.StatusBadRequest, "deliveryId has an invalid format")
+	if !checkDelivery(w, body.DeliveryID, body.ProtocolVersion) {
 		return
 	}
 	a.deliver(w, wsID, sid, body)
@@ -587,6 +578,25 @@ func (a *Agent) handlePromptReceipt(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rc)
 }
 
+// checkDelivery answers 400 for a deliveryId the real agent refuses: one
+// of another protocol version, or of a bad format.
+func checkDelivery(w http.ResponseWriter, deliveryID string, version int) bool {
+	delivery := strings.TrimSpace(deliveryID)
+	switch {
+	case delivery == "":
+	case version != vmagent.ExecutionProtocolVersion:
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error":             "unsupported_protocol_version",
+			"supportedVersions": []int{vmagent.ExecutionProtocolVersion},
+		})
+		return false
+	case !vmagent.ValidDeliveryID(delivery):
+		writeError(w, http.StatusBadRequest, "deliveryId has an invalid format")
+		return false
+	}
+	return true
+}
+
 // handlePrompt takes a follow-up prompt, as the real agent's
 // POST …/agent-sessions/{sid}/prompt does: the same delivery rules as a
 // start, and a run that ends with the task-status callback.
@@ -603,16 +613,7 @@ func (a *Agent) handlePrompt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "prompt is required")
 		return
 	}
-	delivery := strings.TrimSpace(body.DeliveryID)
-	if delivery != "" && body.ProtocolVersion != vmagent.ExecutionProtocolVersion {
-		writeJSON(w, http.StatusBadRequest, map[string]any{
-			"error":             "unsupported_protocol_version",
-			"supportedVersions": []int{vmagent.ExecutionProtocolVersion},
-		})
-		return
-	}
-	if delivery != "" && !vmagent.ValidDeliveryID(delivery) {
-		writeError(w, http.StatusBadRequest, "deliveryId has an invalid format")
+	if !checkDelivery(w, body.DeliveryID, body.ProtocolVersion) {
 		return
 	}
 	a.deliver(w, wsID, sid, vmagent.StartSessionRequest{
