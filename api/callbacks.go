@@ -16,9 +16,11 @@ import (
 
 // Callbacks from the VM agents. They are served twice, with the same
 // handlers: under tdf's /v1 routes and under the real agent's own /api
-// paths (VMAGENT.md), so agents in the field work unchanged. The token is
-// checked on the node that receives the callback (every node holds the
-// replicated key set); the write is then committed on the leader.
+// paths (docs/real-agent.md), so agents in the field work unchanged. A
+// callback is held until there is a leader and forwarded to it; there the
+// token is checked (signature, audience, type, scope and id) before any
+// state is read, so a forged callback learns nothing, and the write is
+// committed.
 
 const ctxClaims = "tdf.claims"
 
