@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand"
 	"sync"
 	"sync/atomic"
@@ -123,7 +124,14 @@ func newInmemCluster(t *testing.T, n int) *inmemCluster {
 		conf.Logger = hclog.NewNullLogger()
 		f := fsm.New()
 		store := raft.NewInmemStore()
-		r, err := raft.NewRaft(conf, f, store, store, raft.NewInmemSnapshotStore(), c.trans[i])
+		// File snapshots, as in production: raft's in-memory snapshot
+		// store races between a snapshot being written and one being
+		// sent (its buffer is shared), which -race reports.
+		snaps, err := raft.NewFileSnapshotStore(t.TempDir(), 2, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := raft.NewRaft(conf, f, store, store, snaps, c.trans[i])
 		if err != nil {
 			t.Fatal(err)
 		}
