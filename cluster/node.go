@@ -190,7 +190,10 @@ func (n *Node) tcpTransport(open, hasState bool) (raft.Transport, error) {
 		n.log.Warn("FAULT INJECTION IS ON: this node's raft traffic can be cut through /debug/faults; never run it in production")
 	}
 	n.layer = newClusterLayer(stream, n.cfg.NodeID, n.clusterID, open, n.log.Named("handshake"))
+	// Under the layer's lock: its accept loop already answers probes.
+	n.layer.mu.Lock()
 	n.layer.hasState = hasState
+	n.layer.mu.Unlock()
 	return raft.NewNetworkTransportWithLogger(n.layer, 4, 10*time.Second, n.cfg.Logger.Named("transport")), nil
 }
 
