@@ -91,49 +91,51 @@ type networkListResponse struct {
 }
 
 func (s *Server) listSSHKeys(r *http.Request, _ int64, _ decision) (int, any) {
-	q := r.URL.Query()
-	page, perPage, err := pageParams(q)
-	if err != nil {
-		return errorResp(http.StatusBadRequest, "invalid_input", err.Error())
+	keys, meta, errStatus, errBody := listByName(s, r, func() []*sshKey { return s.sshKeys },
+		func(k *sshKey) string { return k.Name }, (*sshKey).schema)
+	if errBody != nil {
+		return errStatus, errBody
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var all []*sshKey
-	for _, k := range s.sshKeys {
-		if q.Get("name") == "" || q.Get("name") == k.Name {
-			all = append(all, k)
-		}
-	}
-	items, meta := paginate(all, page, perPage)
-	resp := sshKeyListResponse{MetaResponse: schema.MetaResponse{Meta: schema.Meta{Pagination: &meta}}}
-	resp.SSHKeys = []schema.SSHKey{}
-	for _, k := range items {
-		resp.SSHKeys = append(resp.SSHKeys, k.schema())
-	}
+	resp := sshKeyListResponse{MetaResponse: schema.MetaResponse{Meta: meta}}
+	resp.SSHKeys = keys
 	return http.StatusOK, resp
 }
 
 func (s *Server) listNetworks(r *http.Request, _ int64, _ decision) (int, any) {
+	nets, meta, errStatus, errBody := listByName(s, r, func() []*network { return s.networks },
+		func(n *network) string { return n.name }, s.networkSchemaLocked)
+	if errBody != nil {
+		return errStatus, errBody
+	}
+	resp := networkListResponse{MetaResponse: schema.MetaResponse{Meta: meta}}
+	resp.Networks = nets
+	return http.StatusOK, resp
+}
+
+// listByName answers a list of seeded items: those the query's name
+// selects (all without one), paged, each as view shows it (view runs with
+// the server locked). A bad page answers errBody.
+func listByName[T, V any](s *Server, r *http.Request, items func() []*T, name func(*T) string, view func(*T) V) (page []V, meta schema.Meta, errStatus int, errBody any) {
 	q := r.URL.Query()
-	page, perPage, err := pageParams(q)
+	n, perPage, err := pageParams(q)
 	if err != nil {
-		return errorResp(http.StatusBadRequest, "invalid_input", err.Error())
+		errStatus, errBody = errorResp(http.StatusBadRequest, "invalid_input", err.Error())
+		return nil, meta, errStatus, errBody
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*network
-	for _, n := range s.networks {
-		if q.Get("name") == "" || q.Get("name") == n.name {
-			all = append(all, n)
+	var all []*T
+	for _, it := range items() {
+		if q.Get("name") == "" || q.Get("name") == name(it) {
+			all = append(all, it)
 		}
 	}
-	items, meta := paginate(all, page, perPage)
-	resp := networkListResponse{MetaResponse: schema.MetaResponse{Meta: schema.Meta{Pagination: &meta}}}
-	resp.Networks = []schema.Network{}
-	for _, n := range items {
-		resp.Networks = append(resp.Networks, s.networkSchemaLocked(n))
+	selected, pagination := paginate(all, n, perPage)
+	page = make([]V, 0, len(selected))
+	for _, it := range selected {
+		page = append(page, view(it))
 	}
-	return http.StatusOK, resp
+	return page, schema.Meta{Pagination: &pagination}, 0, nil
 }
 
 // attachLocked checks a create's SSH keys and networks and gives the
