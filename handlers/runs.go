@@ -117,6 +117,10 @@ func (r *RunReconciler) confirmed(id, detail string) bool {
 	return now.Sub(s.since) >= r.Interval/2
 }
 
+// lookTimeout bounds what one task's look at its agent (and the cloud)
+// may take.
+const lookTimeout = 10 * time.Second
+
 // waiting is look's detail for a finished prompt still in its grace.
 const waiting = "waiting for the agent's own callback"
 
@@ -131,7 +135,8 @@ func (r *RunReconciler) look(ctx context.Context, t *fsm.Task) (fsm.RunFinding, 
 	if err != nil {
 		return "", ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.Interval)
+	// A dead agent must not hold up the rest of the pass.
+	ctx, cancel := context.WithTimeout(ctx, min(r.Interval, lookTimeout))
 	defer cancel()
 	workspaces, err := r.Config.Agents.ListWorkspaces(ctx, base, n.ID, t.UserID)
 	if err != nil {
