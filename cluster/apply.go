@@ -33,7 +33,7 @@ func (n *Node) ApplyBytes(ctx context.Context, data []byte) (*fsm.Result, error)
 		}
 		start := time.Now()
 		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-		err := f.Error()
+		err := n.futureError(f)
 		switch {
 		case err == nil:
 			if n.cfg.OnApply != nil {
@@ -135,4 +135,19 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 		return mapRaftErr(err)
 	}
 	return nil
+}
+
+// futureError waits for f's outcome, or for this node to shut down: raft
+// does not answer an entry it took in just as it stopped, and a commit
+// waiting on it would hold up Close for ever (seen in CI: a test cluster's
+// Close waited on its batch lane).
+func (n *Node) futureError(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.shutdownCh:
+		return raft.ErrRaftShutdown
+	}
 }
