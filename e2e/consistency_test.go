@@ -203,8 +203,10 @@ func TestReadyMeansCaughtUp(t *testing.T) {
 	var firstReady time.Duration
 	bad := 0
 	for time.Since(restarted) < 15*time.Second || readyPolls < 50 {
-		if time.Since(restarted) > 90*time.Second {
-			t.Fatalf("the restarted node was ready in only %d polls in 90 s", readyPolls)
+		// Generous: under -race on a loaded machine the node may fall
+		// behind the load again (not ready) many times before 50 polls.
+		if time.Since(restarted) > 4*time.Minute {
+			t.Fatalf("the restarted node was ready in only %d polls in 4 min", readyPolls)
 		}
 		mu.Lock()
 		snapshot := acked
